@@ -1,0 +1,101 @@
+"""yacs config with ``_BASE_`` inheritance, project extensions and helpful unknown-key errors."""
+import difflib
+import importlib
+import os
+
+import yaml
+from yacs.config import CfgNode as _YacsCfgNode
+
+BASE_KEY = "_BASE_"
+_EXTENSIONS = []
+
+
+class ConfigError(KeyError):
+    def __str__(self):  # KeyError quotes its message; keep it readable.
+        return self.args[0]
+
+
+def register_config_extension(add_config_fn):
+    """A project calls this at import time with its ``add_<project>_config(cfg)``; every later
+    ``get_cfg()`` includes the project's keys."""
+    if add_config_fn not in _EXTENSIONS:
+        _EXTENSIONS.append(add_config_fn)
+    return add_config_fn
+
+
+def _load_yaml_with_base(filename):
+    """Load a YAML file, recursively merging the files named by ``_BASE_`` (relative paths are
+    relative to the including file) under it. Returns a plain dict."""
+    if not os.path.isfile(filename):
+        raise FileNotFoundError(f"Config file not found: {filename}")
+    with open(filename) as f:
+        cfg = yaml.safe_load(f) or {}
+    base = cfg.pop(BASE_KEY, None)
+    if base is None:
+        return cfg
+    base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(filename), base)
+    merged = _load_yaml_with_base(base_path)
+    _deep_update(merged, cfg)
+    return merged
+
+
+def _deep_update(dst, src):
+    for key, value in src.items():
+        if isinstance(value, dict) and isinstance(dst.get(key), dict):
+            _deep_update(dst[key], value)
+        else:
+            dst[key] = value
+
+
+def _check_keys(node, loaded, prefix=""):
+    """Raise ConfigError naming the first unknown key, with the closest known key if any."""
+    for key, value in loaded.items():
+        full = prefix + key
+        if key not in node:
+            close = difflib.get_close_matches(key, list(node.keys()), n=1)
+            hint = f" Did you mean '{prefix + close[0]}'?" if close else ""
+            raise ConfigError(f"Unknown config key '{full}'.{hint}")
+        if isinstance(node[key], _YacsCfgNode) and isinstance(value, dict):
+            _check_keys(node[key], value, full + ".")
+
+
+class CfgNode(_YacsCfgNode):
+    def merge_from_file(self, cfg_filename):
+        loaded = _load_yaml_with_base(cfg_filename)
+        _check_keys(self, loaded)
+        self.merge_from_other_cfg(type(self)(loaded))
+
+    def merge_from_list(self, cfg_list):
+        if len(cfg_list) % 2:
+            raise ConfigError(f"Overrides must be KEY VALUE pairs, got an odd list: {cfg_list}")
+        for full_key in cfg_list[0::2]:
+            node, parts = self, full_key.split(".")
+            for depth, part in enumerate(parts):
+                prefix = ".".join(parts[:depth])
+                _check_keys(node, {part: None}, prefix + "." if prefix else "")
+                node = node[part]
+        super().merge_from_list(cfg_list)
+
+
+def read_imports(cfg_filename):
+    """The project modules a config file (or its bases) asks for, read before the config is built
+    so that their keys and registered components exist."""
+    return list(_load_yaml_with_base(cfg_filename).get("IMPORTS", []))
+
+
+def import_projects(module_names):
+    for name in module_names:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ImportError(f"Cannot import project module '{name}' listed in IMPORTS: {err}") from err
+
+
+def get_cfg():
+    """A fresh copy of the default config, with every registered project extension applied."""
+    from .defaults import _C
+
+    cfg = _C.clone()
+    for add_config in _EXTENSIONS:
+        add_config(cfg)
+    return cfg

@@ -1,0 +1,96 @@
+"""Default values of every core config key. Projects add theirs through an extension."""
+from .config import CfgNode as CN
+
+_C = CN()
+
+# Python modules imported before the config is built: they register a project's components
+# and config keys (e.g. ["projects.PISL"]).
+_C.IMPORTS = []
+_C.SEED = 1
+_C.OUTPUT_DIR = "logs/default"
+# Extra registered hooks (pisl.engine.HOOK_REGISTRY), e.g. ["ClusteringHook"] for unsupervised
+# methods; a hook that provides the training loader makes the run ignore identity labels.
+_C.HOOKS = []
+
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "Baseline"
+# "auto" = CUDA when available, else CPU. Every tensor placement goes through this key.
+_C.MODEL.DEVICE = "auto"
+# A checkpoint to start from (or to evaluate with --eval-only); "" = none.
+_C.MODEL.WEIGHTS = ""
+_C.MODEL.PIXEL_MEAN = [0.485, 0.456, 0.406]
+_C.MODEL.PIXEL_STD = [0.229, 0.224, 0.225]
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "resnet50"
+_C.MODEL.BACKBONE.LAST_STRIDE = 1
+# Load ImageNet weights: from PRETRAIN_PATH when set, else from torchvision's cache.
+_C.MODEL.BACKBONE.PRETRAIN = True
+_C.MODEL.BACKBONE.PRETRAIN_PATH = ""
+
+_C.MODEL.HEADS = CN()
+_C.MODEL.HEADS.NAME = "EmbeddingHead"
+_C.MODEL.HEADS.POOL = "avg"  # avg | gem
+_C.MODEL.HEADS.GEM_P = 3.0
+
+_C.MODEL.LOSSES = CN()
+# Registered loss names applied by the Baseline; each has a weight below.
+_C.MODEL.LOSSES.NAMES = ["CrossEntropyLoss", "SoftTripletLoss"]
+_C.MODEL.LOSSES.CE = CN()
+_C.MODEL.LOSSES.CE.EPSILON = 0.1
+_C.MODEL.LOSSES.CE.SCALE = 1.0
+_C.MODEL.LOSSES.TRI = CN()
+_C.MODEL.LOSSES.TRI.SCALE = 1.0
+
+_C.INPUT = CN()
+_C.INPUT.SIZE_TRAIN = [256, 128]  # height, width
+_C.INPUT.SIZE_TEST = [256, 128]
+_C.INPUT.FLIP_PROB = 0.5
+_C.INPUT.PADDING = 10
+_C.INPUT.REA = CN()
+_C.INPUT.REA.ENABLED = True
+_C.INPUT.REA.PROB = 0.5
+
+_C.DATASETS = CN()
+_C.DATASETS.ROOT = "datasets"
+_C.DATASETS.NAMES = ["Synthetic"]
+_C.DATASETS.TESTS = ["Synthetic"]
+# Synthetic dataset generator (see pisl/data/datasets/synthetic.py).
+_C.DATASETS.SYNTHETIC = CN()
+_C.DATASETS.SYNTHETIC.SEED = 0
+_C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 60
+_C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 40
+_C.DATASETS.SYNTHETIC.NUM_CAMERAS = 3
+_C.DATASETS.SYNTHETIC.IMAGES_PER_CAMERA = 3
+
+_C.DATALOADER = CN()
+_C.DATALOADER.SAMPLER = "PKSampler"  # PKSampler | CameraAwareSampler | RandomSampler
+_C.DATALOADER.NUM_INSTANCE = 4
+_C.DATALOADER.NUM_WORKERS = 2
+
+_C.SOLVER = CN()
+_C.SOLVER.OPTIMIZER = "Adam"  # Adam | SGD
+_C.SOLVER.BASE_LR = 3.5e-4
+_C.SOLVER.WEIGHT_DECAY = 5e-4
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.IMS_PER_BATCH = 64
+_C.SOLVER.MAX_EPOCH = 50
+_C.SOLVER.ITERS_PER_EPOCH = 400  # 0 = one pass over the training set
+_C.SOLVER.SCHEDULER = "StepLR"  # StepLR | CosineAnnealingLR
+_C.SOLVER.STEPS = [20]  # epochs at which StepLR multiplies the LR by GAMMA
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.WARMUP_EPOCHS = 0
+_C.SOLVER.CHECKPOINT_PERIOD = 1  # epochs
+_C.SOLVER.LOG_PERIOD = 20  # iterations
+
+_C.TEST = CN()
+_C.TEST.EVAL_PERIOD = 5  # epochs; 0 = only at the end
+_C.TEST.IMS_PER_BATCH = 128
+_C.TEST.METRIC = "euclidean"  # euclidean (on L2-normalised features) | cosine
+_C.TEST.RERANK = CN()
+_C.TEST.RERANK.ENABLED = False
+_C.TEST.RERANK.K1 = 20
+_C.TEST.RERANK.K2 = 6
+_C.TEST.RERANK.LAMBDA = 0.3
+# Query rows per chunk when ranking the gallery; bounds memory on MSMT17-size matrices.
+_C.TEST.CHUNK_SIZE = 1024

@@ -1,0 +1,5 @@
+from .build import build_test_loader, build_train_loader, set_loader_epoch
+from .common import ImageListDataset
+from .datasets import DATASET_REGISTRY, build_dataset
+from .samplers import SAMPLER_REGISTRY
+from .transforms import build_transforms

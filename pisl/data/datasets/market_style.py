@@ -1,0 +1,72 @@
+"""Datasets stored as folders of images whose file names carry identity and camera:
+Market-1501, CUHK03-NP (Market layout) and VeRi-776."""
+import glob
+import os
+import re
+
+from .bases import DATASET_REGISTRY, ReidDataset
+
+
+def parse_folder(folder, pattern, pid_range=None, cam_range=None):
+    """List ``(path, pid, camid)`` for the images of a folder.
+
+    pid and camera come from ``pattern`` applied to the file *name* (the reference applies it
+    to the full path, which breaks on folder names with digits). Junk images (pid -1) are
+    dropped; cameras become 0-based.
+    """
+    items = []
+    for path in sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png"))):
+        match = pattern.search(os.path.basename(path))
+        if match is None:
+            continue
+        pid, cam = int(match.group(1)), int(match.group(2))
+        if pid == -1:
+            continue
+        if pid_range is not None and not pid_range[0] <= pid <= pid_range[1]:
+            raise ValueError(f"{path}: identity {pid} outside {pid_range}")
+        if cam_range is not None and not cam_range[0] <= cam <= cam_range[1]:
+            raise ValueError(f"{path}: camera {cam} outside {cam_range}")
+        items.append((path, pid, cam - 1))
+    return items
+
+
+class MarketLayoutDataset(ReidDataset):
+    """``<dataset_dir>/{bounding_box_train,query,bounding_box_test}`` with Market file names.
+    pid 0 (distractors) stays in the gallery, as in the Market protocol."""
+
+    pattern = re.compile(r"([-\d]+)_c(\d+)")
+    folders = ("bounding_box_train", "query", "bounding_box_test")
+    pid_range = None
+    cam_range = None
+
+    def __init__(self, root):
+        super().__init__(root)
+        paths = [os.path.join(self.dataset_dir, folder) for folder in self.folders]
+        self.check_folders(*paths)
+        self.train, self.query, self.gallery = (
+            parse_folder(p, self.pattern, self.pid_range, self.cam_range) for p in paths
+        )
+        if not self.train:
+            raise FileNotFoundError(f"{self.name}: no images found in {paths[0]}")
+
+
+@DATASET_REGISTRY.register()
+class Market1501(MarketLayoutDataset):
+    dataset_dir = "Market-1501-v15.09.15"
+    layout_help = "  <ROOT>/Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}/PPPP_cCsS_FFFFFF_NN.jpg"
+
+
+@DATASET_REGISTRY.register()
+class CUHK03NP(MarketLayoutDataset):
+    dataset_dir = os.path.join("cuhk03-np", "detected")
+    layout_help = "  <ROOT>/cuhk03-np/detected/{bounding_box_train,query,bounding_box_test}/PPPP_cV_KK.jpg"
+
+
+@DATASET_REGISTRY.register()
+class VeRi(MarketLayoutDataset):
+    dataset_dir = "VeRi"
+    layout_help = "  <ROOT>/VeRi/{image_train,image_query,image_test}/VVVV_cCCC_*.jpg"
+    pattern = re.compile(r"([-\d]+)_c([-\d]+)")
+    folders = ("image_train", "image_query", "image_test")
+    pid_range = (0, 776)
+    cam_range = (1, 20)

@@ -1,0 +1,4 @@
+from .defaults import DefaultTrainer, build_train_items, default_argument_parser, setup
+from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
+from .launch import launch
+from .trainer import HookBase, SimpleTrainer, TrainerBase

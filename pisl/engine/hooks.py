@@ -1,0 +1,144 @@
+"""Core hooks: LR schedule, checkpointing, periodic evaluation and metric writers."""
+import datetime
+import json
+import logging
+import os
+import time
+
+from ..evaluation import results_table
+from ..utils import comm
+from ..utils.checkpoint import atomic_save, unwrap
+from ..utils.env import rng_state
+from ..utils.registry import Registry
+from .trainer import HookBase
+
+HOOK_REGISTRY = Registry("HOOK")
+logger = logging.getLogger(__name__)
+
+
+class LRScheduler(HookBase):
+    """Steps an epoch-based scheduler after every epoch."""
+
+    def __init__(self, scheduler):
+        self.scheduler = scheduler
+
+    def after_epoch(self):
+        self.scheduler.step()
+
+
+class Checkpointer(HookBase):
+    """After every ``period`` epochs (and the last), atomically writes ``last_checkpoint.pth``
+    with everything a resumed run needs: model, optimizer, scheduler, next epoch, every hook's
+    state and the RNG state. The last epoch also writes ``model_final.pth``."""
+
+    LAST = "last_checkpoint.pth"
+
+    def __init__(self, output_dir, period=1, scheduler=None):
+        self.output_dir, self.period, self.scheduler = output_dir, period, scheduler
+
+    def checkpoint(self):
+        t = self.trainer
+        return {
+            "model": unwrap(t.model).state_dict(),
+            "optimizer": t.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "epoch": t.epoch + 1,
+            "hooks": {type(h).__name__: h.state_dict() for h in t.hooks},
+            "rng": rng_state(),
+        }
+
+    def after_epoch(self):
+        last = self.trainer.epoch + 1 == self.trainer.max_epoch
+        if not comm.is_main_process() or not (last or (self.trainer.epoch + 1) % self.period == 0):
+            return
+        state = self.checkpoint()
+        atomic_save(state, os.path.join(self.output_dir, self.LAST))
+        if last:
+            atomic_save({"model": state["model"]}, os.path.join(self.output_dir, "model_final.pth"))
+        logger.info(f"Saved checkpoint of epoch {self.trainer.epoch} to {self.output_dir}")
+
+
+class EvalHook(HookBase):
+    """Calls ``eval_fn()`` -> ``{dataset: metrics}`` every ``period`` epochs and after the last
+    one, logs a table and keeps the latest results in the trainer's storage."""
+
+    def __init__(self, period, eval_fn):
+        self.period, self.eval_fn = period, eval_fn
+        self.history = []
+
+    def after_epoch(self):
+        epoch = self.trainer.epoch
+        if epoch + 1 == self.trainer.max_epoch or (self.period > 0 and (epoch + 1) % self.period == 0):
+            start = time.perf_counter()
+            results = self.eval_fn()
+            comm.synchronize()
+            logger.info(f"Evaluation after epoch {epoch} ({time.perf_counter() - start:.1f} s):\n{results_table(results)}")
+            self.history.append({"epoch": epoch, **{name: r for name, r in results.items()}})
+            self.trainer.storage["eval"] = results
+
+    def state_dict(self):
+        return {"history": self.history}
+
+    def load_state_dict(self, state):
+        self.history = state.get("history", [])
+
+
+class MetricsWriter(HookBase):
+    """Logs losses, LR, speed and ETA every ``period`` iterations to the console and to
+    ``metrics.json`` (one JSON object a line), and to TensorBoard when it is installed."""
+
+    def __init__(self, output_dir, period=20):
+        self.output_dir, self.period = output_dir, period
+        self._tb = None
+        self._json = None
+
+    def before_train(self):
+        if not comm.is_main_process():
+            return
+        self._json = open(os.path.join(self.output_dir, "metrics.json"), "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(self.output_dir)
+        except ImportError:
+            self._tb = None
+        self._start = time.perf_counter()
+        self._steps_done = 0
+
+    def after_step(self):
+        t = self.trainer
+        if not comm.is_main_process():
+            return
+        self._steps_done += 1
+        last_iter = t.iter + 1 == t.iters_per_epoch
+        if (t.iter + 1) % self.period and not last_iter:
+            return
+        global_step = t.epoch * t.iters_per_epoch + t.iter + 1
+        lr = t.optimizer.param_groups[0]["lr"]
+        remaining = (t.max_epoch - t.epoch) * t.iters_per_epoch - t.iter - 1
+        eta = datetime.timedelta(seconds=int(remaining * (time.perf_counter() - self._start) / self._steps_done))
+        scalars = {k: v for k, v in t.storage.items() if isinstance(v, float)}
+        text = "  ".join(f"{k}: {v:.4g}" for k, v in scalars.items())
+        logger.info(f"epoch {t.epoch} iter {t.iter + 1}/{t.iters_per_epoch}  {text}  lr: {lr:.3g}  eta: {eta}")
+        self._write({"epoch": t.epoch, "iter": t.iter + 1, "lr": lr, **scalars}, global_step)
+
+    def after_epoch(self):
+        results = self.trainer.storage.pop("eval", None)
+        if results and comm.is_main_process():
+            step = (self.trainer.epoch + 1) * self.trainer.iters_per_epoch
+            for name, metrics in results.items():
+                self._write({"epoch": self.trainer.epoch, **{f"{name}/{k}": v for k, v in metrics.items()}}, step)
+
+    def _write(self, record, step):
+        self._json.write(json.dumps(record) + "\n")
+        self._json.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if key not in ("epoch", "iter"):
+                    self._tb.add_scalar(key, value, step)
+
+    def after_train(self):
+        if self._json:
+            self._json.close()
+        if self._tb:
+            self._tb.close()

@@ -1,0 +1,47 @@
+"""Start one process per device (or per CPU worker with gloo), or join a torchrun group."""
+import os
+import socket
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _backend():
+    return "nccl" if torch.cuda.is_available() else "gloo"
+
+
+def launch(main_func, num_processes, args=()):
+    """Run ``main_func(*args)`` in ``num_processes`` processes (one per GPU, or CPU processes
+    talking over gloo). Under torchrun (``WORLD_SIZE`` set) join its group instead."""
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        dist.init_process_group(_backend())
+        _set_cuda_device(int(os.environ.get("LOCAL_RANK", 0)))
+        try:
+            return main_func(*args)
+        finally:
+            dist.destroy_process_group()
+    if num_processes <= 1:
+        return main_func(*args)
+    url = f"tcp://127.0.0.1:{_free_port()}"
+    mp.spawn(_worker, nprocs=num_processes, args=(main_func, num_processes, url, args), daemon=False)
+
+
+def _set_cuda_device(local_rank):
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+
+
+def _worker(rank, main_func, world_size, url, args):
+    dist.init_process_group(_backend(), init_method=url, world_size=world_size, rank=rank)
+    _set_cuda_device(rank)
+    try:
+        main_func(*args)
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,120 @@
+"""An epoch-based trainer with hooks (before/after train, epoch and step)."""
+import logging
+import time
+import weakref
+
+import numpy as np
+
+from ..data import set_loader_epoch
+from ..utils import comm
+from ..utils.env import seed_all
+
+logger = logging.getLogger(__name__)
+
+
+class HookBase:
+    """Override any of the six callbacks. ``self.trainer`` is set when registered. A hook with
+    state that a resumed run needs implements ``state_dict``/``load_state_dict``."""
+
+    trainer = None
+
+    def before_train(self): pass
+    def after_train(self): pass
+    def before_epoch(self): pass
+    def after_epoch(self): pass
+    def before_step(self): pass
+    def after_step(self): pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+class TrainerBase:
+    """Runs ``run_step`` ``iters_per_epoch`` times per epoch, from ``start_epoch`` to
+    ``max_epoch``, calling hooks around. ``epoch`` is the current 0-based epoch; ``iter`` counts
+    iterations within it. ``storage`` holds the latest scalars for writers."""
+
+    def __init__(self):
+        self._hooks = []
+        self.start_epoch, self.max_epoch, self.epoch, self.iter = 0, 0, 0, 0
+        self.storage = {}
+
+    def register_hooks(self, hooks):
+        for hook in hooks:
+            if hook is None:
+                continue
+            hook.trainer = weakref.proxy(self)  # no reference cycle trainer <-> hook
+            self._hooks.append(hook)
+
+    @property
+    def hooks(self):
+        return list(self._hooks)
+
+    def train(self, start_epoch, max_epoch):
+        self.start_epoch, self.max_epoch = start_epoch, max_epoch
+        logger.info(f"Starting training from epoch {start_epoch} to {max_epoch}")
+        self._call("before_train")
+        try:
+            for self.epoch in range(start_epoch, max_epoch):
+                self.before_epoch()
+                for self.iter in range(self.iters_per_epoch):
+                    self._call("before_step")
+                    self.run_step()
+                    self._call("after_step")
+                self._call("after_epoch")
+        finally:
+            self._call("after_train")
+
+    def before_epoch(self):
+        self._call("before_epoch")
+
+    def _call(self, name):
+        for hook in self._hooks:
+            getattr(hook, name)()
+
+    @property
+    def iters_per_epoch(self):
+        raise NotImplementedError
+
+    def run_step(self):
+        raise NotImplementedError
+
+
+class SimpleTrainer(TrainerBase):
+    """One optimisation step per iteration: batch -> loss dict -> sum -> backward -> step.
+
+    The random streams of an epoch (sampler order, augmentation, any noise inside the model)
+    are re-seeded from (SEED, epoch, rank) when the epoch starts, so a run resumed at an epoch
+    boundary repeats exactly what an uninterrupted run does.
+    """
+
+    def __init__(self, model, train_loader, optimizer, seed=0):
+        super().__init__()
+        self.model, self.train_loader, self.optimizer, self.seed = model, train_loader, optimizer, seed
+        self._data_iter = None
+
+    @property
+    def iters_per_epoch(self):
+        return len(self.train_loader)
+
+    def before_epoch(self):
+        seed_all(int(np.random.SeedSequence([self.seed, self.epoch, comm.get_rank()]).generate_state(1)[0]))
+        super().before_epoch()  # hooks may replace self.train_loader (e.g. clustering)
+        set_loader_epoch(self.train_loader, self.epoch, self.seed)
+        self._data_iter = iter(self.train_loader)
+
+    def run_step(self):
+        start = time.perf_counter()
+        batch = next(self._data_iter)
+        data_time = time.perf_counter() - start
+        self.model.train()
+        loss_dict = self.model(batch)
+        losses = sum(loss_dict.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.backward()
+        self.optimizer.step()
+        self.storage = {"loss": losses.item(), **{k: v.item() for k, v in loss_dict.items()},
+                        "data_time": data_time, "time": time.perf_counter() - start}

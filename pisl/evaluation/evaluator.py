@@ -1,0 +1,79 @@
+"""Feature extraction over a loader and the re-ID evaluation of a model on a test set."""
+import logging
+from collections import defaultdict
+
+import torch
+from tabulate import tabulate
+from tqdm import tqdm
+
+from ..data import build_test_loader
+from ..utils import comm
+from .metrics import evaluate_rank
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def extract_features(model, loader, feature_fn=None, desc="Extracting features"):
+    """Run ``feature_fn(batch)`` (default: the model's eval forward, as ``{"global": feats}``)
+    over a loader. Returns ``(dict of CPU tensors with one row per item, row indices)``: rows
+    whose image could not be read are missing, and ``indices`` says which items are present."""
+    was_training = model.training
+    model.eval()
+    feature_fn = feature_fn or (lambda batch: {"global": model(batch)})
+    chunks, indices = defaultdict(list), []
+    for batch in tqdm(loader, desc=desc, disable=not comm.is_main_process(), mininterval=10, leave=False):
+        for key, value in feature_fn(batch).items():
+            chunks[key].append(value.float().cpu())
+        indices.append(batch["index"])
+    model.train(was_training)
+    indices = torch.cat(indices)
+    feats = {key: torch.cat(value) for key, value in chunks.items()}
+    # An unreadable image is replaced by the next item in the loader: keep one row per item.
+    unique, first = _first_occurrence(indices)
+    if len(unique) < len(indices):
+        feats = {key: value[first] for key, value in feats.items()}
+    return feats, unique
+
+
+def _first_occurrence(indices):
+    unique, inverse = torch.unique(indices, return_inverse=True)
+    first = torch.full((len(unique),), len(indices), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(indices)), reduce="amin")
+    return unique, first
+
+
+class ReidEvaluator:
+    """Evaluates the global feature on ``query`` + ``gallery`` of a dataset."""
+
+    def __init__(self, cfg, dataset):
+        self.cfg = cfg
+        self.dataset_name = dataset.name
+        self.query, self.gallery = dataset.query, dataset.gallery
+        self.loader = build_test_loader(cfg, self.query + self.gallery)
+
+    def evaluate(self, model):
+        feats, idx = extract_features(model, self.loader, desc=f"Evaluating on {self.dataset_name}")
+        feats = feats["global"]
+        items = self.query + self.gallery
+        num_q = len(self.query)
+        is_query = idx < num_q
+        pids = torch.tensor([items[i][1] for i in idx])
+        cams = torch.tensor([items[i][2] for i in idx])
+        qf, gf = feats[is_query], feats[~is_query]
+        t = self.cfg.TEST
+        distmat = None
+        if t.RERANK.ENABLED:
+            from .rerank import re_ranking
+
+            distmat = re_ranking(qf, gf, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA)
+        results = evaluate_rank(qf, gf, pids[is_query], pids[~is_query], cams[is_query], cams[~is_query],
+                                metric=t.METRIC, chunk_size=t.CHUNK_SIZE, distmat=distmat)
+        return results
+
+
+def results_table(results_per_dataset):
+    """A pipe table of metrics per dataset, for logs and README files."""
+    keys = ["mAP", "Rank-1", "Rank-5", "Rank-10", "mINP"]
+    rows = [[name] + [f"{res[k]:.2f}" for k in keys] for name, res in results_per_dataset.items()]
+    return tabulate(rows, headers=["dataset"] + keys, tablefmt="pipe")

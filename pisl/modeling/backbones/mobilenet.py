@@ -1,0 +1,30 @@
+import torch.nn as nn
+from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+
+from .build import BACKBONE_REGISTRY, find_pretrained_file, load_pretrained
+
+
+@BACKBONE_REGISTRY.register(name="mobilenet_v2")
+class MobileNetV2(nn.Module):
+    """torchvision MobileNetV2 (width 1.0) features, 1280 channels. ``last_stride=1`` removes
+    the stride of its last down-sampling block (stride 16 instead of 32), like ResNet's."""
+
+    out_channels = 1280
+
+    def __init__(self, last_stride=1, pretrained=False, pretrain_path=""):
+        super().__init__()
+        net = mobilenet_v2()
+        if pretrained:
+            # Files in torchvision's layout may lack classifier.* (e.g. shared/weights).
+            load_pretrained(net.features, find_pretrained_file(pretrain_path, MobileNet_V2_Weights.IMAGENET1K_V1.url), "features.")
+        if last_stride == 1:
+            net.features[14].conv[1][0].stride = (1, 1)
+        self.body = net.features
+
+    @classmethod
+    def from_config(cls, cfg):
+        b = cfg.MODEL.BACKBONE
+        return cls(b.LAST_STRIDE, b.PRETRAIN, b.PRETRAIN_PATH)
+
+    def forward(self, x):
+        return self.body(x)

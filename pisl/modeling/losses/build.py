@@ -1,0 +1,51 @@
+import torch.nn as nn
+
+from ...utils.registry import Registry
+from .functional import cross_entropy_label_smooth, soft_triplet
+
+LOSS_REGISTRY = Registry("LOSS")
+
+
+class ReidLoss(nn.Module):
+    """A registered loss: ``forward(outputs, batch)`` reads what it needs from the model's
+    training outputs and the batch, and returns a scalar already multiplied by its weight."""
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls()
+
+
+@LOSS_REGISTRY.register()
+class CrossEntropyLoss(ReidLoss):
+    """Label-smoothed identity loss on ``outputs["logits"]``."""
+
+    def __init__(self, epsilon=0.1, scale=1.0):
+        super().__init__()
+        self.epsilon, self.scale = epsilon, scale
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg.MODEL.LOSSES.CE.EPSILON, cfg.MODEL.LOSSES.CE.SCALE)
+
+    def forward(self, outputs, batch):
+        return self.scale * cross_entropy_label_smooth(outputs["logits"], batch["targets"], self.epsilon)
+
+
+@LOSS_REGISTRY.register()
+class SoftTripletLoss(ReidLoss):
+    """Batch-hard soft-margin triplet on the (un-normalised) BN-neck ``outputs["features"]``."""
+
+    def __init__(self, scale=1.0):
+        super().__init__()
+        self.scale = scale
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg.MODEL.LOSSES.TRI.SCALE)
+
+    def forward(self, outputs, batch):
+        return self.scale * soft_triplet(outputs["features"], batch["targets"])
+
+
+def build_losses(cfg):
+    return nn.ModuleDict({name: LOSS_REGISTRY.get(name).from_config(cfg) for name in cfg.MODEL.LOSSES.NAMES})

@@ -1,0 +1,48 @@
+"""Seeding and device selection: the one place where the run decides where tensors live."""
+import logging
+import random
+
+import numpy as np
+import torch
+
+from . import comm
+
+logger = logging.getLogger(__name__)
+
+
+def seed_all(seed):
+    """Seed Python, NumPy and torch (all devices) with one integer."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(name="auto"):
+    """Turn ``MODEL.DEVICE`` ("auto", "cpu", "cuda", "cuda:1") into a torch.device.
+
+    Under DDP each process uses the GPU of its local rank.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"MODEL.DEVICE is '{name}' but CUDA is not available; use 'cpu' or 'auto'")
+        if name == "cuda" and comm.get_world_size() > 1:
+            name = f"cuda:{comm.get_rank() % torch.cuda.device_count()}"
+    return torch.device(name)
+
+
+def rng_state():
+    """Everything needed to continue a random stream exactly (saved in checkpoints)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

@@ -1,0 +1,43 @@
+#!/usr/bin/env python
+"""Train or evaluate any project's model from a config file.
+
+    python tools/train_net.py --config-file projects/PISL/configs/market.yml [KEY VALUE ...]
+    python tools/train_net.py --config-file F --eval-only MODEL.WEIGHTS path/to/model.pth
+    python tools/train_net.py --config-file F --resume          # continue a killed run
+
+The config's IMPORTS name the project modules to load; nothing project-specific is imported here.
+"""
+import logging
+import os
+import sys
+
+# Projects live beside the core (projects/...), importable from a source checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pisl.engine import DefaultTrainer, default_argument_parser, launch, setup  # noqa: E402
+from pisl.evaluation import results_table  # noqa: E402
+from pisl.modeling import build_model  # noqa: E402
+from pisl.utils.checkpoint import load_model_weights  # noqa: E402
+
+logger = logging.getLogger("pisl.train_net")
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        if not cfg.MODEL.WEIGHTS:
+            raise SystemExit("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth")
+        model = build_model(cfg)
+        load_model_weights(model, cfg.MODEL.WEIGHTS)
+        results = DefaultTrainer.test(cfg, model)
+    else:
+        trainer = DefaultTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+    logger.info(f"Final results:\n{results_table(results)}")
+    return results
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(main, args.num_gpus, args=(args,))
