@@ -7,6 +7,7 @@
 
 The config's IMPORTS name the project modules to load; nothing project-specific is imported here.
 """
+import json
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pisl.engine import DefaultTrainer, default_argument_parser, launch, setup  # noqa: E402
 from pisl.evaluation import results_table  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
+from pisl.utils import comm  # noqa: E402
 from pisl.utils.checkpoint import load_model_weights  # noqa: E402
 
 logger = logging.getLogger("pisl.train_net")
@@ -35,6 +37,10 @@ def main(args):
         trainer.resume_or_load(resume=args.resume)
         results = trainer.train()
     logger.info(f"Final results:\n{results_table(results)}")
+    if comm.is_main_process():
+        name = "eval_results.json" if args.eval_only else "results.json"
+        with open(os.path.join(cfg.OUTPUT_DIR, name), "w") as f:
+            json.dump(results, f, indent=1)
     return results
 
 

@@ -1,0 +1,61 @@
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+
+from pisl.modeling.backbones import MobileNetV2, ResNet50
+from pisl.utils.checkpoint import atomic_save, load_model_weights
+
+from conftest import MOBILENET_WEIGHTS, requires_mobilenet_weights
+
+
+def test_atomic_save_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "ck.pth"
+    atomic_save({"a": torch.ones(2)}, str(path))
+    atomic_save({"a": torch.zeros(2)}, str(path))
+    assert torch.load(path)["a"].sum() == 0
+    assert os.listdir(tmp_path) == ["ck.pth"]
+
+
+def test_load_skips_mismatched_shapes_with_warning(tmp_path, caplog):
+    src = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5))
+    atomic_save({"model": src.state_dict()}, str(tmp_path / "m.pth"))
+    dst = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 7))
+    load_model_weights(dst, str(tmp_path / "m.pth"))
+    assert torch.equal(dst[0].weight, src[0].weight)
+    assert "shape mismatch" in caplog.text and "1.weight" in caplog.text
+
+
+def test_checkpoint_of_another_model_is_an_error(tmp_path):
+    atomic_save({"model": nn.Linear(3, 4).state_dict()}, str(tmp_path / "m.pth"))
+    with pytest.raises(ValueError, match="no weight of this model"):
+        load_model_weights(nn.Conv2d(1, 1, 1), str(tmp_path / "m.pth"))
+
+
+def test_pretrained_without_file_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="PRETRAIN_PATH"):
+        ResNet50(pretrained=True)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        MobileNetV2(pretrained=True, pretrain_path=str(tmp_path / "missing.pth"))
+
+
+def test_wrong_weights_file_is_an_error(tmp_path):
+    atomic_save(nn.Linear(3, 4).state_dict(), str(tmp_path / "w.pth"))
+    with pytest.raises(ValueError, match="does not fit"):
+        MobileNetV2(pretrained=True, pretrain_path=str(tmp_path / "w.pth"))
+
+
+def test_last_stride_one_feature_map_sizes():
+    x = torch.zeros(1, 3, 128, 64)
+    assert MobileNetV2(last_stride=1)(x).shape == (1, 1280, 8, 4)
+    assert MobileNetV2(last_stride=2)(x).shape == (1, 1280, 4, 2)
+    assert ResNet50(last_stride=1)(x).shape == (1, 2048, 8, 4)
+
+
+@requires_mobilenet_weights
+def test_shared_mobilenet_weights_load():
+    net = MobileNetV2(pretrained=True, pretrain_path=MOBILENET_WEIGHTS)
+    sd = torch.load(MOBILENET_WEIGHTS, map_location="cpu")
+    assert torch.equal(net.body[0][0].weight, sd["features.0.0.weight"])

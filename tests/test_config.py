@@ -1,0 +1,49 @@
+import pytest
+
+from pisl.config import ConfigError, get_cfg, register_config_extension
+from pisl.config.config import _EXTENSIONS
+
+
+def test_base_inheritance_and_overrides(tmp_path):
+    (tmp_path / "base.yml").write_text("SOLVER:\n  BASE_LR: 0.5\n  MAX_EPOCH: 3\nINPUT:\n  SIZE_TRAIN: [10, 20]\n")
+    (tmp_path / "child.yml").write_text("_BASE_: base.yml\nSOLVER:\n  MAX_EPOCH: 7\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(str(tmp_path / "child.yml"))
+    assert cfg.SOLVER.BASE_LR == 0.5 and cfg.SOLVER.MAX_EPOCH == 7 and list(cfg.INPUT.SIZE_TRAIN) == [10, 20]
+    cfg.merge_from_list(["SOLVER.MAX_EPOCH", "9", "MODEL.DEVICE", "cpu"])
+    assert cfg.SOLVER.MAX_EPOCH == 9 and cfg.MODEL.DEVICE == "cpu"
+
+
+def test_unknown_key_in_file_names_key_and_close_match(tmp_path):
+    (tmp_path / "bad.yml").write_text("SOLVER:\n  BASE_LRR: 0.1\n")
+    with pytest.raises(ConfigError, match=r"SOLVER.BASE_LRR.*Did you mean 'SOLVER.BASE_LR'"):
+        get_cfg().merge_from_file(str(tmp_path / "bad.yml"))
+
+
+def test_unknown_key_on_command_line():
+    with pytest.raises(ConfigError, match="Unknown config key 'SOLVR'"):
+        get_cfg().merge_from_list(["SOLVR.BASE_LR", "1"])
+    with pytest.raises(ConfigError, match="KEY VALUE"):
+        get_cfg().merge_from_list(["SOLVER.BASE_LR"])
+
+
+def test_project_extension_adds_keys():
+    def add_demo_config(cfg):
+        from pisl.config import CfgNode
+
+        cfg.DEMO_PROJECT = CfgNode()
+        cfg.DEMO_PROJECT.ALPHA = 1.0
+
+    register_config_extension(add_demo_config)
+    try:
+        cfg = get_cfg()
+        cfg.merge_from_list(["DEMO_PROJECT.ALPHA", "2.5"])
+        assert cfg.DEMO_PROJECT.ALPHA == 2.5
+    finally:
+        _EXTENSIONS.remove(add_demo_config)
+    assert "DEMO_PROJECT" not in get_cfg()
+
+
+def test_missing_config_file():
+    with pytest.raises(FileNotFoundError, match="nope.yml"):
+        get_cfg().merge_from_file("nope.yml")

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+
+from pisl.evaluation import evaluate_rank
+
+# Gallery: g0 junk for q0 (same id, same camera), g3 a distractor (pid 0).
+G_PIDS = [1, 2, 1, 0, 1]
+G_CAMS = [0, 1, 1, 1, 2]
+Q_PIDS = [1, 2, 3]
+Q_CAMS = [0, 0, 0]
+DIST = np.array([
+    [0.1, 0.2, 0.3, 0.4, 0.5],  # q0: junk, miss, hit@2, distractor, hit@4
+    [0.5, 0.1, 0.2, 0.3, 0.4],  # q1: hit@1
+    [0.1, 0.2, 0.3, 0.4, 0.5],  # q2: no valid match -> left out
+])
+
+
+def test_hand_computed_case():
+    res = evaluate_rank(None, None, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, distmat=DIST)
+    # q0: AP = (1/2 + 2/4) / 2 = 0.5, INP = 2 / 4; q1: AP = INP = 1.
+    assert res["mAP"] == pytest.approx(75.0)
+    assert res["mINP"] == pytest.approx(75.0)
+    assert res["Rank-1"] == pytest.approx(50.0)
+    assert res["Rank-5"] == pytest.approx(100.0)
+    assert res["num_valid_queries"] == 2
+
+
+def test_chunking_does_not_change_results():
+    a = evaluate_rank(None, None, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, distmat=DIST, chunk_size=1)
+    b = evaluate_rank(None, None, Q_PIDS, G_PIDS, Q_CAMS, G_CAMS, distmat=DIST, chunk_size=100)
+    assert a == b
+
+
+def test_matches_sklearn_average_precision_on_random_features():
+    gen = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(30, 8, generator=gen), dim=1)
+    g = torch.nn.functional.normalize(torch.randn(80, 8, generator=gen), dim=1)
+    q_pids, g_pids = np.arange(30) % 10, np.arange(80) % 10
+    q_cams, g_cams = np.zeros(30, int), np.arange(80) % 3
+    res = evaluate_rank(q, g, q_pids, g_pids, q_cams, g_cams, chunk_size=7)
+    dist = torch.cdist(q, g).numpy()
+    aps = []
+    for i in range(30):
+        keep = ~((g_pids == q_pids[i]) & (g_cams == q_cams[i]))
+        matches = g_pids[keep] == q_pids[i]
+        if matches.any():
+            aps.append(average_precision_score(matches, -dist[i][keep]))
+    assert res["mAP"] == pytest.approx(100 * np.mean(aps), abs=1e-4)
+
+
+def test_no_valid_query_is_an_error():
+    with pytest.raises(ValueError, match="No query"):
+        evaluate_rank(None, None, [5], [1], [0], [1], distmat=np.array([[0.1]]))
