@@ -1,0 +1,73 @@
+"""Pseudo-labels: DBSCAN on the sparse Jaccard distance, outlier policy, centroids, proxies."""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import DBSCAN
+
+from .jaccard import compute_jaccard_distance
+
+
+@dataclass
+class Clustering:
+    labels: np.ndarray  # (N,) cluster id per sample, -1 for a dropped outlier
+    seconds: dict  # wall time per stage
+
+    @property
+    def num_clusters(self):
+        return int(self.labels.max()) + 1 if (self.labels >= 0).any() else 0
+
+
+def dbscan_sparse(distance, eps, min_samples=4, n_jobs=-1):
+    """DBSCAN on a sparse precomputed distance (absent pairs are farther than any eps < 1).
+    Gives the same labels as DBSCAN on the dense matrix."""
+    if not 0 < eps < 1:
+        raise ValueError(f"eps={eps}: the sparse Jaccard distance needs 0 < eps < 1")
+    return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed", n_jobs=n_jobs).fit_predict(distance)
+
+
+def apply_outlier_policy(labels, policy="drop"):
+    """"drop": outliers keep -1 and are left out of training (the reference). "singleton":
+    each outlier becomes a cluster of its own, numbered after the real clusters."""
+    if policy == "drop":
+        return labels
+    if policy == "singleton":
+        labels = labels.copy()
+        outliers = labels < 0
+        labels[outliers] = labels.max(initial=-1) + 1 + np.arange(outliers.sum())
+        return labels
+    raise KeyError(f"Unknown outlier policy '{policy}', expected 'drop' or 'singleton'")
+
+
+def cluster_features(features, eps, k1=30, k2=6, min_samples=4, outliers="drop", rank=None, knn_backend="auto"):
+    """L2-normalised features (N x D) -> pseudo-labels, the reference's clustering step."""
+    start = time.perf_counter()
+    distance = compute_jaccard_distance(features, k1, k2, knn_backend=knn_backend, rank=rank)
+    jaccard_s = time.perf_counter() - start
+    labels = dbscan_sparse(distance, eps, min_samples)
+    dbscan_s = time.perf_counter() - start - jaccard_s
+    return Clustering(apply_outlier_policy(labels, outliers), {"jaccard": jaccard_s, "dbscan": dbscan_s})
+
+
+def cluster_centroids(features, labels):
+    """L2-normalised mean feature of each cluster (C x D); outliers (-1) ignored."""
+    features = torch.as_tensor(features).float()
+    labels = torch.as_tensor(labels)
+    keep = labels >= 0
+    num = int(labels.max()) + 1
+    sums = torch.zeros(num, features.shape[1]).index_add_(0, labels[keep], features[keep])
+    return F.normalize(sums, dim=1)
+
+
+def camera_proxies(features, labels, camids):
+    """One proxy per (cluster, camera) pair present: the L2-normalised mean feature of the
+    cluster's members seen by that camera. Returns (proxies P x D, proxy cluster ids, proxy
+    camera ids), ordered by cluster then camera."""
+    features = torch.as_tensor(features).float()
+    labels, camids = np.asarray(labels), np.asarray(camids)
+    keep = labels >= 0
+    pairs, inverse = np.unique(np.stack([labels[keep], camids[keep]], 1), axis=0, return_inverse=True)
+    sums = torch.zeros(len(pairs), features.shape[1]).index_add_(0, torch.as_tensor(inverse.ravel()), features[torch.as_tensor(keep)])
+    return F.normalize(sums, dim=1), torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])
