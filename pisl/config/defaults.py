@@ -94,3 +94,15 @@ _C.TEST.RERANK.K2 = 6
 _C.TEST.RERANK.LAMBDA = 0.3
 # Query rows per chunk when ranking the gallery; bounds memory on MSMT17-size matrices.
 _C.TEST.CHUNK_SIZE = 1024
+
+# Pseudo-labels of unsupervised methods (the ClusteringHook, enabled by HOOKS).
+_C.CLUSTER = CN()
+_C.CLUSTER.EPS = 0.6
+_C.CLUSTER.MIN_SAMPLES = 4
+_C.CLUSTER.K1 = 30
+_C.CLUSTER.K2 = 6
+_C.CLUSTER.OUTLIERS = "drop"  # drop (reference) | singleton
+_C.CLUSTER.KNN_BACKEND = "auto"  # auto (faiss when installed) | faiss | torch
+_C.CLUSTER.SAMPLER = "CameraAwareSampler"
+# Stop (cleanly) after this many consecutive epochs with fewer than 2 clusters; 0 = never.
+_C.CLUSTER.MAX_DEGENERATE_EPOCHS = 3

@@ -1,4 +1,5 @@
+from .cluster_hook import ClusteringHook, PseudoLabels, cluster_diagnostics, reset_stale_optimizer_state
 from .defaults import DefaultTrainer, build_train_items, default_argument_parser, setup
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .launch import launch
-from .trainer import HookBase, SimpleTrainer, TrainerBase
+from .trainer import HookBase, SimpleTrainer, StopTraining, TrainerBase

@@ -126,6 +126,8 @@ class DefaultTrainer(SimpleTrainer):
             return self.test(self.cfg, self.model)
         super().train(self.start_epoch, self.cfg.SOLVER.MAX_EPOCH)
         eval_hook = next(h for h in self.hooks if isinstance(h, EvalHook))
+        if not eval_hook.history or eval_hook.history[-1]["epoch"] != self.epoch:
+            return self.evaluate()  # stopped early: evaluate what was trained
         return {k: v for k, v in eval_hook.history[-1].items() if k != "epoch"}
 
     def evaluate(self):

@@ -12,6 +12,10 @@ from ..utils.env import seed_all
 logger = logging.getLogger(__name__)
 
 
+class StopTraining(Exception):
+    """Raised by a hook to end training early with a message instead of a stack trace."""
+
+
 class HookBase:
     """Override any of the six callbacks. ``self.trainer`` is set when registered. A hook with
     state that a resumed run needs implements ``state_dict``/``load_state_dict``."""
@@ -65,6 +69,8 @@ class TrainerBase:
                     self.run_step()
                     self._call("after_step")
                 self._call("after_epoch")
+        except StopTraining as stop:
+            logger.warning(f"Training stopped early: {stop}")
         finally:
             self._call("after_train")
 
@@ -98,13 +104,16 @@ class SimpleTrainer(TrainerBase):
 
     @property
     def iters_per_epoch(self):
-        return len(self.train_loader)
+        """Iterations of the current epoch; 0 when a hook left no training data (an epoch
+        without pseudo-labels)."""
+        return len(self.train_loader) if self.train_loader is not None else 0
 
     def before_epoch(self):
         seed_all(int(np.random.SeedSequence([self.seed, self.epoch, comm.get_rank()]).generate_state(1)[0]))
         super().before_epoch()  # hooks may replace self.train_loader (e.g. clustering)
-        set_loader_epoch(self.train_loader, self.epoch, self.seed)
-        self._data_iter = iter(self.train_loader)
+        if self.train_loader is not None:
+            set_loader_epoch(self.train_loader, self.epoch, self.seed)
+            self._data_iter = iter(self.train_loader)
 
     def run_step(self):
         start = time.perf_counter()

@@ -22,6 +22,7 @@ def setup_logger(output_dir=None, name="pisl"):
     """Configure the ``pisl`` logger (and projects' loggers, which propagate to the root)."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it logs every CPU-feature probe
     for handler in list(root.handlers):
         if getattr(handler, "_pisl", False):
             root.removeHandler(handler)

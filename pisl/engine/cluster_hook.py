@@ -1,0 +1,168 @@
+"""The clustering hook: every epoch, unlabelled training images -> pseudo-identities."""
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from tabulate import tabulate
+
+from ..cluster import cluster_features
+from ..data import build_test_loader, build_train_loader
+from ..evaluation import extract_features
+from ..utils import comm
+from ..utils.checkpoint import unwrap
+from .hooks import HOOK_REGISTRY
+from .trainer import HookBase, StopTraining
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PseudoLabels:
+    """What the clustering hook tells the model's modules each epoch (``on_pseudo_labels``).
+
+    ``features`` hold every training image's features by name (``global`` and whatever else the
+    model's ``cluster_features`` returns), ``labels``/``camids`` are per training image
+    (-1 = outlier), and ``clustered`` indexes the images used for training this epoch, in the
+    order of the pseudo-labelled dataset (its ``index`` field).
+    """
+
+    epoch: int
+    features: dict
+    labels: np.ndarray
+    camids: np.ndarray
+    clustered: np.ndarray
+    num_clusters: int
+
+
+def cluster_diagnostics(labels, camids, true_pids=None):
+    """Numbers that describe a clustering. True ids (when known) only measure it."""
+    clustered = labels >= 0
+    sizes = np.bincount(labels[clustered]) if clustered.any() else np.zeros(0, int)
+    cams_per_cluster = [len(np.unique(camids[labels == c])) for c in range(len(sizes))]
+    stats = {
+        "clusters": len(sizes),
+        "clustered images": int(clustered.sum()),
+        "outliers": int((~clustered).sum()),
+        "size p10/p50/p90/max": "/".join(str(int(np.percentile(sizes, q))) for q in (10, 50, 90, 100)) if len(sizes) else "-",
+        "multi-camera clusters %": 100.0 * np.mean(np.asarray(cams_per_cluster) >= 2) if len(sizes) else 0.0,
+    }
+    if true_pids is not None and clustered.sum() > 1:
+        true, pred = true_pids[clustered], labels[clustered]
+        majority = sum(np.bincount(true[pred == c]).max() for c in range(len(sizes)))
+        stats.update({
+            "purity %": 100.0 * majority / clustered.sum(),
+            "NMI": normalized_mutual_info_score(true, pred),
+            "ARI": adjusted_rand_score(true, pred),
+        })
+    return stats
+
+
+@HOOK_REGISTRY.register()
+class ClusteringHook(HookBase):
+    """Before each epoch: extract features of the training set, cluster them (Jaccard +
+    DBSCAN), log diagnostics, swap the trainer's loader for a pseudo-labelled one and call
+    ``on_pseudo_labels(PseudoLabels)`` on every module of the model that defines it (heads,
+    losses, memories re-size and re-initialise themselves there).
+
+    An epoch with fewer than 2 clusters keeps the previous pseudo-labels (or trains nothing if
+    there are none yet); after ``max_degenerate_epochs`` such epochs in a row training stops
+    with a message.
+    """
+
+    provides_train_loader = True
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        c = cfg.CLUSTER
+        self.eps, self.min_samples, self.k1, self.k2 = c.EPS, c.MIN_SAMPLES, c.K1, c.K2
+        self.outliers, self.knn_backend, self.max_degenerate = c.OUTLIERS, c.KNN_BACKEND, c.MAX_DEGENERATE_EPOCHS
+        self.labels = None
+        self.degenerate_epochs = 0
+        self.history = []
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg)
+
+    def before_train(self):
+        items = self.trainer.train_items
+        self.items = items
+        self.camids = np.array([cam for _, _, cam in items])
+        # True ids, for diagnostics only; None when a dataset has none.
+        true = [pid for ds in self.trainer.train_datasets for _, pid, _ in ds.train]
+        self.true_pids = np.unique(np.array(true), return_inverse=True)[1] if len(true) == len(items) else None
+        self.loader = build_test_loader(self.cfg, items)
+
+    def before_epoch(self):
+        t = self.trainer
+        times = {}
+        start = time.perf_counter()
+        model = unwrap(t.model)
+        feats, idx = extract_features(model, self.loader, model.cluster_features, desc="Extracting training features")
+        if len(idx) < len(self.items):
+            raise RuntimeError(f"{len(self.items) - len(idx)} training images could not be read; remove them")
+        times["extract"] = time.perf_counter() - start
+        labels = None
+        if comm.is_main_process():
+            result = cluster_features(feats["global"], self.eps, self.k1, self.k2, self.min_samples,
+                                      self.outliers, knn_backend=self.knn_backend)
+            labels, times = result.labels, {**times, **result.seconds}
+        labels = comm.broadcast_object(labels)
+        stats = cluster_diagnostics(labels, self.camids, self.true_pids)
+        self._log(stats, times)
+        if stats["clusters"] < 2:
+            self._degenerate(stats["clusters"])
+            return
+        self.degenerate_epochs = 0
+        self.labels = labels
+        self._install(feats)
+
+    def _degenerate(self, num_clusters):
+        self.degenerate_epochs += 1
+        msg = f"Epoch {self.trainer.epoch}: only {num_clusters} cluster(s) at eps={self.eps}"
+        if self.max_degenerate and self.degenerate_epochs >= self.max_degenerate:
+            raise StopTraining(f"{msg}, {self.degenerate_epochs} epochs in a row: stopping. Raise CLUSTER.EPS "
+                               "or check the features (e.g. the backbone weights).")
+        if self.labels is None:
+            logger.warning(f"{msg}; no earlier pseudo-labels, so this epoch trains nothing")
+            self.trainer.train_loader = None
+        else:
+            logger.warning(f"{msg}; training on the previous epoch's pseudo-labels")
+
+    def _install(self, feats):
+        t = self.trainer
+        clustered = np.flatnonzero(self.labels >= 0)
+        pseudo_items = [(self.items[i][0], int(self.labels[i]), self.items[i][2]) for i in clustered]
+        t.train_loader = build_train_loader(self.cfg, pseudo_items, self.cfg.CLUSTER.SAMPLER)
+        state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1)
+        for module in unwrap(t.model).modules():
+            if hasattr(module, "on_pseudo_labels"):
+                module.on_pseudo_labels(state)
+        reset_stale_optimizer_state(t.optimizer)
+
+    def _log(self, stats, times):
+        stats = {**stats, **{f"{k} s": v for k, v in times.items()}}
+        self.history.append({"epoch": self.trainer.epoch, **stats})
+        rows = [[k, f"{v:.3f}" if isinstance(v, float) else v] for k, v in stats.items()]
+        logger.info(f"Clustering before epoch {self.trainer.epoch} (eps {self.eps}):\n" + tabulate(rows, tablefmt="pipe"))
+
+    def state_dict(self):
+        return {"labels": self.labels, "degenerate_epochs": self.degenerate_epochs, "history": self.history}
+
+    def load_state_dict(self, state):
+        self.labels = state.get("labels")
+        self.degenerate_epochs = state.get("degenerate_epochs", 0)
+        self.history = state.get("history", [])
+
+
+def reset_stale_optimizer_state(optimizer):
+    """Drop optimizer state (e.g. Adam moments) of parameters whose shape changed, such as a
+    classifier re-sized to this epoch's cluster count."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p)
+            if state and any(torch.is_tensor(v) and v.dim() > 0 and v.shape != p.shape for v in state.values()):
+                del optimizer.state[p]
