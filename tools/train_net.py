@@ -27,10 +27,13 @@ logger = logging.getLogger("pisl.train_net")
 def main(args):
     cfg = setup(args)
     if args.eval_only:
-        if not cfg.MODEL.WEIGHTS:
-            raise SystemExit("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth")
         model = build_model(cfg)
-        load_model_weights(model, cfg.MODEL.WEIGHTS)
+        if cfg.MODEL.WEIGHTS:
+            load_model_weights(model, cfg.MODEL.WEIGHTS)
+        elif cfg.MODEL.BACKBONE.PRETRAIN:
+            logger.warning("--eval-only without MODEL.WEIGHTS: evaluating the ImageNet-initialised model")
+        else:
+            raise SystemExit("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth")
         results = DefaultTrainer.test(cfg, model)
     else:
         trainer = DefaultTrainer(cfg)

@@ -1,0 +1,83 @@
+"""The diffusion machinery of the Spatial Diffusion Model, on vectors of affine parameters."""
+import math
+
+import torch
+import torch.nn as nn
+
+
+def cosine_alphas_cumprod(timesteps=1000, s=0.008):
+    """abar_t for t = 0..T-1 from the cosine schedule (Nichol & Dhariwal), with betas clipped
+    to 0.999 as in the reference."""
+    steps = torch.arange(timesteps + 1, dtype=torch.float64)
+    f = torch.cos(((steps / timesteps) + s) / (1 + s) * math.pi / 2) ** 2
+    abar = f / f[0]
+    betas = (1 - abar[1:] / abar[:-1]).clamp(0, 0.999)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def timestep_embedding(t, dim=512):
+    """[sin(t w), cos(t w)] with w_i = exp(-i ln(10000) / (dim/2 - 1)), sines first."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / (half - 1))
+    args = t.float().unsqueeze(1) * freqs.unsqueeze(0)
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+class Denoiser(nn.Module):
+    """eps_phi(x_t, t, c): an MLP on [x_t ; c ; emb(t)] -> 1024 -> 512 -> dim(x)."""
+
+    def __init__(self, x_dim, cond_dim, time_dim=512):
+        super().__init__()
+        self.time_dim = time_dim
+        self.net = nn.Sequential(
+            nn.Linear(x_dim + cond_dim + time_dim, 1024), nn.ReLU(inplace=True),
+            nn.Linear(1024, 512), nn.ReLU(inplace=True), nn.Linear(512, x_dim),
+        )
+
+    def forward(self, x_t, t, cond):
+        return self.net(torch.cat([x_t, cond, timestep_embedding(t, self.time_dim)], dim=1))
+
+
+class GaussianDiffusion(nn.Module):
+    """Forward noising, x0 prediction and deterministic DDIM (eta = 0) sampling."""
+
+    def __init__(self, timesteps=1000, cosine_s=0.008, clamp=1.5):
+        super().__init__()
+        self.timesteps, self.clamp = timesteps, clamp
+        abar = cosine_alphas_cumprod(timesteps, cosine_s)
+        self.register_buffer("alphas_cumprod", abar.float())
+
+    def _coef(self, t):
+        abar = self.alphas_cumprod[t].unsqueeze(1)
+        return abar.sqrt(), (1 - abar).sqrt()
+
+    def q_sample(self, x0, t, noise):
+        a, b = self._coef(t)
+        return a * x0 + b * noise
+
+    def predict_x0(self, x_t, t, eps):
+        a, b = self._coef(t)
+        return ((x_t - b * eps) / a).clamp(-self.clamp, self.clamp)
+
+    def sample_timesteps(self, steps):
+        """``steps`` timesteps from T-1 down to 0, evenly spaced."""
+        return torch.linspace(self.timesteps - 1, 0, steps).round().long().unique_consecutive()
+
+    @torch.no_grad()
+    def ddim_sample(self, eps_fn, shape, steps=50, generator=None, device=None):
+        """DDIM (eta = 0) from Gaussian noise (drawn with ``generator``, so seeded): at each
+        step predict x0 (clamped), recompute the noise it implies and move to the previous
+        timestep. Returns the final clamped x0."""
+        x = torch.randn(shape, generator=generator, device=device)
+        ts = self.sample_timesteps(steps).tolist()
+        x0 = x
+        for i, t in enumerate(ts):
+            t_batch = torch.full((shape[0],), t, dtype=torch.long, device=x.device)
+            eps = eps_fn(x, t_batch)
+            x0 = self.predict_x0(x, t_batch, eps)
+            a, b = self._coef(t_batch)
+            eps = (x - a * x0) / b  # the noise consistent with the clamped x0
+            if i + 1 < len(ts):
+                a_prev, b_prev = self._coef(torch.full_like(t_batch, ts[i + 1]))
+                x = a_prev * x0 + b_prev * eps
+        return x0

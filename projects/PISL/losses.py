@@ -1,0 +1,158 @@
+"""PISL's registered losses: PSC, camera contrast and SCD (shared/spec/PISL.md)."""
+import torch
+import torch.nn.functional as F
+
+from pisl.cluster import camera_proxies
+from pisl.modeling.losses import LOSS_REGISTRY, ReidLoss, cross_entropy_label_smooth, soft_target_cross_entropy
+
+from .consistency import consistency_scores
+
+
+# ---------------------------------------------------------------- pure functions
+
+def refined_targets(targets, part_logits, agreement, lam):
+    """Label refinement: lam * onehot(y) + (1 - lam) * sg(sum_p softmax(a)_p softmax(z_p))."""
+    weights = F.softmax(agreement, dim=1)  # B x P
+    probs = torch.stack([F.softmax(z.detach(), dim=1) for z in part_logits], dim=1)  # B x P x C
+    ensemble = (weights.unsqueeze(2) * probs).sum(1)
+    onehot = F.one_hot(targets, ensemble.shape[1]).float()
+    return lam * onehot + (1 - lam) * ensemble
+
+
+def agreement_aware_smoothing(logits, targets, agreement):
+    """mean_i [a_i CE(z_i, y_i) + (1 - a_i) KL(u || softmax(z_i))]."""
+    log_probs = F.log_softmax(logits, dim=1)
+    ce = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+    c = logits.shape[1]
+    kl_uniform = (-torch.log(torch.tensor(float(c))) - log_probs).sum(1) / c
+    return (agreement * ce + (1 - agreement) * kl_uniform).mean()
+
+
+def camera_contrast(features, targets, camids, proxies, proxy_pids, proxy_cids, temperature=0.07, num_hard=50):
+    """Inter-camera proxy contrast: positives are the sample's cluster's proxies in *other*
+    cameras; negatives the ``num_hard`` most similar proxies of other clusters. A sample with
+    no positive contributes 0 but counts in the mean."""
+    sims = F.normalize(features, dim=1) @ proxies.t() / temperature  # B x M
+    same_cluster = targets.unsqueeze(1) == proxy_pids.unsqueeze(0)
+    positives = same_cluster & (camids.unsqueeze(1) != proxy_cids.unsqueeze(0))
+    # Top-k on detached similarities with other clusters' proxies; when a row has fewer than
+    # num_hard of them, the -inf (same-cluster) picks are dropped (the reference keeps them).
+    top = sims.detach().masked_fill(same_cluster, float("-inf")).topk(min(num_hard, sims.shape[1]), dim=1)
+    hard = torch.zeros_like(positives).scatter_(1, top.indices, torch.isfinite(top.values))
+    log_denominator = torch.logsumexp(sims.masked_fill(~(positives | hard), float("-inf")), dim=1, keepdim=True)
+    log_prob = (sims - log_denominator).masked_fill(~positives, 0.0)
+    per_sample = -log_prob.sum(1) / positives.sum(1).clamp(min=1)
+    return per_sample.mean()
+
+
+def supervised_contrastive(features, targets, temperature=0.07):
+    """Per-part loss of SCD: -mean_i sum_j M_ij (S_ij - logsumexp_k S_ik) / (sum_j M_ij + 1e-6),
+    S = z z^T / tau on L2-normalised z, M_ij = [y_i = y_j] (diagonal included)."""
+    z = F.normalize(features, dim=1)
+    sims = z @ z.t() / temperature
+    mask = (targets.unsqueeze(0) == targets.unsqueeze(1)).float()
+    log_prob = sims - torch.logsumexp(sims, dim=1, keepdim=True)
+    return -((mask * log_prob).sum(1) / (mask.sum(1) + 1e-6)).mean()
+
+
+def scd_loss(eps_hat, eps, x0_hat, theta, part_features, targets, w_cons=0.5, w_con=0.3, temperature=0.07):
+    """L_noise + w_cons (MSE(x0_hat, sg theta) + 0.1 (1 - cos)) + w_con sum_p softmax(-sg l)_p l_p."""
+    theta = theta.detach()
+    noise = F.mse_loss(eps_hat, eps)
+    cons = F.mse_loss(x0_hat, theta) + 0.1 * (1 - F.cosine_similarity(x0_hat, theta, dim=1).mean())
+    per_part = torch.stack([supervised_contrastive(f, targets, temperature) for f in part_features.unbind(1)])
+    weights = F.softmax(-per_part.detach(), dim=0)
+    return noise + w_cons * cons + w_con * (weights * per_part).sum()
+
+
+# ---------------------------------------------------------------- registered losses
+
+@LOSS_REGISTRY.register()
+class PSCLoss(ReidLoss):
+    """Patch Semantic Consistency: label refinement on the global classifier plus
+    agreement-aware label smoothing on the part classifiers (plain label smoothing before
+    ``ls_start_epoch``). The agreement scores are recomputed every epoch from the clustering
+    features (``on_pseudo_labels``) and looked up by the batch's ``index``."""
+
+    def __init__(self, k=20, score="mmd", lam=0.5, ls_start_epoch=5, epsilon=0.1, scale=1.0, knn_backend="auto"):
+        super().__init__()
+        self.k, self.score, self.lam, self.ls_start_epoch = k, score, lam, ls_start_epoch
+        self.epsilon, self.scale, self.knn_backend = epsilon, scale, knn_backend
+        self.epoch = 0
+        self.register_buffer("agreement", torch.zeros(0, 0))
+
+    @classmethod
+    def from_config(cls, cfg):
+        p = cfg.PISL.PSC
+        return cls(p.K, p.SCORE, p.REFINE_LAMBDA, p.LS_START_EPOCH, p.EPSILON, p.SCALE, cfg.CLUSTER.KNN_BACKEND)
+
+    def on_pseudo_labels(self, state):
+        scores = consistency_scores(state.features["global"], state.features["parts"], self.k, self.score, self.knn_backend)
+        self.agreement = scores[torch.as_tensor(state.clustered)].to(self.agreement.device)
+        self.epoch = state.epoch
+
+    def forward(self, outputs, batch):
+        targets = batch["targets"].to(outputs["logits"].device)
+        agreement = self.agreement[batch["index"].to(self.agreement.device)]
+        global_loss = soft_target_cross_entropy(outputs["logits"], refined_targets(targets, outputs["part_logits"], agreement, self.lam))
+        if self.epoch >= self.ls_start_epoch:
+            part_losses = [agreement_aware_smoothing(z, targets, agreement[:, p]) for p, z in enumerate(outputs["part_logits"])]
+        else:
+            part_losses = [cross_entropy_label_smooth(z, targets, self.epsilon) for z in outputs["part_logits"]]
+        return self.scale * (global_loss + torch.stack(part_losses).mean())
+
+
+@LOSS_REGISTRY.register()
+class CameraContrastLoss(ReidLoss):
+    """W_cam (L_gcam + mean_p L_pcam) with proxies per (cluster, camera), rebuilt each epoch."""
+
+    def __init__(self, temperature=0.07, num_hard=50, scale=0.5):
+        super().__init__()
+        self.temperature, self.num_hard, self.scale = temperature, num_hard, scale
+        for name in ("proxies", "part_proxies", "proxy_pids", "proxy_cids"):
+            self.register_buffer(name, torch.zeros(0))
+
+    @classmethod
+    def from_config(cls, cfg):
+        c = cfg.PISL.CAM
+        return cls(c.TEMP, c.NUM_HARD, c.SCALE)
+
+    def on_pseudo_labels(self, state):
+        keep = state.clustered
+        labels, cams = state.labels[keep], state.camids[keep]
+        device = self.proxies.device
+        proxies, pids, cids = camera_proxies(state.features["global"][keep], labels, cams)
+        parts = state.features["parts"][keep]
+        self.part_proxies = torch.stack([camera_proxies(parts[:, p], labels, cams)[0] for p in range(parts.shape[1])]).to(device)
+        self.proxies, self.proxy_pids, self.proxy_cids = proxies.to(device), pids.to(device), cids.to(device)
+
+    def forward(self, outputs, batch):
+        device = self.proxies.device
+        targets, camids = batch["targets"].to(device), batch["camids"].to(device)
+        args = (targets, camids)
+        common = dict(proxy_pids=self.proxy_pids, proxy_cids=self.proxy_cids, temperature=self.temperature, num_hard=self.num_hard)
+        global_loss = camera_contrast(outputs["features"], *args, self.proxies, **common)
+        part_loss = torch.stack([camera_contrast(f, *args, self.part_proxies[p], **common)
+                                 for p, f in enumerate(outputs["part_features"].unbind(1))]).mean()
+        return self.scale * (global_loss + part_loss)
+
+
+@LOSS_REGISTRY.register()
+class SCDLoss(ReidLoss):
+    """Semantic Controlled Diffusion loss, weight W_diff. Needs the diffusion_stn generator."""
+
+    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1):
+        super().__init__()
+        self.w_cons, self.w_con, self.temperature, self.scale = w_cons, w_con, temperature, scale
+
+    @classmethod
+    def from_config(cls, cfg):
+        s = cfg.PISL.SCD
+        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE)
+
+    def forward(self, outputs, batch):
+        if "eps_hat" not in outputs:
+            raise KeyError("SCDLoss needs PISL.PART_GENERATOR diffusion_stn; remove it from MODEL.LOSSES.NAMES for stripes")
+        targets = batch["targets"].to(outputs["eps_hat"].device)
+        return self.scale * scd_loss(outputs["eps_hat"], outputs["eps"], outputs["x0_hat"], outputs["theta"],
+                                     outputs["part_features"], targets, self.w_cons, self.w_con, self.temperature)

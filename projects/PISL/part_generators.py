@@ -1,0 +1,123 @@
+"""Part generators: feature map (B x C x H x W) -> P pooled part features (B x P x C).
+
+Both are registered in PART_GENERATOR_REGISTRY and chosen by ``PISL.PART_GENERATOR``.
+"""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from pisl.utils.registry import Registry
+
+from .diffusion import Denoiser, GaussianDiffusion
+
+PART_GENERATOR_REGISTRY = Registry("PART_GENERATOR")
+
+
+def stripe_thetas(num_parts):
+    """The P affine matrices (P x 2 x 3) that cut P horizontal stripes:
+    theta_i = [[1, 0, 0], [0, 1/P, (2i+1)/P - 1]]."""
+    theta = torch.zeros(num_parts, 2, 3)
+    theta[:, 0, 0] = 1.0
+    theta[:, 1, 1] = 1.0 / num_parts
+    theta[:, 1, 2] = (2 * torch.arange(num_parts) + 1) / num_parts - 1
+    return theta
+
+
+def cut_patches(feature_map, thetas):
+    """Sample one patch per affine matrix (thetas: B x P x 2 x 3) and average-pool it.
+
+    Patches have the size of one stripe (H/P x W): with the stripe matrices the sampling grid
+    then falls exactly on feature-map cells, so the patch *is* the stripe.
+    """
+    b, c, h, w = feature_map.shape
+    p = thetas.shape[1]
+    size = (b * p, c, max(1, round(h / p)), w)
+    grid = F.affine_grid(thetas.reshape(b * p, 2, 3), size, align_corners=False)
+    maps = feature_map.unsqueeze(1).expand(b, p, c, h, w).reshape(b * p, c, h, w)
+    patches = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return patches.mean(dim=(2, 3)).view(b, p, c)
+
+
+@PART_GENERATOR_REGISTRY.register(name="stripes")
+class StripeParts(nn.Module):
+    """PPLR's parts: P uniform horizontal stripes, average-pooled."""
+
+    def __init__(self, in_channels, num_parts):
+        super().__init__()
+        self.num_parts = num_parts
+
+    @classmethod
+    def from_config(cls, cfg, in_channels):
+        return cls(in_channels, cfg.PISL.NUM_PARTS)
+
+    def forward(self, feature_map, global_feature=None):
+        parts = F.adaptive_avg_pool2d(feature_map, (self.num_parts, 1)).squeeze(3)
+        return {"parts": parts.transpose(1, 2)}
+
+
+class Localisation(nn.Module):
+    """STN localisation net: conv3x3 -> BN -> ReLU -> max-pool 3/2 -> GAP -> FC 512 -> ReLU
+    -> FC 6P, the last FC starting at weight 0 with the stripes as bias."""
+
+    def __init__(self, in_channels, num_parts, channels=4096):
+        super().__init__()
+        self.num_parts = num_parts
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(channels, 512), nn.ReLU(inplace=True), nn.Linear(512, 6 * num_parts),
+        )
+        nn.init.kaiming_normal_(self.features[0].weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(self.features[-1].weight)
+        with torch.no_grad():
+            self.features[-1].bias.copy_(stripe_thetas(num_parts).flatten())
+
+    def forward(self, feature_map):
+        return self.features(feature_map)  # B x 6P
+
+
+@PART_GENERATOR_REGISTRY.register(name="diffusion_stn")
+class DiffusionSTNParts(nn.Module):
+    """The Spatial Diffusion Model: an STN predicts theta (B x 6P); a diffusion model over
+    theta, conditioned on the detached L2-normalised global feature, learns to denoise.
+
+    Training: theta_stn = STN(X); x_t = q(theta_stn, t, eps) with t drawn per sample;
+    x0_hat = denoised x_t (clamped); the part patches are cut with x0_hat, so the part losses
+    train the denoiser (semantic control). Eval: theta = DDIM sample (seeded) and patches.
+    """
+
+    def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
+                 sample_steps=50, sample_seed=0, clamp=1.5):
+        super().__init__()
+        self.num_parts, self.sample_steps, self.sample_seed = num_parts, sample_steps, sample_seed
+        self.stn = Localisation(in_channels, num_parts, stn_channels)
+        self.diffusion = GaussianDiffusion(timesteps, cosine_s, clamp)
+        self.denoiser = Denoiser(6 * num_parts, in_channels)
+
+    @classmethod
+    def from_config(cls, cfg, in_channels):
+        d = cfg.PISL.DIFFUSION
+        return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
+                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.CLAMP)
+
+    def _patches(self, feature_map, theta):
+        return cut_patches(feature_map, theta.view(-1, self.num_parts, 2, 3))
+
+    def forward(self, feature_map, global_feature):
+        cond = F.normalize(global_feature.detach(), dim=1)
+        if not self.training:
+            return {"parts": self._patches(feature_map, self.sample(cond))}
+        theta = self.stn(feature_map)
+        t = torch.randint(0, self.diffusion.timesteps, (theta.shape[0],), device=theta.device)
+        noise = torch.randn_like(theta)
+        x_t = self.diffusion.q_sample(theta, t, noise)
+        eps_hat = self.denoiser(x_t, t, cond)
+        x0_hat = self.diffusion.predict_x0(x_t, t, eps_hat)
+        return {"parts": self._patches(feature_map, x0_hat), "theta": theta, "x0_hat": x0_hat,
+                "eps_hat": eps_hat, "eps": noise}
+
+    def sample(self, cond, steps=None):
+        """Deterministic DDIM sample of theta for each conditioning row (seeded noise)."""
+        generator = torch.Generator(device=cond.device).manual_seed(self.sample_seed)
+        return self.diffusion.ddim_sample(lambda x, t: self.denoiser(x, t, cond), (cond.shape[0], 6 * self.num_parts),
+                                          steps or self.sample_steps, generator, cond.device)

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="pisl",
+    version="0.1.0",
+    description="A fast-reid-style toolbox for unsupervised person and vehicle re-identification, with PISL",
+    python_requires=">=3.9",
+    packages=find_packages(include=["pisl", "pisl.*", "projects", "projects.*"]),
+    package_data={"projects": ["*/configs/*.yml"]},
+    install_requires=[
+        "torch>=2.0",
+        "torchvision>=0.15",
+        "yacs>=0.1.8",
+        "pyyaml",
+        "faiss-cpu>=1.7",
+        "scikit-learn>=1.0",
+        "scipy",
+        "numpy",
+        "tabulate",
+        "termcolor",
+        "tqdm",
+        "pillow",
+    ],
+    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard"]},
+)

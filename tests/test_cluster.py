@@ -1,0 +1,91 @@
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import DBSCAN
+
+from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
+                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_torch)
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("bench_cluster", os.path.join(REPO, "tools", "bench_cluster.py"))
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_knn_torch_hand_case():
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [3.5, 0.0]])
+    d, i = knn_torch(pts, pts, 2)
+    assert i.tolist() == [[0, 1], [1, 0], [2, 3], [3, 2]]
+    assert d[:, 1].tolist() == pytest.approx([1.0, 1.0, 0.25, 0.25])
+
+
+def test_knn_faiss_and_torch_agree():
+    feats = F.normalize(torch.randn(300, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    d1, i1 = knn(feats, feats, 10, backend="faiss")
+    d2, i2 = knn(feats, feats, 10, backend="torch")
+    assert (i1 == i2).mean() > 0.99 and np.allclose(d1, d2, atol=1e-5)
+
+
+def test_k_reciprocal_sets_hand_case():
+    # 0 and 1 rank each other first; 2 ranks 1 but 1 does not rank 2 within k+1 = 2 columns.
+    rank = np.array([[0, 1, 2], [1, 0, 2], [2, 1, 0]])
+    sets = k_reciprocal_sets(rank, 1).toarray()
+    assert sets.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+
+
+@pytest.mark.parametrize("n,k1,k2,seed", [(300, 20, 6, 0), (500, 30, 6, 1), (200, 10, 1, 2)])
+def test_sparse_jaccard_equals_reference_loop(n, k1, k2, seed):
+    feats = bench.clustered_features(n, 32, seed=seed, ids_fraction=0.08, noise=1.5)
+    _, rank = knn(feats, feats, k1)
+    ref = bench.reference_jaccard(feats.numpy(), rank, k1, k2)
+    ours = compute_jaccard_distance(feats, k1, k2, rank=rank)
+    dense = np.ones((n, n), dtype=np.float32)
+    coo = ours.tocoo()
+    dense[coo.row, coo.col] = coo.data
+    assert np.abs(dense - ref).max() < 1e-5
+    # Every pair the reference puts closer than 1 is stored.
+    assert np.array_equal(ref < 1 - 1e-6, dense < 1 - 1e-6)
+
+
+def test_dbscan_on_sparse_equals_dense_reference_labels():
+    feats = bench.clustered_features(600, 32, seed=3, ids_fraction=0.06, noise=1.8)
+    _, rank = knn(feats, feats, 30)
+    ref = bench.reference_labels(feats.numpy(), rank, eps=0.6, k1=30, k2=6)
+    ours = cluster_features(feats, eps=0.6, rank=rank).labels
+    assert ref.max() > 3 and (ref == -1).any()  # a case with clusters and outliers
+    assert np.array_equal(ours, ref)
+
+
+def test_dbscan_sparse_counts_explicit_zero_distances():
+    import scipy.sparse as sp
+
+    # Three points at distance 0 from each other: explicit zeros must count as neighbours.
+    dist = sp.csr_matrix((np.zeros(9), (np.repeat(np.arange(3), 3), np.tile(np.arange(3), 3))), shape=(3, 3))
+    assert dbscan_sparse(dist, eps=0.5, min_samples=3).tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="eps"):
+        dbscan_sparse(dist, eps=1.0)
+
+
+def test_outlier_policies():
+    labels = np.array([0, -1, 1, -1, 0])
+    assert apply_outlier_policy(labels, "drop").tolist() == [0, -1, 1, -1, 0]
+    assert apply_outlier_policy(labels, "singleton").tolist() == [0, 2, 1, 3, 0]
+    with pytest.raises(KeyError):
+        apply_outlier_policy(labels, "keep")
+
+
+def test_centroids_and_camera_proxies_hand_case():
+    feats = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [5.0, 5.0]])
+    labels = np.array([0, 0, 1, 1, -1])
+    cams = np.array([0, 1, 0, 0, 1])
+    cent = cluster_centroids(feats, labels)
+    s = 2 ** -0.5
+    assert np.allclose(cent.numpy(), [[s, s], [1 / 5 ** 0.5, 2 / 5 ** 0.5]])
+    proxies, pids, cids = camera_proxies(feats, labels, cams)
+    assert pids.tolist() == [0, 0, 1] and cids.tolist() == [0, 1, 0]
+    assert np.allclose(proxies.numpy(), [[1, 0], [0, 1], [1 / 5 ** 0.5, 2 / 5 ** 0.5]])
