@@ -1,0 +1,143 @@
+"""PISL math against hand-computed cases and plain loops."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pisl.config import import_projects
+
+import_projects(["projects.PISL"])
+from projects.PISL.consistency import MMD_SIGMAS, consistency_scores, neighbours  # noqa: E402
+from projects.PISL.diffusion import GaussianDiffusion, cosine_alphas_cumprod  # noqa: E402
+from projects.PISL.losses import (agreement_aware_smoothing, camera_contrast, refined_targets, scd_loss,  # noqa: E402
+                                  supervised_contrastive)
+from projects.PISL.part_generators import DiffusionSTNParts, StripeParts, cut_patches, stripe_thetas  # noqa: E402
+
+
+def test_cosine_schedule_matches_reference_values():
+    abar = cosine_alphas_cumprod(1000)
+    assert 1 - abar[0].item() == pytest.approx(4.1e-5, rel=0.05)  # beta_0
+    assert abar[499].item() == pytest.approx(0.494, abs=2e-3)
+    assert abar[999].item() == pytest.approx(2.4e-9, rel=0.1)
+
+
+@pytest.mark.parametrize("steps", [50, 1000])
+def test_ddim_with_perfect_noise_predictor_returns_x0(steps):
+    diff = GaussianDiffusion(1000, clamp=10.0)
+    x0 = torch.tensor([[0.3, -0.7, 1.2], [1.0, 0.0, -1.0]])
+
+    def perfect(x_t, t):
+        a = diff.alphas_cumprod[t].unsqueeze(1)
+        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    out = diff.ddim_sample(perfect, x0.shape, steps=steps, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x0, atol=1e-4)
+    assert len(diff.sample_timesteps(steps)) == steps
+
+
+@pytest.mark.parametrize("num_parts", [1, 2, 3, 4])
+def test_stn_at_init_cuts_the_stripes(num_parts):
+    fmap = torch.randn(2, 16, 12, 4)  # H divisible by every P tested
+    stn = DiffusionSTNParts(16, num_parts, stn_channels=8).stn.eval()
+    thetas = stn(fmap).view(2, num_parts, 2, 3)
+    assert torch.allclose(thetas, stripe_thetas(num_parts).expand(2, -1, -1, -1))
+    ours = cut_patches(fmap, thetas)
+    stripes = StripeParts(16, num_parts)(fmap)["parts"]
+    assert torch.allclose(ours, stripes, atol=1e-6)
+
+
+def test_refined_targets_hand_computed():
+    part_logits = [torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])]  # [.5,.5], [.75,.25]
+    agreement = torch.tensor([[0.0, math.log(3.0)]])  # softmax -> [.25, .75]
+    target = refined_targets(torch.tensor([1]), part_logits, agreement, lam=0.5)
+    ensemble = torch.tensor([0.25 * 0.5 + 0.75 * 0.75, 0.25 * 0.5 + 0.75 * 0.25])
+    assert torch.allclose(target, 0.5 * torch.tensor([[0.0, 1.0]]) + 0.5 * ensemble)
+
+
+def test_agreement_aware_smoothing_hand_computed():
+    logits = torch.tensor([[0.0, math.log(3.0)]])  # p = [.25, .75]
+    a = torch.tensor([0.4])
+    ce = -math.log(0.75)
+    kl = 0.5 * (math.log(0.5) - math.log(0.25)) + 0.5 * (math.log(0.5) - math.log(0.75))
+    assert agreement_aware_smoothing(logits, torch.tensor([1]), a).item() == pytest.approx(0.4 * ce + 0.6 * kl, rel=1e-6)
+
+
+def test_camera_contrast_hand_computed():
+    # Proxies: cluster 0 in cameras 0 and 1, cluster 1 in camera 0.
+    proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    pids, cids = torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0])
+    feats = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    targets, cams = torch.tensor([0, 1]), torch.tensor([0, 1])
+    loss = camera_contrast(feats, targets, cams, proxies, pids, cids, temperature=1.0, num_hard=1)
+    # sample 0 (cam 0): positive = proxy 1 (s=0); hard negative = proxy 2 (s=-1).
+    l0 = -(0 - math.log(math.exp(0) + math.exp(-1)))
+    # sample 1 (cluster 1, cam 1): positive = proxy 2 (cam 0, s=0); hard negative: the best of
+    # proxies 0, 1 = proxy 1 (s=1).
+    l1 = -(0 - math.log(math.exp(0) + math.exp(1)))
+    assert loss.item() == pytest.approx((l0 + l1) / 2, rel=1e-6)
+    # Without a positive in another camera a sample contributes 0 but counts in the mean.
+    alone = camera_contrast(feats[:1], targets[:1], torch.tensor([1]), proxies[:2], pids[:2], torch.tensor([1, 1]), 1.0, 1)
+    assert alone.item() == 0.0
+
+
+def test_supervised_contrastive_hand_computed():
+    feats = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    targets = torch.tensor([0, 0, 1])
+    lse_ab = math.log(2 * math.e + 1)  # rows 0, 1: sims [1, 1, 0]
+    lse_c = math.log(2 + math.e)  # row 2: sims [0, 0, 1]
+    per_row = [(2 * (1 - lse_ab)) / (2 + 1e-6), (2 * (1 - lse_ab)) / (2 + 1e-6), (1 - lse_c) / (1 + 1e-6)]
+    assert supervised_contrastive(feats, targets, temperature=1.0).item() == pytest.approx(-np.mean(per_row), rel=1e-6)
+
+
+def test_scd_loss_composition():
+    torch.manual_seed(0)
+    eps_hat, eps, x0, theta = torch.randn(4, 6), torch.randn(4, 6), torch.randn(4, 6), torch.randn(4, 6)
+    parts, targets = torch.randn(4, 2, 5), torch.tensor([0, 0, 1, 1])
+    l = torch.stack([supervised_contrastive(parts[:, p], targets, 0.07) for p in range(2)])
+    w = F.softmax(-l, 0)
+    cons = F.mse_loss(x0, theta) + 0.1 * (1 - F.cosine_similarity(x0, theta).mean())
+    expected = F.mse_loss(eps_hat, eps) + 0.5 * cons + 0.3 * (w * l).sum()
+    assert scd_loss(eps_hat, eps, x0, theta, parts, targets).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def _loop_mmd_scores(g, parts, k):
+    """The definition, one sample and one part at a time."""
+    n, num_parts = g.shape[0], parts.shape[1]
+    out = torch.zeros(n, num_parts)
+    for p in range(num_parts):
+        for i in range(n):
+            mats = []
+            for feats in (g, parts[:, p]):
+                d = ((feats - feats[i]) ** 2).sum(1)
+                d[i] = float("inf")
+                idx = torch.argsort(d)[:k]
+                m = torch.cdist(feats[idx].double(), feats[idx].double())
+                mats.append(m / (m.max() + 1e-8))
+            d2 = ((mats[0] - mats[1]) ** 2).sum()
+            s = (19 - torch.exp(-d2 / (2 * MMD_SIGMAS)).sum()) / 20
+            out[i, p] = 1 - s / 0.95
+    return out
+
+
+def test_vectorised_consistency_equals_loop():
+    gen = torch.Generator().manual_seed(1)
+    g = F.normalize(torch.randn(60, 8, generator=gen), dim=1)
+    parts = F.normalize(g.unsqueeze(1) + 0.5 * torch.randn(60, 2, 8, generator=gen), dim=2)
+    ours = consistency_scores(g, parts, k=5, method="mmd", knn_backend="torch")
+    assert torch.allclose(ours, _loop_mmd_scores(g, parts, 5), atol=1e-5)
+    assert (ours >= 0).all() and (ours <= 1).all()
+
+
+def test_identical_spaces_agree_fully():
+    g = F.normalize(torch.randn(40, 8, generator=torch.Generator().manual_seed(2)), dim=1)
+    for method in ("mmd", "jaccard"):
+        scores = consistency_scores(g, g.unsqueeze(1).repeat(1, 2, 1), k=5, method=method, knn_backend="torch")
+        assert torch.allclose(scores, torch.ones_like(scores))
+
+
+def test_jaccard_agreement_hand_case():
+    g = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    nb = neighbours(g, 2, "torch")
+    assert nb[0].tolist() == [1, 2]
