@@ -141,3 +141,9 @@ def test_jaccard_agreement_hand_case():
     g = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
     nb = neighbours(g, 2, "torch")
     assert nb[0].tolist() == [1, 2]
+
+
+def test_untrained_sampler_returns_the_stripes():
+    gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=20).eval()
+    theta = gen.sample(torch.randn(5, 16))
+    assert torch.allclose(theta, stripe_thetas(3).flatten().expand(5, -1), atol=1e-4)

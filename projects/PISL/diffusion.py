@@ -24,7 +24,9 @@ def timestep_embedding(t, dim=512):
 
 
 class Denoiser(nn.Module):
-    """eps_phi(x_t, t, c): an MLP on [x_t ; c ; emb(t)] -> 1024 -> 512 -> dim(x)."""
+    """eps_phi(x_t, t, c): an MLP on [x_t ; c ; emb(t)] -> 1024 -> 512 -> dim(x). Its last
+    layer starts at 0, so at first it adds nothing to the prior noise estimate it refines
+    (see DiffusionSTNParts.predict_noise)."""
 
     def __init__(self, x_dim, cond_dim, time_dim=512):
         super().__init__()
@@ -33,6 +35,8 @@ class Denoiser(nn.Module):
             nn.Linear(x_dim + cond_dim + time_dim, 1024), nn.ReLU(inplace=True),
             nn.Linear(1024, 512), nn.ReLU(inplace=True), nn.Linear(512, x_dim),
         )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, x_t, t, cond):
         return self.net(torch.cat([x_t, cond, timestep_embedding(t, self.time_dim)], dim=1))
@@ -59,6 +63,11 @@ class GaussianDiffusion(nn.Module):
         a, b = self._coef(t)
         return ((x_t - b * eps) / a).clamp(-self.clamp, self.clamp)
 
+    def predict_eps(self, x_t, t, x0):
+        """The noise that takes ``x0`` to ``x_t`` at step t."""
+        a, b = self._coef(t)
+        return (x_t - a * x0) / b
+
     def sample_timesteps(self, steps):
         """``steps`` timesteps from T-1 down to 0, evenly spaced."""
         return torch.linspace(self.timesteps - 1, 0, steps).round().long().unique_consecutive()
@@ -75,8 +84,7 @@ class GaussianDiffusion(nn.Module):
             t_batch = torch.full((shape[0],), t, dtype=torch.long, device=x.device)
             eps = eps_fn(x, t_batch)
             x0 = self.predict_x0(x, t_batch, eps)
-            a, b = self._coef(t_batch)
-            eps = (x - a * x0) / b  # the noise consistent with the clamped x0
+            eps = self.predict_eps(x, t_batch, x0)  # the noise consistent with the clamped x0
             if i + 1 < len(ts):
                 a_prev, b_prev = self._coef(torch.full_like(t_batch, ts[i + 1]))
                 x = a_prev * x0 + b_prev * eps
