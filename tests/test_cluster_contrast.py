@@ -42,7 +42,7 @@ def _cfg(root, out, *overrides):
 
 
 def test_hook_swaps_loader_and_informs_modules(synthetic_root, tmp_path):
-    trainer = DefaultTrainer(_cfg(synthetic_root, tmp_path, "CLUSTER.EPS", "0.7", "CLUSTER.MIN_SAMPLES", "2"))
+    trainer = DefaultTrainer(_cfg(synthetic_root, tmp_path, "CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton"))
     assert trainer.train_loader is None  # unsupervised: no loader over true labels
     trainer.train()
     hook = next(h for h in trainer.hooks if type(h).__name__ == "ClusteringHook")
@@ -69,7 +69,7 @@ def test_unsupervised_resume_matches_uninterrupted(synthetic_root, tmp_path):
     # Kill-and-resume is covered for the supervised path in test_train_e2e; here a resumed
     # unsupervised run re-clusters from the restored model and must end identically.
     full, part = tmp_path / "full", tmp_path / "part"
-    extra = ["CLUSTER.EPS", "0.7", "CLUSTER.MIN_SAMPLES", "2"]
+    extra = ["CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton"]
     train_net(full, synthetic_root, config=CC_DEMO, overrides=extra)
     train_net(part, synthetic_root, config=CC_DEMO, overrides=extra + ["SOLVER.MAX_EPOCH", "2"])
     train_net(part, synthetic_root, ["--resume"], config=CC_DEMO, overrides=extra)
