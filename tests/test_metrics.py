@@ -53,3 +53,18 @@ def test_matches_sklearn_average_precision_on_random_features():
 def test_no_valid_query_is_an_error():
     with pytest.raises(ValueError, match="No query"):
         evaluate_rank(None, None, [5], [1], [0], [1], distmat=np.array([[0.1]]))
+
+
+def test_re_ranking_keeps_a_clear_structure():
+    from pisl.evaluation.rerank import re_ranking
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(10, 16, generator=gen)
+    ids = torch.arange(10).repeat_interleave(8)
+    feats = torch.nn.functional.normalize(centres[ids] + 0.3 * torch.randn(80, 16, generator=gen), dim=1)
+    q, g = feats[::8], feats[torch.arange(80) % 8 != 0]
+    q_ids, g_ids = ids[::8].numpy(), ids[torch.arange(80) % 8 != 0].numpy()
+    dist = re_ranking(q, g, k1=6, k2=3, lam=0.3)
+    assert dist.shape == (10, 70)
+    res = evaluate_rank(None, None, q_ids, g_ids, np.zeros(10), np.ones(70), distmat=dist)
+    assert res["mAP"] > 90
