@@ -2,6 +2,7 @@ import logging
 import os
 
 import torch
+import torch.nn as nn
 
 from ...utils.registry import Registry
 
@@ -13,6 +14,21 @@ def build_backbone(cfg):
     """Build ``MODEL.BACKBONE.NAME``; every backbone returns a feature map and exposes
     ``out_channels``."""
     return BACKBONE_REGISTRY.get(cfg.MODEL.BACKBONE.NAME).from_config(cfg)
+
+
+class Backbone(nn.Module):
+    """Base of the registered backbones: ``__init__(last_stride, pretrained, pretrain_path)``,
+    ``body`` maps images to a feature map of ``out_channels`` channels."""
+
+    out_channels = 0
+
+    @classmethod
+    def from_config(cls, cfg):
+        b = cfg.MODEL.BACKBONE
+        return cls(b.LAST_STRIDE, b.PRETRAIN, b.PRETRAIN_PATH)
+
+    def forward(self, x):
+        return self.body(x)
 
 
 def find_pretrained_file(path, torchvision_url):

@@ -1,11 +1,10 @@
-import torch.nn as nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 
-from .build import BACKBONE_REGISTRY, find_pretrained_file, load_pretrained
+from .build import BACKBONE_REGISTRY, Backbone, find_pretrained_file, load_pretrained
 
 
 @BACKBONE_REGISTRY.register(name="mobilenet_v2")
-class MobileNetV2(nn.Module):
+class MobileNetV2(Backbone):
     """torchvision MobileNetV2 (width 1.0) features, 1280 channels. ``last_stride=1`` removes
     the stride of its last down-sampling block (stride 16 instead of 32), like ResNet's."""
 
@@ -20,11 +19,3 @@ class MobileNetV2(nn.Module):
         if last_stride == 1:
             net.features[14].conv[1][0].stride = (1, 1)
         self.body = net.features
-
-    @classmethod
-    def from_config(cls, cfg):
-        b = cfg.MODEL.BACKBONE
-        return cls(b.LAST_STRIDE, b.PRETRAIN, b.PRETRAIN_PATH)
-
-    def forward(self, x):
-        return self.body(x)

@@ -1,11 +1,11 @@
 import torch.nn as nn
 from torchvision.models import ResNet50_Weights, resnet50
 
-from .build import BACKBONE_REGISTRY, find_pretrained_file, load_pretrained
+from .build import BACKBONE_REGISTRY, Backbone, find_pretrained_file, load_pretrained
 
 
 @BACKBONE_REGISTRY.register(name="resnet50")
-class ResNet50(nn.Module):
+class ResNet50(Backbone):
     """torchvision ResNet-50 up to layer4 (2048 channels), with an optional last stride of 1
     (feature map H/16 x W/16, as re-ID methods use)."""
 
@@ -20,11 +20,3 @@ class ResNet50(nn.Module):
             net.layer4[0].conv2.stride = (1, 1)
             net.layer4[0].downsample[0].stride = (1, 1)
         self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
-
-    @classmethod
-    def from_config(cls, cfg):
-        b = cfg.MODEL.BACKBONE
-        return cls(b.LAST_STRIDE, b.PRETRAIN, b.PRETRAIN_PATH)
-
-    def forward(self, x):
-        return self.body(x)

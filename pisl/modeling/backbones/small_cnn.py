@@ -1,6 +1,6 @@
 import torch.nn as nn
 
-from .build import BACKBONE_REGISTRY
+from .build import BACKBONE_REGISTRY, Backbone
 
 
 def _block(c_in, c_out, stride):
@@ -11,7 +11,7 @@ def _block(c_in, c_out, stride):
 
 
 @BACKBONE_REGISTRY.register(name="small_cnn")
-class SmallCNN(nn.Module):
+class SmallCNN(Backbone):
     """A 0.6 M-parameter VGG-style network (stride 16) that trains from scratch in minutes on a
     CPU: the backbone of the no-download demo and of fast tests, not of real experiments."""
 
@@ -27,11 +27,3 @@ class SmallCNN(nn.Module):
             layers.append(_block(c_in, width, 1 if (i == 3 and last_stride == 1) else 2))
             c_in = width
         self.body = nn.Sequential(*layers)
-
-    @classmethod
-    def from_config(cls, cfg):
-        b = cfg.MODEL.BACKBONE
-        return cls(b.LAST_STRIDE, b.PRETRAIN, b.PRETRAIN_PATH)
-
-    def forward(self, x):
-        return self.body(x)
