@@ -9,6 +9,7 @@ from sklearn.cluster import DBSCAN
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
                           compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_torch)
+from pisl.cluster.jaccard import expanded_sets, pair_distances
 
 from conftest import REPO
 
@@ -41,22 +42,39 @@ def test_k_reciprocal_sets_hand_case():
 @pytest.mark.parametrize("n,k1,k2,seed", [(300, 20, 6, 0), (500, 30, 6, 1), (200, 10, 1, 2)])
 def test_sparse_jaccard_equals_reference_loop(n, k1, k2, seed):
     feats = bench.clustered_features(n, 32, seed=seed, ids_fraction=0.08, noise=1.5)
-    _, rank = knn(feats, feats, k1)
+    knn_result = knn(feats, feats, k1)
+    rank = knn_result[1]
     ref = bench.reference_jaccard(feats.numpy(), rank, k1, k2)
-    ours = compute_jaccard_distance(feats, k1, k2, rank=rank)
+    ours = compute_jaccard_distance(feats, k1, k2, knn_result=knn_result)
     dense = np.ones((n, n), dtype=np.float32)
     coo = ours.tocoo()
     dense[coo.row, coo.col] = coo.data
     assert np.abs(dense - ref).max() < 1e-5
     # Every pair the reference puts closer than 1 is stored.
     assert np.array_equal(ref < 1 - 1e-6, dense < 1 - 1e-6)
+    # With max_distance, exactly the pairs within it are stored, with the same values.
+    near = compute_jaccard_distance(feats, k1, k2, knn_result=knn_result, max_distance=0.6).tocoo()
+    assert np.array_equal(np.sort(near.row * n + near.col), np.flatnonzero(dense.ravel() <= 0.6))
+    assert np.allclose(near.data, dense[near.row, near.col])
+
+
+def test_pair_distances_from_knn_equal_computed_ones():
+    # Features of norm != 1, so the conversion from squared L2 to 2 - 2 f.f is exercised.
+    feats = 1.5 * bench.clustered_features(400, 32, seed=4)
+    knn_result = knn(feats, feats, 20)
+    expanded = expanded_sets(knn_result[1], 20).tocoo()
+    from_knn = pair_distances(feats, expanded.row, expanded.col, knn_result)
+    computed = pair_distances(feats, expanded.row, expanded.col)
+    assert np.allclose(from_knn, computed, atol=1e-5)
+    assert np.allclose(computed, 2 - 2 * (feats[expanded.row] * feats[expanded.col]).sum(1).numpy(), atol=1e-6)
 
 
 def test_dbscan_on_sparse_equals_dense_reference_labels():
     feats = bench.clustered_features(600, 32, seed=3, ids_fraction=0.06, noise=1.8)
-    _, rank = knn(feats, feats, 30)
+    knn_result = knn(feats, feats, 30)
+    rank = knn_result[1]
     ref = bench.reference_labels(feats.numpy(), rank, eps=0.6, k1=30, k2=6)
-    ours = cluster_features(feats, eps=0.6, rank=rank).labels
+    ours = cluster_features(feats, eps=0.6, knn_result=knn_result).labels
     assert ref.max() > 3 and (ref == -1).any()  # a case with clusters and outliers
     assert np.array_equal(ours, ref)
 

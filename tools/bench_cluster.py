@@ -103,10 +103,11 @@ def main():
     for n in args.sizes:
         feats = clustered_features(n, args.dim)
         start = time.perf_counter()
-        _, rank = knn(feats, feats, args.k1)
+        knn_result = knn(feats, feats, args.k1)
+        rank = knn_result[1]
         knn_s = time.perf_counter() - start
         start = time.perf_counter()
-        labels = cluster_features(feats, eps=args.eps, k1=args.k1, k2=args.k2, rank=rank).labels
+        labels = cluster_features(feats, eps=args.eps, k1=args.k1, k2=args.k2, knn_result=knn_result).labels
         ours_s = time.perf_counter() - start
         print(f"{n:>7} {'pisl':>10} {knn_s:>7.2f} {ours_s:>17.2f} {knn_s + ours_s:>8.2f} {peak_gib():>12.2f} "
               f"{labels.max() + 1:>8} {(labels < 0).sum():>8}", flush=True)

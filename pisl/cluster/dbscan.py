@@ -3,6 +3,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
@@ -25,6 +26,11 @@ def dbscan_sparse(distance, eps, min_samples=4, n_jobs=-1):
     Gives the same labels as DBSCAN on the dense matrix."""
     if not 0 < eps < 1:
         raise ValueError(f"eps={eps}: the sparse Jaccard distance needs 0 < eps < 1")
+    # Pairs farther than eps are never neighbours; dropping them first spares DBSCAN most of
+    # the matrix (explicit zero distances are kept: they are neighbours).
+    coo = distance.tocoo()
+    near = coo.data <= eps
+    distance = sp.csr_matrix((coo.data[near], (coo.row[near], coo.col[near])), shape=coo.shape)
     return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed", n_jobs=n_jobs).fit_predict(distance)
 
 
@@ -41,10 +47,11 @@ def apply_outlier_policy(labels, policy="drop"):
     raise KeyError(f"Unknown outlier policy '{policy}', expected 'drop' or 'singleton'")
 
 
-def cluster_features(features, eps, k1=30, k2=6, min_samples=4, outliers="drop", rank=None, knn_backend="auto"):
-    """L2-normalised features (N x D) -> pseudo-labels, the reference's clustering step."""
+def cluster_features(features, eps, k1=30, k2=6, min_samples=4, outliers="drop", knn_result=None, knn_backend="auto"):
+    """L2-normalised features (N x D) -> pseudo-labels, the reference's clustering step.
+    ``knn_result`` from :func:`pisl.cluster.knn` (k1 columns) reuses a search."""
     start = time.perf_counter()
-    distance = compute_jaccard_distance(features, k1, k2, knn_backend=knn_backend, rank=rank)
+    distance = compute_jaccard_distance(features, k1, k2, knn_backend=knn_backend, knn_result=knn_result, max_distance=eps)
     jaccard_s = time.perf_counter() - start
     labels = dbscan_sparse(distance, eps, min_samples)
     dbscan_s = time.perf_counter() - start - jaccard_s

@@ -48,24 +48,48 @@ def expanded_sets(rank, k1):
     return expanded
 
 
-def encode(features, expanded, chunk_size=4096):
-    """V: on each row's expanded set, softmax of -(2 - 2 cos) (float32, as the reference)."""
+def pair_distances(features, rows, cols, knn_result=None, chunk_size=8192):
+    """2 - 2 f_i.f_j for each pair (rows[e], cols[e]), float32.
+
+    With ``knn_result`` (squared distances, indices) from the search that built the ranking,
+    pairs the search found (either way round) are read from it, since
+    2 - 2 f_i.f_j = 2 - |f_i|^2 - |f_j|^2 + |f_i - f_j|^2 for any norms; gathering two
+    feature rows per pair from memory is what costs the time at 2048 dimensions.
+    """
     feats = torch.as_tensor(features).float()
-    coo = expanded.tocoo()
-    order = np.lexsort((coo.col, coo.row))
-    rows, cols = coo.row[order], coo.col[order]
+    n = feats.shape[0]
     dist = np.empty(rows.size, dtype=np.float32)
-    for start in range(0, rows.size, chunk_size * 64):
-        r = torch.as_tensor(rows[start: start + chunk_size * 64])
-        c = torch.as_tensor(cols[start: start + chunk_size * 64])
-        dist[start: start + len(r)] = (2 - 2 * (feats[r] * feats[c]).sum(1)).numpy()
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=expanded.shape[0]))])
+    missing = np.arange(rows.size)
+    if knn_result is not None:
+        knn_dist, rank = (np.asarray(a) for a in knn_result)
+        sq_norms = feats.pow(2).sum(1).numpy()
+        i, j = np.repeat(np.arange(n), rank.shape[1]), rank.ravel().astype(np.int64)
+        known = 2 - sq_norms[i] - sq_norms[j] + knn_dist.ravel()
+        keys, first = np.unique(np.concatenate([i * n + j, j * n + i]), return_index=True)
+        values = np.concatenate([known, known])[first]
+        query = rows.astype(np.int64) * n + cols
+        pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        found = keys[pos] == query
+        dist[found] = values[pos[found]]
+        missing = np.flatnonzero(~found)
+    for start in range(0, missing.size, chunk_size):
+        m = missing[start: start + chunk_size]
+        r, c = torch.as_tensor(rows[m]), torch.as_tensor(cols[m])
+        dist[m] = (2 - 2 * (feats[r] * feats[c]).sum(1)).numpy()
+    return dist
+
+
+def encode(features, expanded, knn_result=None):
+    """V: on each row's expanded set, softmax of -(2 - 2 cos) (float32, as the reference)."""
+    expanded = expanded.tocsr()
+    expanded.sort_indices()
+    indptr, cols = expanded.indptr, expanded.indices
+    rows = np.repeat(np.arange(expanded.shape[0]), np.diff(indptr))
+    logits = -pair_distances(features, rows, cols, knn_result)
     # Softmax per row, shifted by the row's max logit for stability as F.softmax is.
-    logits = -dist
     row_max = np.maximum.reduceat(logits, indptr[:-1]) if rows.size else logits
-    weights = np.exp(logits - row_max[np.repeat(np.arange(len(row_max)), np.diff(indptr))])
-    sums = np.add.reduceat(weights, indptr[:-1])
-    weights /= np.repeat(sums, np.diff(indptr))
+    weights = np.exp(logits - row_max[rows])
+    weights /= np.add.reduceat(weights, indptr[:-1])[rows]
     return sp.csr_matrix((weights.astype(np.float32), cols, indptr), shape=expanded.shape)
 
 
@@ -80,42 +104,55 @@ def query_expansion(V, rank, k2):
     return (mean @ V.astype(np.float64)).astype(np.float32).tocsr()
 
 
-def jaccard_from_encoding(V, row_chunk=256):
-    """d_J for every pair whose encodings share a column, as a sparse CSR matrix.
+def jaccard_from_encoding(V, max_distance=1.0, row_chunk=256):
+    """d_J for every pair whose encodings share a column and whose distance is at most
+    ``max_distance``, as a symmetric sparse CSR matrix.
 
-    For a chunk of rows i, every nonzero V_il meets every nonzero V_jl of column l; the minima
-    are summed per (i, j) in a chunk x N buffer, like the reference's per-row ``temp_min``.
+    m_ij = sum_l min(V_il, V_jl) is symmetric, so only j >= i is computed: each nonzero V_il
+    meets the entries V_jl, j >= i, of its column l, and the minima are summed per (i, j) in a
+    chunk x N buffer (the reference's per-row ``temp_min``); the other half is mirrored.
     """
     V = V.tocsr()
-    csc = V.tocsc()
-    n = V.shape[0]
-    col_len = np.diff(csc.indptr)
-    out_rows, out_cols, out_vals = [], [], []
+    V.sort_indices()
+    n, nnz = V.shape[0], V.nnz
+    rows = np.repeat(np.arange(n), np.diff(V.indptr))
+    # The same entries in column-major order, and where each row-major entry lands there.
+    order = np.lexsort((rows, V.indices))
+    col_rows, col_data = rows[order], V.data[order]
+    col_end = np.cumsum(np.bincount(V.indices, minlength=n))
+    place = np.empty(nnz, dtype=np.int64)
+    place[order] = np.arange(nnz)
+    # d <= max_distance  <=>  m >= 2 (1 - max_distance) / (2 - max_distance); the slack keeps
+    # borderline pairs for the exact test on d below.
+    min_overlap = 2 * (1 - max_distance) / (2 - max_distance) - 1e-6 if max_distance < 1 else 0.0
+    upper = []
     for start in range(0, n, row_chunk):
         stop = min(start + row_chunk, n)
-        block = V[start:stop].tocoo()
-        counts = col_len[block.col]
-        # For each (i, l, V_il): the column l's entries (j, V_jl), laid out flat.
-        offsets = np.repeat(csc.indptr[block.col] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        j = csc.indices[offsets]
-        mins = np.minimum(np.repeat(block.data, counts), csc.data[offsets])
-        local_i = np.repeat(block.row, counts)
-        overlap = np.bincount(local_i * n + j, weights=mins, minlength=(stop - start) * n).reshape(stop - start, n)
-        r, c = np.nonzero(overlap)
-        m = overlap[r, c]
-        out_rows.append(r + start)
-        out_cols.append(c)
-        out_vals.append(np.maximum(1 - m / (2 - m), 0).astype(np.float32))
-    rows, cols, vals = (np.concatenate(x) for x in (out_rows, out_cols, out_vals))
-    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+        e = slice(V.indptr[start], V.indptr[stop])
+        first = place[e]
+        counts = col_end[V.indices[e]] - first  # column entries from row i on (i included)
+        offsets = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        mins = np.minimum(np.repeat(V.data[e], counts), col_data[offsets])
+        local_i = np.repeat(rows[e] - start, counts)
+        overlap = np.bincount(local_i * n + col_rows[offsets], weights=mins, minlength=(stop - start) * n)
+        flat = np.flatnonzero(overlap > min_overlap)
+        m = overlap[flat]
+        d = np.maximum(1 - m / (2 - m), 0).astype(np.float32)
+        keep = d <= max_distance
+        upper.append((flat[keep] // n + start, flat[keep] % n, d[keep]))
+    r, c, d = (np.concatenate(x) for x in zip(*upper))
+    off = r != c
+    return sp.csr_matrix((np.concatenate([d, d[off]]), (np.concatenate([r, c[off]]), np.concatenate([c, r[off]]))),
+                         shape=(n, n))
 
 
-def compute_jaccard_distance(features, k1=30, k2=6, knn_backend="auto", rank=None):
+def compute_jaccard_distance(features, k1=30, k2=6, knn_backend="auto", knn_result=None, max_distance=1.0):
     """Sparse Jaccard distance of L2-normalised ``features`` (N x D). Pairs that are not
-    stored are at distance 1. ``rank`` (N x k1 nearest-first indices) may be given to reuse a
-    search."""
-    if rank is None:
-        _, rank = knn(features, features, k1, backend=knn_backend)
-    rank = np.asarray(rank, dtype=np.int64)
-    V = encode(features, expanded_sets(rank, k1))
-    return jaccard_from_encoding(query_expansion(V, rank, k2))
+    stored are at distance 1, or, with ``max_distance`` < 1 (all DBSCAN needs for its eps),
+    farther than ``max_distance``. ``knn_result`` (squared distances, indices; N x k1, nearest
+    first) from :func:`knn` may be given to reuse a search."""
+    if knn_result is None:
+        knn_result = knn(features, features, k1, backend=knn_backend)
+    rank = np.asarray(knn_result[1], dtype=np.int64)
+    V = encode(features, expanded_sets(rank, k1), knn_result)
+    return jaccard_from_encoding(query_expansion(V, rank, k2), max_distance)
