@@ -1,16 +1,20 @@
 """PISL model, training and configs: gradients, P = 2 / 4, the paper configs on stand-in data,
 and a short run on real data."""
+import json
 import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from pisl.config import get_cfg, import_projects
-from pisl.engine import PseudoLabels
+from pisl.data.datasets import Synthetic
+from pisl.engine import PseudoLabels, notify_pseudo_labels
 from pisl.modeling import build_model
 
-from conftest import REPO
+from conftest import MOBILENET_WEIGHTS, REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
+from test_train_e2e import train_net
 
 import_projects(["projects.PISL"])
 
@@ -37,10 +41,7 @@ def test_gradients_reach_stn_and_denoiser():
     model = build_model(_demo_cfg("PISL.NUM_PARTS", "2"))
     images = torch.rand(8, 3, 64, 32)
     labels, cams = [0, 0, 1, 1, 2, 2, 3, 3], [0, 1, 0, 1, 0, 1, 0, 1]
-    state = _pseudo_labels(model, images, labels, cams)
-    for module in model.modules():
-        if hasattr(module, "on_pseudo_labels"):
-            module.on_pseudo_labels(state)
+    notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
     batch = {"images": images, "targets": torch.tensor(labels), "camids": torch.tensor(cams), "index": torch.arange(8)}
     losses = model(batch)
     assert set(losses) == {"PSCLoss", "SoftTripletLoss", "CameraContrastLoss", "SCDLoss"}
@@ -64,3 +65,79 @@ def test_cluster_features_are_deterministic_and_normalised():
     a, b = model.cluster_features({"images": images}), model.cluster_features({"images": images})
     assert torch.equal(a["parts"], b["parts"]) and a["parts"].shape == (4, 3, model.backbone.out_channels)
     assert torch.allclose(a["parts"].norm(dim=2), torch.ones(4, 3), atol=1e-5)
+
+
+# Clusters for an untrained model on a tiny set: every image that DBSCAN leaves alone becomes
+# a cluster of its own, so training always has pseudo-labels to run on.
+ALWAYS_CLUSTERS = ["CLUSTER.OUTLIERS", "singleton", "CLUSTER.EPS", "0.3", "CLUSTER.MIN_SAMPLES", "2"]
+
+
+def _log_and_results(out, dataset):
+    with open(os.path.join(out, "results.json")) as f:
+        return (out / "log.txt").read_text(), json.load(f)[dataset]
+
+
+@pytest.mark.parametrize("parts", [2, 4])
+def test_pisl_trains_with_p_parts(parts, synthetic_root, tmp_path):
+    train_net(tmp_path, synthetic_root, config=PISL_DEMO,
+              overrides=["PISL.NUM_PARTS", str(parts), "SOLVER.MAX_EPOCH", "1", *ALWAYS_CLUSTERS])
+    log, res = _log_and_results(tmp_path, "Synthetic")
+    assert "epoch 0 iter 4/4" in log and "SCDLoss" in log and 0 <= res["mAP"] <= 100
+    state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    assert state["part_generator.stn.features.8.bias"].numel() == 6 * parts
+    assert f"part_classifiers.{parts - 1}.weight" in state
+
+
+def _write_standin(src, root, name):
+    """Lay the synthetic images of ``src`` out as dataset ``name`` expects them on disk."""
+    splits = {"train": src.train, "query": src.query, "gallery": src.gallery}
+    if name == "Market1501":
+        shutil.copytree(src.dataset_dir, os.path.join(root, "Market-1501-v15.09.15"))
+    elif name == "VeRi":
+        folders = {"train": "image_train", "query": "image_query", "gallery": "image_test"}
+        for split, items in splits.items():
+            os.makedirs(os.path.join(root, "VeRi", folders[split]))
+            for k, (path, pid, cam) in enumerate(items):
+                shutil.copy(path, os.path.join(root, "VeRi", folders[split], f"{pid:04d}_c{cam + 1:03d}_{k:08d}_0.jpg"))
+    elif name == "MSMT17":
+        base = os.path.join(root, "MSMT17_V1")
+        lists = {"train": ("train", src.train), "val": ("train", []), "query": ("test", src.query), "gallery": ("test", src.gallery)}
+        for split, (folder, items) in lists.items():
+            lines = []
+            for k, (path, pid, cam) in enumerate(items):
+                rel = f"{pid:04d}/{pid:04d}_{k:03d}_{cam + 1:02d}_0303morning_0015_0.jpg"
+                os.makedirs(os.path.join(base, folder, f"{pid:04d}"), exist_ok=True)
+                shutil.copy(path, os.path.join(base, folder, rel))
+                lines.append(f"{rel} {pid}\n")
+            with open(os.path.join(base, f"list_{split}.txt"), "w") as f:
+                f.writelines(lines)
+
+
+@pytest.mark.parametrize("config,dataset", [("market", "Market1501"), ("msmt17", "MSMT17"), ("veri", "VeRi")])
+def test_paper_configs_run_on_standin_data(config, dataset, synthetic_root, tmp_path):
+    """The full-scale configs (ResNet-50, 4096-channel STN, Adam, camera-aware sampler) build and
+    train; only sizes shrink, and ResNet-50 starts from random weights (none offline here)."""
+    src = Synthetic(synthetic_root, seed=0, num_train_ids=16, num_test_ids=10, num_cameras=2, images_per_camera=3)
+    root = tmp_path / "datasets"
+    _write_standin(src, str(root), dataset)
+    out = tmp_path / "out"
+    train_net(out, str(root), config=f"projects/PISL/configs/{config}.yml",
+              overrides=["MODEL.BACKBONE.PRETRAIN", "False", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.ITERS_PER_EPOCH", "2",
+                         "SOLVER.MAX_EPOCH", "1", "TEST.IMS_PER_BATCH", "32", *ALWAYS_CLUSTERS])
+    log, res = _log_and_results(out, dataset)
+    assert "epoch 0 iter 2/2" in log and res["num_valid_queries"] == 20
+    cfg = get_cfg()
+    cfg.merge_from_file(str(out / "config.yaml"))
+    assert cfg.MODEL.BACKBONE.NAME == "resnet50" and cfg.PISL.STN.CHANNELS == 4096
+
+
+@requires_cuhk03
+@requires_mobilenet_weights
+def test_pisl_short_run_on_cuhk03(tmp_path):
+    train_net(tmp_path, SHARED_DATA, config="projects/PISL/configs/cuhk03np.yml",
+              overrides=["MODEL.BACKBONE.PRETRAIN_PATH", MOBILENET_WEIGHTS, "INPUT.SIZE_TRAIN", "[128, 64]",
+                         "INPUT.SIZE_TEST", "[128, 64]", "SOLVER.ITERS_PER_EPOCH", "3", "SOLVER.MAX_EPOCH", "1",
+                         "DATALOADER.NUM_WORKERS", "2"])
+    log, res = _log_and_results(tmp_path, "CUHK03NP")
+    assert res["num_valid_queries"] > 1300 and 0 < res["mAP"] < 100
+    assert "Clustering before epoch 0" in log and "epoch 0 iter 3/3" in log and "CameraContrastLoss" in log

@@ -3,6 +3,7 @@ from .config import (
     ConfigError,
     get_cfg,
     import_projects,
+    load_config,
     read_imports,
     register_config_extension,
 )

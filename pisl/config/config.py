@@ -99,3 +99,15 @@ def get_cfg():
     for add_config in _EXTENSIONS:
         add_config(cfg)
     return cfg
+
+
+def load_config(cfg_filename, opts=()):
+    """The default config merged with a file and KEY VALUE overrides, after importing the
+    projects that the file (or, for a project named only on the command line, the merged
+    config) lists in IMPORTS."""
+    import_projects(read_imports(cfg_filename))
+    cfg = get_cfg()
+    cfg.merge_from_file(cfg_filename)
+    cfg.merge_from_list(list(opts))
+    import_projects(cfg.IMPORTS)
+    return cfg

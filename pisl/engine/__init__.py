@@ -1,4 +1,4 @@
-from .cluster_hook import ClusteringHook, PseudoLabels, cluster_diagnostics, reset_stale_optimizer_state
+from .cluster_hook import ClusteringHook, PseudoLabels, cluster_diagnostics, notify_pseudo_labels, reset_stale_optimizer_state
 from .defaults import DefaultTrainer, build_train_items, default_argument_parser, setup
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .launch import launch

@@ -37,6 +37,13 @@ class PseudoLabels:
     num_clusters: int
 
 
+def notify_pseudo_labels(model, state):
+    """Call ``on_pseudo_labels(state)`` on every module of ``model`` that defines it."""
+    for module in model.modules():
+        if hasattr(module, "on_pseudo_labels"):
+            module.on_pseudo_labels(state)
+
+
 def cluster_diagnostics(labels, camids, true_pids=None):
     """Numbers that describe a clustering. True ids (when known) only measure it."""
     clustered = labels >= 0
@@ -138,9 +145,7 @@ class ClusteringHook(HookBase):
         pseudo_items = [(self.items[i][0], int(self.labels[i]), self.items[i][2]) for i in clustered]
         t.train_loader = build_train_loader(self.cfg, pseudo_items, self.cfg.CLUSTER.SAMPLER)
         state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1)
-        for module in unwrap(t.model).modules():
-            if hasattr(module, "on_pseudo_labels"):
-                module.on_pseudo_labels(state)
+        notify_pseudo_labels(unwrap(t.model), state)
         reset_stale_optimizer_state(t.optimizer)
 
     def _log(self, stats, times):

@@ -6,7 +6,7 @@ import os
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ..config import get_cfg, import_projects, read_imports
+from ..config import load_config
 from ..data import build_dataset, build_train_loader
 from ..evaluation import ReidEvaluator
 from ..modeling import build_model
@@ -35,11 +35,7 @@ def default_argument_parser():
 def setup(args):
     """Import the config's projects, build and freeze the config, set up logging and seeds,
     and write the merged config to OUTPUT_DIR/config.yaml."""
-    import_projects(read_imports(args.config_file))
-    cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    import_projects(cfg.IMPORTS)  # a project may also be named on the command line
+    cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     setup_logger(cfg.OUTPUT_DIR)

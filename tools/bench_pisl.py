@@ -1,0 +1,115 @@
+#!/usr/bin/env python
+"""Cost of PISL's diffusion-STN parts against PPLR's stripes, on the same backbone and batch.
+
+    python tools/bench_pisl.py                       # cuhk03np.yml vs cuhk03np_stripes.yml
+    python tools/bench_pisl.py --iters 20 MODEL.DEVICE cuda
+
+Times (1) one training iteration (forward, all configured losses, backward, optimizer step)
+and (2) the per-epoch feature extraction of the clustering hook (``cluster_features``: global
+feature plus parts, i.e. a DDIM sample of PISL.DIFFUSION.SAMPLE_STEPS steps for PISL), for the
+two configs, and prints the seconds and the ratios. Inputs are random images of the configured
+sizes: data loading is the same for both and is left out. Pseudo-labels are clusters of
+DATALOADER.NUM_INSTANCE consecutive images over two cameras, so every loss has work to do.
+Trailing KEY VALUE pairs override both configs.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pisl.config import load_config  # noqa: E402
+from pisl.engine import PseudoLabels, notify_pseudo_labels  # noqa: E402
+from pisl.modeling import build_model  # noqa: E402
+from pisl.solver import build_optimizer  # noqa: E402
+from pisl.utils.env import seed_all  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_images(n, size, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, *size), generator=gen).float()
+
+
+@torch.no_grad()
+def time_extraction(model, images, batch_size):
+    """Seconds to run ``cluster_features`` over ``images``; also returns the features."""
+    model.eval()
+    sync(model.device)
+    start = time.perf_counter()
+    chunks = [model.cluster_features({"images": images[i:i + batch_size]}) for i in range(0, len(images), batch_size)]
+    sync(model.device)
+    seconds = time.perf_counter() - start
+    return seconds, {k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]}
+
+
+def time_iterations(model, optimizer, batch, warmup, iters):
+    """Median seconds of a training iteration after ``warmup`` untimed ones."""
+    model.train()
+    times = []
+    for i in range(warmup + iters):
+        sync(model.device)
+        start = time.perf_counter()
+        losses = sum(model(batch).values())
+        optimizer.zero_grad(set_to_none=True)
+        losses.backward()
+        optimizer.step()
+        sync(model.device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(cfg, args):
+    seed_all(cfg.SEED)
+    model = build_model(cfg)
+    optimizer = build_optimizer(cfg, model)
+    n, k = args.extract_images, cfg.DATALOADER.NUM_INSTANCE
+    extract_s, feats = time_extraction(model, random_images(n, cfg.INPUT.SIZE_TEST, 0), cfg.TEST.IMS_PER_BATCH)
+    labels, camids = np.arange(n) // k, np.arange(n) % 2
+    # An epoch past the label-smoothing switch, so PSC runs its agreement-aware branch.
+    epoch = cfg.PISL.PSC.LS_START_EPOCH
+    notify_pseudo_labels(model, PseudoLabels(epoch, feats, labels, camids, np.arange(n), int(labels.max()) + 1))
+    b = cfg.SOLVER.IMS_PER_BATCH
+    batch = {"images": random_images(b, cfg.INPUT.SIZE_TRAIN, 1), "targets": torch.as_tensor(labels[:b]),
+             "camids": torch.as_tensor(camids[:b]), "index": torch.arange(b)}
+    iter_s = time_iterations(model, optimizer, batch, args.warmup, args.iters)
+    return iter_s, extract_s
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", default="projects/PISL/configs/cuhk03np.yml")
+    parser.add_argument("--baseline-config", default="projects/PISL/configs/cuhk03np_stripes.yml")
+    parser.add_argument("--iters", type=int, default=10, help="timed training iterations (median reported)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--extract-images", type=int, default=1024, help="images in the timed extraction")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for both configs")
+    args = parser.parse_args()
+
+    runs = {}
+    for name, path in (("stripes (PPLR)", args.baseline_config), ("PISL", args.config_file)):
+        cfg = load_config(path, args.opts)
+        runs[name] = bench(cfg, args)
+        print(f"{name}: {path}, {cfg.PISL.PART_GENERATOR}, losses {list(cfg.MODEL.LOSSES.NAMES)}", flush=True)
+    b, p = runs["stripes (PPLR)"], runs["PISL"]
+    print(f"torch {torch.__version__}, device {cfg.MODEL.DEVICE}, {torch.get_num_threads()} threads, "
+          f"backbone {cfg.MODEL.BACKBONE.NAME}, batch {cfg.SOLVER.IMS_PER_BATCH} x {tuple(cfg.INPUT.SIZE_TRAIN)}, "
+          f"{cfg.PISL.NUM_PARTS} parts, {cfg.PISL.DIFFUSION.SAMPLE_STEPS} DDIM steps, extraction of {args.extract_images} images")
+    rows = [["training iteration (s)", b[0], p[0], p[0] / b[0], 1.5],
+            ["feature extraction (s)", b[1], p[1], p[1] / b[1], 1.3]]
+    print(tabulate(rows, headers=["", "stripes (PPLR)", "PISL", "ratio", "target"], floatfmt=".3f", tablefmt="pipe"))
+
+
+if __name__ == "__main__":
+    main()
