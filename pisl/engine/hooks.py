@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import time
+import warnings
 
 from ..evaluation import results_table
 from ..utils import comm
@@ -17,13 +18,18 @@ logger = logging.getLogger(__name__)
 
 
 class LRScheduler(HookBase):
-    """Steps an epoch-based scheduler after every epoch."""
+    """Steps an epoch-based scheduler after every epoch, trained or not (an unsupervised epoch
+    without clusters trains nothing), so the schedule stays tied to the epoch number."""
 
     def __init__(self, scheduler):
         self.scheduler = scheduler
 
     def after_epoch(self):
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            # torch warns when the scheduler steps before any optimizer step; after an epoch
+            # that trained nothing this is intended.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+            self.scheduler.step()
 
 
 class Checkpointer(HookBase):
