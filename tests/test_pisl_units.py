@@ -32,7 +32,8 @@ def test_ddim_with_perfect_noise_predictor_returns_x0(steps):
         a = diff.alphas_cumprod[t].unsqueeze(1)
         return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
-    out = diff.ddim_sample(perfect, x0.shape, steps=steps, generator=torch.Generator().manual_seed(0))
+    out = diff.ddim_sample(lambda x, t: diff.predict_x0(x, t, perfect(x, t)), x0.shape, steps=steps,
+                           generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out, x0, atol=1e-4)
     assert len(diff.sample_timesteps(steps)) == steps
 
@@ -147,3 +148,16 @@ def test_untrained_sampler_returns_the_stripes():
     gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=20).eval()
     theta = gen.sample(torch.randn(5, 16))
     assert torch.allclose(theta, stripe_thetas(3).flatten().expand(5, -1), atol=1e-4)
+
+
+def test_untrained_training_step_denoises_to_the_stripes_at_every_t():
+    # x0_hat is predicted directly, so even at t = 999 (sqrt(abar) ~ 5e-5) the training patches
+    # are the stripes, and eps_hat is exactly the noise drawn (the STN outputs the stripes too).
+    gen = DiffusionSTNParts(16, 2, stn_channels=8).train()
+    fmap, cond = torch.randn(4, 16, 8, 4), torch.randn(4, 16)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        gen.diffusion.alphas_cumprod[:] = gen.diffusion.alphas_cumprod[999]  # every t drawn is the noisiest
+        out = gen(fmap, cond)
+    assert torch.allclose(out["x0_hat"], stripe_thetas(2).flatten().expand(4, -1))
+    assert torch.allclose(out["eps_hat"], out["eps"], atol=1e-2)

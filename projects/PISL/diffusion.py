@@ -24,9 +24,8 @@ def timestep_embedding(t, dim=512):
 
 
 class Denoiser(nn.Module):
-    """eps_phi(x_t, t, c): an MLP on [x_t ; c ; emb(t)] -> 1024 -> 512 -> dim(x). Its last
-    layer starts at 0, so at first it adds nothing to the prior noise estimate it refines
-    (see DiffusionSTNParts.predict_noise)."""
+    """An MLP on [x_t ; c ; emb(t)] -> 1024 -> 512 -> dim(x). Its last layer starts at 0, so at
+    first it adds nothing to the prior it corrects (see DiffusionSTNParts.predict_start)."""
 
     def __init__(self, x_dim, cond_dim, time_dim=512):
         super().__init__()
@@ -73,18 +72,17 @@ class GaussianDiffusion(nn.Module):
         return torch.linspace(self.timesteps - 1, 0, steps).round().long().unique_consecutive()
 
     @torch.no_grad()
-    def ddim_sample(self, eps_fn, shape, steps=50, generator=None, device=None):
+    def ddim_sample(self, x0_fn, shape, steps=50, generator=None, device=None):
         """DDIM (eta = 0) from Gaussian noise (drawn with ``generator``, so seeded): at each
-        step predict x0 (clamped), recompute the noise it implies and move to the previous
-        timestep. Returns the final clamped x0."""
+        step ``x0_fn(x_t, t)`` predicts the (clamped) x0, the noise it implies is recomputed and
+        x moves to the previous timestep. Returns the final x0."""
         x = torch.randn(shape, generator=generator, device=device)
         ts = self.sample_timesteps(steps).tolist()
         x0 = x
         for i, t in enumerate(ts):
             t_batch = torch.full((shape[0],), t, dtype=torch.long, device=x.device)
-            eps = eps_fn(x, t_batch)
-            x0 = self.predict_x0(x, t_batch, eps)
-            eps = self.predict_eps(x, t_batch, x0)  # the noise consistent with the clamped x0
+            x0 = x0_fn(x, t_batch)
+            eps = self.predict_eps(x, t_batch, x0)
             if i + 1 < len(ts):
                 a_prev, b_prev = self._coef(torch.full_like(t_batch, ts[i + 1]))
                 x = a_prev * x0 + b_prev * eps
