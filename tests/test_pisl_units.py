@@ -10,7 +10,7 @@ from pisl.config import import_projects
 
 import_projects(["projects.PISL"])
 from projects.PISL.consistency import MMD_SIGMAS, consistency_scores, neighbours  # noqa: E402
-from projects.PISL.diffusion import GaussianDiffusion, cosine_alphas_cumprod  # noqa: E402
+from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
 from projects.PISL.losses import (agreement_aware_smoothing, camera_contrast, refined_targets, scd_loss,  # noqa: E402
                                   supervised_contrastive)
 from projects.PISL.part_generators import DiffusionSTNParts, StripeParts, cut_patches, stripe_thetas  # noqa: E402
@@ -161,3 +161,12 @@ def test_untrained_training_step_denoises_to_the_stripes_at_every_t():
         out = gen(fmap, cond)
     assert torch.allclose(out["x0_hat"], stripe_thetas(2).flatten().expand(4, -1))
     assert torch.allclose(out["eps_hat"], out["eps"], atol=1e-2)
+
+
+def test_denoiser_piecewise_first_layer_equals_the_concatenated_mlp():
+    torch.manual_seed(0)
+    den = Denoiser(6, 10, time_dim=8)
+    torch.nn.init.normal_(den.net[-1].weight)
+    x_t, cond, t = torch.randn(5, 6), torch.randn(5, 10), torch.tensor([3, 999, 3, 0, 500])
+    expected = den.net(torch.cat([x_t, cond, timestep_embedding(t, 8)], dim=1))
+    assert torch.allclose(den(x_t, t, cond), expected, atol=1e-5)

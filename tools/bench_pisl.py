@@ -4,7 +4,7 @@
     python tools/bench_pisl.py                       # cuhk03np.yml vs cuhk03np_stripes.yml
     python tools/bench_pisl.py --iters 20 MODEL.DEVICE cuda
 
-Times (1) one training iteration (forward, all configured losses, backward, optimizer step)
+Times (medians, the two models taking turns) (1) one training iteration (forward, all configured losses, backward, optimizer step)
 and (2) the per-epoch feature extraction of the clustering hook (``cluster_features``: global
 feature plus parts, i.e. a DDIM sample of PISL.DIFFUSION.SAMPLE_STEPS steps for PISL), for the
 two configs, and prints the seconds and the ratios. Inputs are random images of the configured
@@ -28,7 +28,7 @@ from pisl.config import load_config  # noqa: E402
 from pisl.engine import PseudoLabels, notify_pseudo_labels  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
 from pisl.solver import build_optimizer  # noqa: E402
-from pisl.utils.env import seed_all  # noqa: E402
+from pisl.utils.env import resolve_device, seed_all  # noqa: E402
 
 
 def sync(device):
@@ -42,40 +42,38 @@ def random_images(n, size, seed):
 
 
 @torch.no_grad()
-def time_extraction(model, images, batch_size):
-    """Seconds to run ``cluster_features`` over ``images``; also returns the features."""
+def extract(model, images, batch_size):
+    """``cluster_features`` over ``images``, in batches; returns (seconds, features)."""
     model.eval()
     sync(model.device)
     start = time.perf_counter()
     chunks = [model.cluster_features({"images": images[i:i + batch_size]}) for i in range(0, len(images), batch_size)]
     sync(model.device)
-    seconds = time.perf_counter() - start
-    return seconds, {k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]}
+    return time.perf_counter() - start, {k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]}
 
 
-def time_iterations(model, optimizer, batch, warmup, iters):
-    """Median seconds of a training iteration after ``warmup`` untimed ones."""
+def train_step(model, optimizer, batch):
+    """Seconds of one training iteration."""
     model.train()
-    times = []
-    for i in range(warmup + iters):
-        sync(model.device)
-        start = time.perf_counter()
-        losses = sum(model(batch).values())
-        optimizer.zero_grad(set_to_none=True)
-        losses.backward()
-        optimizer.step()
-        sync(model.device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    sync(model.device)
+    start = time.perf_counter()
+    losses = sum(model(batch).values())
+    optimizer.zero_grad(set_to_none=True)
+    losses.backward()
+    optimizer.step()
+    sync(model.device)
+    return time.perf_counter() - start
 
 
-def bench(cfg, args):
+def prepare(cfg, args):
+    """Model, optimizer, pseudo-labels from a first (untimed) extraction, a training batch and
+    the extraction images."""
     seed_all(cfg.SEED)
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model)
     n, k = args.extract_images, cfg.DATALOADER.NUM_INSTANCE
-    extract_s, feats = time_extraction(model, random_images(n, cfg.INPUT.SIZE_TEST, 0), cfg.TEST.IMS_PER_BATCH)
+    images = random_images(n, cfg.INPUT.SIZE_TEST, 0)
+    _, feats = extract(model, images, cfg.TEST.IMS_PER_BATCH)
     labels, camids = np.arange(n) // k, np.arange(n) % 2
     # An epoch past the label-smoothing switch, so PSC runs its agreement-aware branch.
     epoch = cfg.PISL.PSC.LS_START_EPOCH
@@ -83,8 +81,7 @@ def bench(cfg, args):
     b = cfg.SOLVER.IMS_PER_BATCH
     batch = {"images": random_images(b, cfg.INPUT.SIZE_TRAIN, 1), "targets": torch.as_tensor(labels[:b]),
              "camids": torch.as_tensor(camids[:b]), "index": torch.arange(b)}
-    iter_s = time_iterations(model, optimizer, batch, args.warmup, args.iters)
-    return iter_s, extract_s
+    return model, optimizer, batch, images
 
 
 def main():
@@ -94,16 +91,28 @@ def main():
     parser.add_argument("--iters", type=int, default=10, help="timed training iterations (median reported)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--extract-images", type=int, default=1024, help="images in the timed extraction")
+    parser.add_argument("--repeats", type=int, default=3, help="timed extractions (median reported)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for both configs")
     args = parser.parse_args()
 
-    runs = {}
+    setups, cfgs = {}, {}
     for name, path in (("stripes (PPLR)", args.baseline_config), ("PISL", args.config_file)):
-        cfg = load_config(path, args.opts)
-        runs[name] = bench(cfg, args)
+        cfgs[name] = cfg = load_config(path, args.opts)
+        setups[name] = prepare(cfg, args)
         print(f"{name}: {path}, {cfg.PISL.PART_GENERATOR}, losses {list(cfg.MODEL.LOSSES.NAMES)}", flush=True)
-    b, p = runs["stripes (PPLR)"], runs["PISL"]
-    print(f"torch {torch.__version__}, device {cfg.MODEL.DEVICE}, {torch.get_num_threads()} threads, "
+    # The two models take turns, so that slow phases of the machine (and the allocator warming
+    # up, which alone made whichever model ran second look 2x faster) hit both alike.
+    iters, extracts = {name: [] for name in setups}, {name: [] for name in setups}
+    for i in range(args.warmup + args.iters):
+        for name, (model, optimizer, batch, _) in setups.items():
+            seconds = train_step(model, optimizer, batch)
+            if i >= args.warmup:
+                iters[name].append(seconds)
+    for _ in range(args.repeats):
+        for name, (model, _, _, images) in setups.items():
+            extracts[name].append(extract(model, images, cfgs[name].TEST.IMS_PER_BATCH)[0])
+    b, p = ((statistics.median(iters[n]), statistics.median(extracts[n])) for n in ("stripes (PPLR)", "PISL"))
+    print(f"torch {torch.__version__}, device {resolve_device(cfg.MODEL.DEVICE)}, {torch.get_num_threads()} threads, "
           f"backbone {cfg.MODEL.BACKBONE.NAME}, batch {cfg.SOLVER.IMS_PER_BATCH} x {tuple(cfg.INPUT.SIZE_TRAIN)}, "
           f"{cfg.PISL.NUM_PARTS} parts, {cfg.PISL.DIFFUSION.SAMPLE_STEPS} DDIM steps, extraction of {args.extract_images} images")
     rows = [["training iteration (s)", b[0], p[0], p[0] / b[0], 1.5],

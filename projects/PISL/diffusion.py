@@ -3,6 +3,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def cosine_alphas_cumprod(timesteps=1000, s=0.008):
@@ -29,7 +30,7 @@ class Denoiser(nn.Module):
 
     def __init__(self, x_dim, cond_dim, time_dim=512):
         super().__init__()
-        self.time_dim = time_dim
+        self.x_dim, self.cond_dim, self.time_dim = x_dim, cond_dim, time_dim
         self.net = nn.Sequential(
             nn.Linear(x_dim + cond_dim + time_dim, 1024), nn.ReLU(inplace=True),
             nn.Linear(1024, 512), nn.ReLU(inplace=True), nn.Linear(512, x_dim),
@@ -37,8 +38,27 @@ class Denoiser(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
+    def conditioned(self, cond):
+        """The denoiser for fixed conditions, as a function of (x_t, t).
+
+        The first layer is applied to the concatenation piece by piece: the condition's share
+        is computed once (not once per sampling step) and the time embedding's once per
+        distinct t (one row per DDIM step instead of one per sample); most of the layer's
+        work lies in those two pieces.
+        """
+        first = self.net[0]
+        w_x, w_c, w_t = first.weight.split([self.x_dim, self.cond_dim, self.time_dim], dim=1)
+        cond_part = F.linear(cond, w_c, first.bias)
+
+        def denoise(x_t, t):
+            steps, which = t.unique(return_inverse=True)
+            time_part = F.linear(timestep_embedding(steps, self.time_dim), w_t)[which]
+            return self.net[1:](cond_part + F.linear(x_t, w_x) + time_part)
+
+        return denoise
+
     def forward(self, x_t, t, cond):
-        return self.net(torch.cat([x_t, cond, timestep_embedding(t, self.time_dim)], dim=1))
+        return self.conditioned(cond)(x_t, t)
 
 
 class GaussianDiffusion(nn.Module):

@@ -107,9 +107,9 @@ class DiffusionSTNParts(nn.Module):
         return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
                    d.SAMPLE_STEPS, d.SAMPLE_SEED, d.CLAMP)
 
-    def predict_start(self, x_t, t, cond):
-        """x0_hat: the stripes plus the denoiser's correction, clamped."""
-        return (self.prior_theta + self.denoiser(x_t, t, cond)).clamp(-self.diffusion.clamp, self.diffusion.clamp)
+    def predict_start(self, x_t, t, denoise):
+        """x0_hat: the stripes plus the correction ``denoise(x_t, t)``, clamped."""
+        return (self.prior_theta + denoise(x_t, t)).clamp(-self.diffusion.clamp, self.diffusion.clamp)
 
     def _patches(self, feature_map, theta):
         return cut_patches(feature_map, theta.view(-1, self.num_parts, 2, 3))
@@ -122,7 +122,7 @@ class DiffusionSTNParts(nn.Module):
         t = torch.randint(0, self.diffusion.timesteps, (theta.shape[0],), device=theta.device)
         noise = torch.randn_like(theta)
         x_t = self.diffusion.q_sample(theta, t, noise)
-        x0_hat = self.predict_start(x_t, t, cond)
+        x0_hat = self.predict_start(x_t, t, self.denoiser.conditioned(cond))
         eps_hat = self.diffusion.predict_eps(x_t, t, x0_hat)
         return {"parts": self._patches(feature_map, x0_hat), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise}
@@ -130,5 +130,6 @@ class DiffusionSTNParts(nn.Module):
     def sample(self, cond, steps=None):
         """Deterministic DDIM sample of theta for each conditioning row (seeded noise)."""
         generator = torch.Generator(device=cond.device).manual_seed(self.sample_seed)
-        return self.diffusion.ddim_sample(lambda x, t: self.predict_start(x, t, cond), (cond.shape[0], 6 * self.num_parts),
+        denoise = self.denoiser.conditioned(cond)
+        return self.diffusion.ddim_sample(lambda x, t: self.predict_start(x, t, denoise), (cond.shape[0], 6 * self.num_parts),
                                           steps or self.sample_steps, generator, cond.device)
