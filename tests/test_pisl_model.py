@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pisl.config import get_cfg, import_projects
+from pisl.config import load_config
 from pisl.data.datasets import Synthetic
 from pisl.engine import PseudoLabels, notify_pseudo_labels
 from pisl.modeling import build_model
@@ -16,16 +16,11 @@ from pisl.modeling import build_model
 from conftest import MOBILENET_WEIGHTS, REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
 from test_train_e2e import train_net
 
-import_projects(["projects.PISL"])
-
 PISL_DEMO = "projects/PISL/configs/demo.yml"
 
 
 def _demo_cfg(*overrides):
-    cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, PISL_DEMO))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *overrides])
-    return cfg
+    return load_config(os.path.join(REPO, PISL_DEMO), ["MODEL.DEVICE", "cpu", *overrides])
 
 
 def _pseudo_labels(model, images, labels, camids):
@@ -126,8 +121,7 @@ def test_paper_configs_run_on_standin_data(config, dataset, synthetic_root, tmp_
                          "SOLVER.MAX_EPOCH", "1", "TEST.IMS_PER_BATCH", "32", *ALWAYS_CLUSTERS])
     log, res = _log_and_results(out, dataset)
     assert "epoch 0 iter 2/2" in log and res["num_valid_queries"] == 20
-    cfg = get_cfg()
-    cfg.merge_from_file(str(out / "config.yaml"))
+    cfg = load_config(str(out / "config.yaml"))
     assert cfg.MODEL.BACKBONE.NAME == "resnet50" and cfg.PISL.STN.CHANNELS == 4096
 
 

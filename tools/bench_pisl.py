@@ -4,8 +4,8 @@
     python tools/bench_pisl.py                       # cuhk03np.yml vs cuhk03np_stripes.yml
     python tools/bench_pisl.py --iters 20 MODEL.DEVICE cuda
 
-Times (medians, the two models taking turns) (1) one training iteration (forward, all configured losses, backward, optimizer step)
-and (2) the per-epoch feature extraction of the clustering hook (``cluster_features``: global
+Times (medians, the two models taking turns) (1) one training iteration (SimpleTrainer's
+step: forward, all configured losses, backward, optimizer step) and (2) the per-epoch feature extraction of the clustering hook (``cluster_features``: global
 feature plus parts, i.e. a DDIM sample of PISL.DIFFUSION.SAMPLE_STEPS steps for PISL), for the
 two configs, and prints the seconds and the ratios. Inputs are random images of the configured
 sizes: data loading is the same for both and is left out. Pseudo-labels are clusters of
@@ -13,6 +13,7 @@ DATALOADER.NUM_INSTANCE consecutive images over two cameras, so every loss has w
 Trailing KEY VALUE pairs override both configs.
 """
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -25,7 +26,7 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pisl.config import load_config  # noqa: E402
-from pisl.engine import PseudoLabels, notify_pseudo_labels  # noqa: E402
+from pisl.engine import PseudoLabels, SimpleTrainer, notify_pseudo_labels  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
 from pisl.solver import build_optimizer  # noqa: E402
 from pisl.utils.env import resolve_device, seed_all  # noqa: E402
@@ -52,22 +53,17 @@ def extract(model, images, batch_size):
     return time.perf_counter() - start, {k: torch.cat([c[k] for c in chunks]).cpu() for k in chunks[0]}
 
 
-def train_step(model, optimizer, batch):
-    """Seconds of one training iteration."""
-    model.train()
-    sync(model.device)
-    start = time.perf_counter()
-    losses = sum(model(batch).values())
-    optimizer.zero_grad(set_to_none=True)
-    losses.backward()
-    optimizer.step()
-    sync(model.device)
-    return time.perf_counter() - start
+def trainer_for(model, optimizer, batch):
+    """The core's SimpleTrainer, so that the timed step is the one a run takes; it is fed the
+    same batch at every step (its ``before_epoch`` would need a real loader)."""
+    trainer = SimpleTrainer(model, None, optimizer)
+    trainer._data_iter = itertools.repeat(batch)
+    return trainer
 
 
 def prepare(cfg, args):
-    """Model, optimizer, pseudo-labels from a first (untimed) extraction, a training batch and
-    the extraction images."""
+    """A trainer (model, optimizer, a pseudo-labelled batch; pseudo-labels from a first,
+    untimed extraction) and the extraction images."""
     seed_all(cfg.SEED)
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model)
@@ -81,7 +77,7 @@ def prepare(cfg, args):
     b = cfg.SOLVER.IMS_PER_BATCH
     batch = {"images": random_images(b, cfg.INPUT.SIZE_TRAIN, 1), "targets": torch.as_tensor(labels[:b]),
              "camids": torch.as_tensor(camids[:b]), "index": torch.arange(b)}
-    return model, optimizer, batch, images
+    return trainer_for(model, optimizer, batch), images
 
 
 def main():
@@ -104,13 +100,13 @@ def main():
     # up, which alone made whichever model ran second look 2x faster) hit both alike.
     iters, extracts = {name: [] for name in setups}, {name: [] for name in setups}
     for i in range(args.warmup + args.iters):
-        for name, (model, optimizer, batch, _) in setups.items():
-            seconds = train_step(model, optimizer, batch)
+        for name, (trainer, _) in setups.items():
+            trainer.run_step()  # its storage's "time" ends after .item(), i.e. synchronised
             if i >= args.warmup:
-                iters[name].append(seconds)
+                iters[name].append(trainer.storage["time"])
     for _ in range(args.repeats):
-        for name, (model, _, _, images) in setups.items():
-            extracts[name].append(extract(model, images, cfgs[name].TEST.IMS_PER_BATCH)[0])
+        for name, (trainer, images) in setups.items():
+            extracts[name].append(extract(trainer.model, images, cfgs[name].TEST.IMS_PER_BATCH)[0])
     b, p = ((statistics.median(iters[n]), statistics.median(extracts[n])) for n in ("stripes (PPLR)", "PISL"))
     print(f"torch {torch.__version__}, device {resolve_device(cfg.MODEL.DEVICE)}, {torch.get_num_threads()} threads, "
           f"backbone {cfg.MODEL.BACKBONE.NAME}, batch {cfg.SOLVER.IMS_PER_BATCH} x {tuple(cfg.INPUT.SIZE_TRAIN)}, "

@@ -27,10 +27,12 @@ def dbscan_sparse(distance, eps, min_samples=4, n_jobs=-1):
     if not 0 < eps < 1:
         raise ValueError(f"eps={eps}: the sparse Jaccard distance needs 0 < eps < 1")
     # Pairs farther than eps are never neighbours; dropping them first spares DBSCAN most of
-    # the matrix (explicit zero distances are kept: they are neighbours).
-    coo = distance.tocoo()
-    near = coo.data <= eps
-    distance = sp.csr_matrix((coo.data[near], (coo.row[near], coo.col[near])), shape=coo.shape)
+    # a full matrix (explicit zero distances are kept: they are neighbours). A matrix built
+    # with max_distance=eps, as cluster_features builds it, has none to drop.
+    if distance.nnz and distance.data.max() > eps:
+        coo = distance.tocoo()
+        near = coo.data <= eps
+        distance = sp.csr_matrix((coo.data[near], (coo.row[near], coo.col[near])), shape=coo.shape)
     return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed", n_jobs=n_jobs).fit_predict(distance)
 
 
