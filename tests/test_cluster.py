@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
-                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_torch)
+                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_self, knn_torch)
 from pisl.cluster.jaccard import expanded_sets, pair_distances
 
 from conftest import REPO
@@ -30,6 +30,24 @@ def test_knn_faiss_and_torch_agree():
     d1, i1 = knn(feats, feats, 10, backend="faiss")
     d2, i2 = knn(feats, feats, 10, backend="torch")
     assert (i1 == i2).mean() > 0.99 and np.allclose(d1, d2, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_knn_self_equals_full_search(backend):
+    # 103 rows in blocks of 8: many off-diagonal blocks, a last block of 7 rows, narrower than k.
+    # Unnormalised rows check the norm terms of the distance.
+    feats = torch.randn(103, 16, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.5, 2, 103)[:, None]
+    d_full, i_full = knn_torch(feats, feats, 10)
+    d_self, i_self = knn_self(feats, 10, backend=backend, block_size=8)
+    assert np.array_equal(i_self, i_full)
+    assert np.allclose(d_self, d_full, atol=1e-4)
+
+
+def test_knn_self_hand_case():
+    pts = torch.tensor([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [3.5, 0.0]])
+    d, i = knn_self(pts, 2, backend="torch", block_size=3)
+    assert i.tolist() == [[0, 1], [1, 0], [2, 3], [3, 2]]
+    assert d[:, 1].tolist() == pytest.approx([1.0, 1.0, 0.25, 0.25])
 
 
 def test_k_reciprocal_sets_hand_case():

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from .knn import knn
+from .knn import knn_self
 
 
 def _rank_indicator(rank, k):
@@ -150,9 +150,9 @@ def compute_jaccard_distance(features, k1=30, k2=6, knn_backend="auto", knn_resu
     """Sparse Jaccard distance of L2-normalised ``features`` (N x D). Pairs that are not
     stored are at distance 1, or, with ``max_distance`` < 1 (all DBSCAN needs for its eps),
     farther than ``max_distance``. ``knn_result`` (squared distances, indices; N x k1, nearest
-    first) from :func:`knn` may be given to reuse a search."""
+    first) from :func:`knn_self` may be given to reuse a search."""
     if knn_result is None:
-        knn_result = knn(features, features, k1, backend=knn_backend)
+        knn_result = knn_self(features, k1, backend=knn_backend)
     rank = np.asarray(knn_result[1], dtype=np.int64)
     V = encode(features, expanded_sets(rank, k1), knn_result)
     return jaccard_from_encoding(query_expansion(V, rank, k2), max_distance)

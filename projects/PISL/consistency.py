@@ -2,7 +2,7 @@
 vectorised over samples."""
 import torch
 
-from pisl.cluster import knn
+from pisl.cluster import knn_self
 
 # Bandwidths of the multi-kernel MMD, as the reference (shared/spec/reference.md 3.4).
 MMD_SIGMAS = torch.tensor([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 5, 10, 15, 20, 25, 30, 35, 100, 1e3, 1e4, 1e5, 1e6],
@@ -12,7 +12,7 @@ MAX_DISCREPANCY = 0.95  # (19 - 0) / 20: the largest value the reference's score
 
 def neighbours(features, k, knn_backend="auto"):
     """The k nearest neighbours of every row, itself excluded (N x k)."""
-    _, idx = knn(features, features, k + 1, backend=knn_backend)
+    _, idx = knn_self(features, k + 1, backend=knn_backend)
     return torch.as_tensor(idx[:, 1:], dtype=torch.long)
 
 
