@@ -49,6 +49,31 @@ def test_stn_at_init_cuts_the_stripes(num_parts):
     assert torch.allclose(ours, stripes, atol=1e-6)
 
 
+def grid_sample_patches(feature_map, thetas):
+    """cut_patches by its definition: P copies of the map, F.grid_sample, mean."""
+    b, c, h, w = feature_map.shape
+    p = thetas.shape[1]
+    grid = F.affine_grid(thetas.reshape(b * p, 2, 3), (b * p, c, max(1, round(h / p)), w), align_corners=False)
+    maps = feature_map.unsqueeze(1).expand(b, p, c, h, w).reshape(b * p, c, h, w)
+    return F.grid_sample(maps, grid, align_corners=False).mean(dim=(2, 3)).view(b, p, c)
+
+
+@pytest.mark.parametrize("num_parts", [1, 3, 4])
+def test_cut_patches_equals_grid_sample(num_parts):
+    gen = torch.Generator().manual_seed(num_parts)
+    fmap = torch.randn(3, 5, 7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    # Stripes moved, scaled, sheared and partly off the map (zero padding there).
+    thetas = (stripe_thetas(num_parts).double() + 0.6 * torch.randn(3, num_parts, 2, 3, generator=gen,
+                                                                      dtype=torch.float64)).requires_grad_()
+    ours, ref = cut_patches(fmap, thetas), grid_sample_patches(fmap, thetas)
+    assert torch.allclose(ours, ref, atol=1e-10)
+    probe = torch.randn(ref.shape, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad((ours * probe).sum(), [fmap, thetas])
+    ref_grads = torch.autograd.grad((ref * probe).sum(), [fmap, thetas])
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, atol=1e-8)
+
+
 def test_refined_targets_hand_computed():
     part_logits = [torch.tensor([[0.0, 0.0]]), torch.tensor([[math.log(3.0), 0.0]])]  # [.5,.5], [.75,.25]
     agreement = torch.tensor([[0.0, math.log(3.0)]])  # softmax -> [.25, .75]

@@ -23,19 +23,42 @@ def stripe_thetas(num_parts):
     return theta
 
 
-def cut_patches(feature_map, thetas):
-    """Sample one patch per affine matrix (thetas: B x P x 2 x 3) and average-pool it.
+def patch_pooling_weights(thetas, height, width):
+    """How much each feature-map cell contributes to each pooled patch: B x P x (H W).
 
-    Patches have the size of one stripe (H/P x W): with the stripe matrices the sampling grid
-    then falls exactly on feature-map cells, so the patch *is* the stripe.
+    A patch is the map sampled bilinearly (zero padding, ``align_corners=False``, as
+    ``F.grid_sample``) on the grid of its affine matrix, then averaged. Sampling is linear in
+    the map, so the pooled patch is a weighted sum of the map's cells; the weights are the
+    bilinear corner weights of the grid points, summed per cell and divided by the patch size.
+    Patches have the size of one stripe (H/P x W).
     """
-    b, c, h, w = feature_map.shape
-    p = thetas.shape[1]
-    size = (b * p, c, max(1, round(h / p)), w)
-    grid = F.affine_grid(thetas.reshape(b * p, 2, 3), size, align_corners=False)
-    maps = feature_map.unsqueeze(1).expand(b, p, c, h, w).reshape(b * p, c, h, w)
-    patches = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return patches.mean(dim=(2, 3)).view(b, p, c)
+    b, p = thetas.shape[:2]
+    size = (b * p, 1, max(1, round(height / p)), width)
+    grid = F.affine_grid(thetas.reshape(b * p, 2, 3), size, align_corners=False).flatten(1, 2)
+    # Normalised [-1, 1] coordinates to pixel coordinates (align_corners=False).
+    x = ((grid[..., 0] + 1) * width - 1) / 2
+    y = ((grid[..., 1] + 1) * height - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    weights = thetas.new_zeros(b * p, height * width)
+    for cx, wx in ((x0, 1 - fx), (x0 + 1, fx)):
+        for cy, wy in ((y0, 1 - fy), (y0 + 1, fy)):
+            inside = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)  # zero padding outside
+            cell = (cy.clamp(0, height - 1) * width + cx.clamp(0, width - 1)).long()
+            weights = weights.scatter_add(1, cell, wx * wy * inside)
+    return weights.view(b, p, -1) / grid.shape[1]
+
+
+def cut_patches(feature_map, thetas):
+    """One average-pooled patch per affine matrix (thetas: B x P x 2 x 3): B x P x C.
+
+    The same as ``F.grid_sample`` of a stripe-sized patch and its mean, computed as one
+    weighted sum per patch (``patch_pooling_weights``): no P copies of the map and no sampled
+    patches in memory, and a matrix product to back-propagate through. With the stripe
+    matrices the grid falls exactly on feature-map cells, so the patch *is* the stripe.
+    """
+    weights = patch_pooling_weights(thetas, *feature_map.shape[2:])
+    return torch.bmm(weights.to(feature_map.dtype), feature_map.flatten(2).transpose(1, 2))
 
 
 @PART_GENERATOR_REGISTRY.register(name="stripes")
