@@ -49,6 +49,13 @@ def test_stn_at_init_cuts_the_stripes(num_parts):
     assert torch.allclose(ours, stripes, atol=1e-6)
 
 
+@pytest.mark.parametrize("size", [(1, 1), (4, 2), (3, 3), (24, 8)])
+def test_stn_takes_maps_smaller_than_its_kernel(size):
+    stn = DiffusionSTNParts(16, 3, stn_channels=8).stn.eval()
+    thetas = stn(torch.randn(2, 16, *size))
+    assert torch.allclose(thetas.view(2, 3, 2, 3), stripe_thetas(3).expand(2, -1, -1, -1))
+
+
 def grid_sample_patches(feature_map, thetas):
     """cut_patches by its definition: P copies of the map, F.grid_sample, mean."""
     b, c, h, w = feature_map.shape

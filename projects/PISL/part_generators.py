@@ -79,14 +79,14 @@ class StripeParts(nn.Module):
 
 
 class Localisation(nn.Module):
-    """STN localisation net: conv3x3 -> BN -> ReLU -> max-pool 3/2 -> GAP -> FC 512 -> ReLU
-    -> FC 6P, the last FC starting at weight 0 with the stripes as bias."""
+    """STN localisation net: conv3x3 (no padding) -> BN -> ReLU -> max-pool 3/2 -> GAP -> FC
+    512 -> ReLU -> FC 6P, the last FC starting at weight 0 with the stripes as bias."""
 
     def __init__(self, in_channels, num_parts, channels=4096):
         super().__init__()
         self.num_parts = num_parts
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 3, padding=1), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, channels, 3), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
             nn.Linear(channels, 512), nn.ReLU(inplace=True), nn.Linear(512, 6 * num_parts),
         )
@@ -96,6 +96,11 @@ class Localisation(nn.Module):
             self.features[-1].bias.copy_(stripe_thetas(num_parts).flatten())
 
     def forward(self, feature_map):
+        if min(feature_map.shape[2:]) < 3:
+            # Too small for the unpadded 3x3 conv (e.g. 4 x 2 from small inputs): zero-pad by one
+            # cell, i.e. a padded conv. Larger maps keep the reference's valid conv, which on
+            # ResNet-50's 24 x 8 map also costs 30 % less than a padded one.
+            feature_map = F.pad(feature_map, (1, 1, 1, 1))
         return self.features(feature_map)  # B x 6P
 
 
