@@ -32,8 +32,8 @@ def test_ddim_with_perfect_noise_predictor_returns_x0(steps):
         a = diff.alphas_cumprod[t].unsqueeze(1)
         return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
 
-    out = diff.ddim_sample(lambda x, t: diff.predict_x0(x, t, perfect(x, t)), x0.shape, steps=steps,
-                           generator=torch.Generator().manual_seed(0))
+    x_T = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    out = diff.ddim_sample(lambda x, t: diff.predict_x0(x, t, perfect(x, t)), x_T, steps=steps)
     assert torch.allclose(out, x0, atol=1e-4)
     assert len(diff.sample_timesteps(steps)) == steps
 
@@ -180,6 +180,17 @@ def test_untrained_sampler_returns_the_stripes():
     gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=20).eval()
     theta = gen.sample(torch.randn(5, 16))
     assert torch.allclose(theta, stripe_thetas(3).flatten().expand(5, -1), atol=1e-4)
+
+
+def test_sampled_parts_do_not_depend_on_the_batch():
+    gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=10).eval()
+    torch.nn.init.normal_(gen.denoiser.net[-1].weight, std=0.1)  # a denoiser that does something
+    cond = torch.randn(6, 16)
+    together = gen.sample(cond)
+    assert not torch.allclose(together[0], together[1], atol=1e-3)
+    for i in range(6):
+        assert torch.allclose(gen.sample(cond[i:i + 1]), together[i:i + 1], atol=1e-5)
+    assert torch.allclose(gen.sample(cond.flip(0)), together.flip(0), atol=1e-5)
 
 
 def test_untrained_training_step_denoises_to_the_stripes_at_every_t():

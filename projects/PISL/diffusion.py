@@ -92,15 +92,14 @@ class GaussianDiffusion(nn.Module):
         return torch.linspace(self.timesteps - 1, 0, steps).round().long().unique_consecutive()
 
     @torch.no_grad()
-    def ddim_sample(self, x0_fn, shape, steps=50, generator=None, device=None):
-        """DDIM (eta = 0) from Gaussian noise (drawn with ``generator``, so seeded): at each
-        step ``x0_fn(x_t, t)`` predicts the (clamped) x0, the noise it implies is recomputed and
-        x moves to the previous timestep. Returns the final x0."""
-        x = torch.randn(shape, generator=generator, device=device)
+    def ddim_sample(self, x0_fn, x_T, steps=50):
+        """DDIM (eta = 0) from the noise ``x_T``: at each step ``x0_fn(x_t, t)`` predicts the
+        (clamped) x0, the noise it implies is recomputed and x moves to the previous timestep.
+        Returns the final x0."""
+        x = x0 = x_T
         ts = self.sample_timesteps(steps).tolist()
-        x0 = x
         for i, t in enumerate(ts):
-            t_batch = torch.full((shape[0],), t, dtype=torch.long, device=x.device)
+            t_batch = torch.full((len(x),), t, dtype=torch.long, device=x.device)
             x0 = x0_fn(x, t_batch)
             eps = self.predict_eps(x, t_batch, x0)
             if i + 1 < len(ts):

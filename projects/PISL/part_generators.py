@@ -111,7 +111,7 @@ class DiffusionSTNParts(nn.Module):
 
     Training: theta_stn = STN(X); x_t = q(theta_stn, t, eps) with t drawn per sample;
     x0_hat = denoised x_t (clamped); the part patches are cut with x0_hat, so the part losses
-    train the denoiser (semantic control). Eval: theta = DDIM sample (seeded) and patches.
+    train the denoiser (semantic control). Eval: theta = DDIM sample from one seeded x_T.
 
     The denoiser predicts x0 as the stripes plus the MLP's correction (zero at init), and the
     noise estimate eps_hat is the noise that x0_hat implies: an untrained model samples and
@@ -156,8 +156,10 @@ class DiffusionSTNParts(nn.Module):
                 "eps_hat": eps_hat, "eps": noise}
 
     def sample(self, cond, steps=None):
-        """Deterministic DDIM sample of theta for each conditioning row (seeded noise)."""
+        """Deterministic DDIM sample of theta for each conditioning row. Every row starts from
+        the same seeded noise, so an image's parts depend on its own global feature only, not
+        on the rest of its batch, its place in it or the batch size."""
         generator = torch.Generator(device=cond.device).manual_seed(self.sample_seed)
+        x_T = torch.randn(1, 6 * self.num_parts, generator=generator, device=cond.device).expand(len(cond), -1)
         denoise = self.denoiser.conditioned(cond)
-        return self.diffusion.ddim_sample(lambda x, t: self.predict_start(x, t, denoise), (cond.shape[0], 6 * self.num_parts),
-                                          steps or self.sample_steps, generator, cond.device)
+        return self.diffusion.ddim_sample(lambda x, t: self.predict_start(x, t, denoise), x_T, steps or self.sample_steps)
