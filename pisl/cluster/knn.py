@@ -17,6 +17,13 @@ def _faiss():
     return faiss
 
 
+def _use_faiss(backend):
+    """Whether ``backend`` ("faiss", "torch" or "auto": faiss when importable) means faiss."""
+    if backend == "faiss" and _faiss() is None:
+        raise ImportError("faiss is not installed: pip install faiss-cpu (or faiss-gpu), or use backend 'torch'")
+    return backend == "faiss" or (backend == "auto" and _faiss() is not None)
+
+
 def knn_torch(query, base, k, chunk_size=2048):
     """Exact k-NN by squared Euclidean distance, chunked over queries. Returns (dist, index)
     NumPy arrays of shape (Nq, k), nearest first."""
@@ -48,9 +55,7 @@ def knn(query, base, k, backend="auto"):
     "auto" (faiss when importable). Returns (squared distances, indices), each (Nq, k)."""
     if k > len(base):
         raise ValueError(f"k={k} neighbours asked among only {len(base)} samples")
-    if backend == "faiss" or (backend == "auto" and _faiss() is not None):
-        if _faiss() is None:
-            raise ImportError("faiss is not installed: pip install faiss-cpu (or faiss-gpu), or use backend 'torch'")
+    if _use_faiss(backend):
         return knn_faiss(query, base, k)
     if torch.cuda.is_available():
         query, base = torch.as_tensor(query).cuda(), torch.as_tensor(base).cuda()
@@ -108,9 +113,7 @@ def knn_self(features, k, backend="auto", block_size=1024):
     n = len(feats)
     if k > n:
         raise ValueError(f"k={k} neighbours asked among only {n} samples")
-    use_faiss = backend == "faiss" or (backend == "auto" and _faiss() is not None)
-    if use_faiss and _faiss() is None:
-        raise ImportError("faiss is not installed: pip install faiss-cpu (or faiss-gpu), or use backend 'torch'")
+    use_faiss = _use_faiss(backend)
     if torch.cuda.is_available():
         if use_faiss and hasattr(_faiss(), "StandardGpuResources"):
             return knn_faiss(feats, feats, k)
