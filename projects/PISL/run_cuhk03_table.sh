@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Reproduce the CUHK03-NP comparison table of projects/PISL/README.md (CPU, about an hour):
 #   bash projects/PISL/run_cuhk03_table.sh [extra KEY VALUE overrides]
-# Each run writes logs/cuhk03np/<name>/{log.txt,results.json,wall_seconds}; the table is
-# printed at the end by tools/collect_results.py.
+# Each run writes $LOG_ROOT/<name>/{log.txt,results.json,wall_seconds} (LOG_ROOT defaults to
+# logs/cuhk03np); the table is printed at the end by tools/collect_results.py. Another seed:
+#   LOG_ROOT=logs/cuhk03np_seed2 bash projects/PISL/run_cuhk03_table.sh SEED 2
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+LOG_ROOT=${LOG_ROOT:-logs/cuhk03np}
 run() {
   local name=$1 config=$2; shift 2
-  local out=logs/cuhk03np/$name start
+  local out=$LOG_ROOT/$name start
   start=$(date +%s)
   python tools/train_net.py --config-file "$config" "$@" OUTPUT_DIR "$out"
   echo $(( $(date +%s) - start )) > "$out/wall_seconds"
@@ -17,4 +19,4 @@ run cluster_contrast projects/ClusterContrast/configs/cuhk03np.yml "$@"
 run pisl_stripes projects/PISL/configs/cuhk03np_stripes.yml "$@"
 run pisl_no_cam projects/PISL/configs/cuhk03np_no_cam.yml "$@"
 run pisl projects/PISL/configs/cuhk03np.yml "$@"
-python tools/collect_results.py logs/cuhk03np/{imagenet,cluster_contrast,pisl_stripes,pisl_no_cam,pisl}
+python tools/collect_results.py "$LOG_ROOT"/{imagenet,cluster_contrast,pisl_stripes,pisl_no_cam,pisl}
