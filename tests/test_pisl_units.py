@@ -28,12 +28,13 @@ def test_ddim_with_perfect_noise_predictor_returns_x0(steps):
     diff = GaussianDiffusion(1000, clamp=10.0)
     x0 = torch.tensor([[0.3, -0.7, 1.2], [1.0, 0.0, -1.0]])
 
-    def perfect(x_t, t):
+    def x0_from_perfect_noise(x_t, t):
         a = diff.alphas_cumprod[t].unsqueeze(1)
-        return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 
     x_T = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-    out = diff.ddim_sample(lambda x, t: diff.predict_x0(x, t, perfect(x, t)), x_T, steps=steps)
+    out = diff.ddim_sample(x0_from_perfect_noise, x_T, steps=steps)
     assert torch.allclose(out, x0, atol=1e-4)
     assert len(diff.sample_timesteps(steps)) == steps
 

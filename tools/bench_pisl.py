@@ -5,9 +5,10 @@
     python tools/bench_pisl.py --iters 20 MODEL.DEVICE cuda
 
 Times (medians, the two models taking turns) (1) one training iteration (SimpleTrainer's
-step: forward, all configured losses, backward, optimizer step) and (2) the per-epoch feature extraction of the clustering hook (``cluster_features``: global
-feature plus parts, i.e. a DDIM sample of PISL.DIFFUSION.SAMPLE_STEPS steps for PISL), for the
-two configs, and prints the seconds and the ratios. Inputs are random images of the configured
+step: forward, all configured losses, backward, optimizer step) and (2) the per-epoch feature
+extraction of the clustering hook (``cluster_features``: global feature plus parts, i.e. a
+DDIM sample of PISL.DIFFUSION.SAMPLE_STEPS steps for PISL), for the two configs, and prints
+the seconds and the ratios. Inputs are random images of the configured
 sizes: data loading is the same for both and is left out. Pseudo-labels are clusters of
 DATALOADER.NUM_INSTANCE consecutive images over two cameras, so every loss has work to do.
 Trailing KEY VALUE pairs override both configs.

@@ -62,7 +62,8 @@ class Denoiser(nn.Module):
 
 
 class GaussianDiffusion(nn.Module):
-    """Forward noising, x0 prediction and deterministic DDIM (eta = 0) sampling."""
+    """Forward noising, the noise an x0 prediction implies, and deterministic DDIM (eta = 0)
+    sampling."""
 
     def __init__(self, timesteps=1000, cosine_s=0.008, clamp=1.5):
         super().__init__()
@@ -77,10 +78,6 @@ class GaussianDiffusion(nn.Module):
     def q_sample(self, x0, t, noise):
         a, b = self._coef(t)
         return a * x0 + b * noise
-
-    def predict_x0(self, x_t, t, eps):
-        a, b = self._coef(t)
-        return ((x_t - b * eps) / a).clamp(-self.clamp, self.clamp)
 
     def predict_eps(self, x_t, t, x0):
         """The noise that takes ``x0`` to ``x_t`` at step t."""
