@@ -29,7 +29,7 @@ def main(args):
     if args.eval_only:
         model = build_model(cfg)
         if cfg.MODEL.WEIGHTS:
-            load_model_weights(model, cfg.MODEL.WEIGHTS)
+            load_model_weights(model, cfg.MODEL.WEIGHTS, partial=cfg.MODEL.PARTIAL_LOAD)
         elif cfg.MODEL.BACKBONE.PRETRAIN:
             logger.warning("--eval-only without MODEL.WEIGHTS: evaluating the ImageNet-initialised model")
         else:

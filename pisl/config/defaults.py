@@ -18,6 +18,9 @@ _C.MODEL.META_ARCHITECTURE = "Baseline"
 _C.MODEL.DEVICE = "auto"
 # A checkpoint to start from (or to evaluate with --eval-only); "" = none.
 _C.MODEL.WEIGHTS = ""
+# Load only the tensors of MODEL.WEIGHTS that fit (e.g. a Baseline's into PISL). By default
+# every architecture tensor must be in the file; only classifiers and loss state may differ.
+_C.MODEL.PARTIAL_LOAD = False
 _C.MODEL.PIXEL_MEAN = [0.485, 0.456, 0.406]
 _C.MODEL.PIXEL_STD = [0.229, 0.224, 0.225]
 

@@ -4,7 +4,7 @@ from torch.utils.data import DataLoader
 
 from ..utils import comm
 from .common import ImageListDataset
-from .samplers import SAMPLER_REGISTRY
+from .samplers import SAMPLER_REGISTRY, InferenceSampler
 from .transforms import build_transforms
 
 
@@ -41,11 +41,13 @@ def set_loader_epoch(loader, epoch, seed):
 
 
 def build_test_loader(cfg, items):
+    """An ordered loader over this process's share of ``items`` (all of them with one process);
+    ``evaluation.extract_features`` gathers the shares."""
     dataset = ImageListDataset(items, build_transforms(cfg, is_train=False))
     return DataLoader(
         dataset,
         batch_size=cfg.TEST.IMS_PER_BATCH,
-        shuffle=False,
+        sampler=InferenceSampler(len(dataset)),
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         pin_memory=torch.cuda.is_available(),
     )

@@ -55,6 +55,22 @@ class EpochBatchSampler(Sampler):
         return list(rng.choice(candidates, size=count, replace=replace))
 
 
+class InferenceSampler(Sampler):
+    """This rank's contiguous share of ``range(size)``, in order, without padding: the shares of
+    all ranks, concatenated in rank order, are exactly ``range(size)``."""
+
+    def __init__(self, size):
+        world, rank = comm.get_world_size(), comm.get_rank()
+        # Balanced split: every rank has work whenever size >= world.
+        self.indices = range(rank * size // world, (rank + 1) * size // world)
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+
 @SAMPLER_REGISTRY.register()
 class PKSampler(EpochBatchSampler):
     """P identities x K images: every identity in random order, K of its images each."""

@@ -1,4 +1,5 @@
 """The clustering hook: every epoch, unlabelled training images -> pseudo-identities."""
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -147,18 +148,28 @@ class ClusteringHook(HookBase):
         state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1)
         notify_pseudo_labels(unwrap(t.model), state)
         reset_stale_optimizer_state(t.optimizer)
+        if comm.get_world_size() > 1:
+            # Classifiers may have changed shape: DDP's buckets must be rebuilt, and the old
+            # wrapper's gradient hooks freed before the next backward.
+            model, t.model = unwrap(t.model), None
+            gc.collect()
+            t.model = comm.create_ddp_model(model)
 
     def _log(self, stats, times):
-        stats = {**stats, **{f"{k} s": v for k, v in times.items()}}
+        # Plain Python numbers: the history goes into checkpoints loaded with weights_only.
+        stats = {k: v.item() if isinstance(v, np.generic) else v for k, v in stats.items()}
+        stats = {**stats, **{f"{k} s": float(v) for k, v in times.items()}}
         self.history.append({"epoch": self.trainer.epoch, **stats})
         rows = [[k, f"{v:.3f}" if isinstance(v, float) else v] for k, v in stats.items()]
         logger.info(f"Clustering before epoch {self.trainer.epoch} (eps {self.eps}):\n" + tabulate(rows, tablefmt="pipe"))
 
     def state_dict(self):
-        return {"labels": self.labels, "degenerate_epochs": self.degenerate_epochs, "history": self.history}
+        labels = None if self.labels is None else torch.from_numpy(self.labels)
+        return {"labels": labels, "degenerate_epochs": self.degenerate_epochs, "history": self.history}
 
     def load_state_dict(self, state):
-        self.labels = state.get("labels")
+        labels = state.get("labels")
+        self.labels = None if labels is None else np.asarray(labels)
         self.degenerate_epochs = state.get("degenerate_epochs", 0)
         self.history = state.get("history", [])
 

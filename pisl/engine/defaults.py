@@ -4,7 +4,6 @@ import logging
 import os
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from ..config import load_config
 from ..data import build_dataset, build_train_loader
@@ -79,11 +78,7 @@ class DefaultTrainer(SimpleTrainer):
         optimizer = build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, optimizer)
         train_loader = None if unsupervised else build_train_loader(cfg, self.train_items)
-        if comm.get_world_size() > 1:
-            device = resolve_device(cfg.MODEL.DEVICE)
-            model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                            find_unused_parameters=True)
-        super().__init__(model, train_loader, optimizer, seed=cfg.SEED)
+        super().__init__(comm.create_ddp_model(model), train_loader, optimizer, seed=cfg.SEED)
         self._evaluators = None
         self.register_hooks(
             [LRScheduler(self.scheduler)]
@@ -114,7 +109,7 @@ class DefaultTrainer(SimpleTrainer):
         if resume:
             logger.warning(f"--resume given but {path} does not exist: starting from scratch")
         if self.cfg.MODEL.WEIGHTS:
-            load_model_weights(self.model, self.cfg.MODEL.WEIGHTS)
+            load_model_weights(self.model, self.cfg.MODEL.WEIGHTS, partial=self.cfg.MODEL.PARTIAL_LOAD)
 
     def train(self):
         if self.start_epoch >= self.cfg.SOLVER.MAX_EPOCH:

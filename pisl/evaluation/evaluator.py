@@ -17,7 +17,9 @@ logger = logging.getLogger(__name__)
 def extract_features(model, loader, feature_fn=None, desc="Extracting features"):
     """Run ``feature_fn(batch)`` (default: the model's eval forward, as ``{"global": feats}``)
     over a loader. Returns ``(dict of CPU tensors with one row per item, row indices)``: rows
-    whose image could not be read are missing, and ``indices`` says which items are present."""
+    whose image could not be read are missing, and ``indices`` (ascending) says which items are
+    present. Under DDP each process extracts its share (``build_test_loader``) and every
+    process gets all rows."""
     was_training = model.training
     model.eval()
     feature_fn = feature_fn or (lambda batch: {"global": model(batch)})
@@ -27,8 +29,8 @@ def extract_features(model, loader, feature_fn=None, desc="Extracting features")
             chunks[key].append(value.float().cpu())
         indices.append(batch["index"])
     model.train(was_training)
-    indices = torch.cat(indices)
-    feats = {key: torch.cat(value) for key, value in chunks.items()}
+    indices = comm.all_gather_rows(torch.cat(indices))
+    feats = {key: comm.all_gather_rows(torch.cat(value)) for key, value in sorted(chunks.items())}
     # An unreadable image is replaced by the next item in the loader: keep one row per item.
     unique, first = _first_occurrence(indices)
     if len(unique) < len(indices):

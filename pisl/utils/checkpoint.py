@@ -1,11 +1,17 @@
-"""Checkpoint files: atomic writes, and loading that tolerates another model's keys."""
+"""Checkpoint files: atomic writes, safe reads, and loading that says what did not fit."""
 import logging
 import os
+import pickle
 import tempfile
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+# Tensors whose shape follows the data, not the architecture: classifiers sized to a dataset's
+# identities or to an epoch's clusters, and losses' per-epoch state (memories, proxies,
+# agreement scores), which the clustering hook rebuilds every epoch.
+_DATA_SIZED = ("classifier", "losses.")
 
 
 def atomic_save(obj, path):
@@ -28,30 +34,53 @@ def unwrap(model):
 
 
 def read_checkpoint(path):
+    """Load a checkpoint with ``weights_only=True`` (a pickle of arbitrary objects can run code;
+    this toolbox writes only tensors and plain Python values). Errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(f"Checkpoint {path} holds Python objects other than tensors and plain values, which are "
+                         f"not loaded because unpickling them can run code. If you trust the file, re-save "
+                         f"its state dict: torch.save(torch.load(path, weights_only=False)['model'], new_path). "
+                         f"({err})") from err
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"Cannot read checkpoint {path} ({os.path.getsize(path)} bytes): {err}. "
+                         "The file is truncated or is not a torch checkpoint.") from err
 
 
-def load_model_weights(model, path, checkpoint=None):
+def load_model_weights(model, path, checkpoint=None, partial=False):
     """Load ``path`` (a full checkpoint or a bare state dict; ``checkpoint`` if already read)
     into ``model``.
 
-    Keys with another shape (e.g. a classifier sized for another clustering) are skipped with a
-    warning; if *no* key fits, the file belongs to another model and this is an error.
+    Every tensor of the architecture (backbone, heads, part modules) must be in the file with
+    its shape; only data-sized tensors (classifiers, loss state) may differ or be missing, and
+    are then skipped with a warning. ``partial=True`` (``MODEL.PARTIAL_LOAD``) loads whatever
+    fits, e.g. a Baseline's weights into a PISL model.
     """
     checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
     state = checkpoint.get("model", checkpoint)
     state = {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
     own = unwrap(model).state_dict()
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not fitting:
-        raise ValueError(f"{path} holds no weight of this model ({type(unwrap(model)).__name__}): wrong checkpoint?")
     mismatched = [k for k in state if k in own and own[k].shape != state[k].shape]
     missing = [k for k in own if k not in fitting]
     unexpected = [k for k in state if k not in own]
+    name = type(unwrap(model)).__name__
+    required = [k for k in missing if not any(part in k for part in _DATA_SIZED)]
+    if not fitting or (required and not partial):
+        raise ValueError(
+            f"{path} does not fit this {name} model: {len(required)} of its {len(own)} tensors are missing or have "
+            f"another shape in the file ({_some(required)}); the file has {len(unexpected)} tensors the model does "
+            f"not know ({_some(unexpected)}). Is it a checkpoint of another architecture or config? To load only "
+            f"the tensors that fit, set MODEL.PARTIAL_LOAD True.")
     for what, keys in (("shape mismatch, skipped", mismatched), ("not in checkpoint", missing), ("not in model", unexpected)):
         if keys:
-            logger.warning(f"Loading {path}: {len(keys)} keys {what}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}")
+            logger.warning(f"Loading {path}: {len(keys)} keys {what}: {_some(keys)}")
     unwrap(model).load_state_dict(fitting, strict=False)
     logger.info(f"Loaded {len(fitting)}/{len(own)} model tensors from {path}")
+
+
+def _some(keys, count=8):
+    return ", ".join(keys[:count]) + (" ..." if len(keys) > count else "") if keys else "none"

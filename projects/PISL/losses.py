@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from pisl.cluster import camera_proxies
+from pisl.utils import comm
 from pisl.modeling.losses import LOSS_REGISTRY, ReidLoss, cross_entropy_label_smooth, soft_target_cross_entropy
 
 from .consistency import consistency_scores
@@ -154,5 +155,7 @@ class SCDLoss(ReidLoss):
         if "eps_hat" not in outputs:
             raise KeyError("SCDLoss needs PISL.PART_GENERATOR diffusion_stn; remove it from MODEL.LOSSES.NAMES for stripes")
         targets = batch["targets"].to(outputs["eps_hat"].device)
+        # The contrast compares samples with each other: under DDP it sees the global batch.
+        parts, targets = comm.all_gather_with_grad(outputs["part_features"]), comm.all_gather_tensor(targets)
         return self.scale * scd_loss(outputs["eps_hat"], outputs["eps"], outputs["x0_hat"], outputs["theta"],
-                                     outputs["part_features"], targets, self.w_cons, self.w_con, self.temperature)
+                                     parts, targets, self.w_cons, self.w_con, self.temperature)

@@ -1,5 +1,6 @@
 import torch.nn as nn
 
+from ...utils import comm
 from ...utils.registry import Registry
 from .functional import cross_entropy_label_smooth, soft_triplet
 
@@ -28,12 +29,15 @@ class CrossEntropyLoss(ReidLoss):
         return cls(cfg.MODEL.LOSSES.CE.EPSILON, cfg.MODEL.LOSSES.CE.SCALE)
 
     def forward(self, outputs, batch):
-        return self.scale * cross_entropy_label_smooth(outputs["logits"], batch["targets"], self.epsilon)
+        logits = outputs["logits"]
+        return self.scale * cross_entropy_label_smooth(logits, batch["targets"].to(logits.device), self.epsilon)
 
 
 @LOSS_REGISTRY.register()
 class SoftTripletLoss(ReidLoss):
-    """Batch-hard soft-margin triplet on the (un-normalised) BN-neck ``outputs["features"]``."""
+    """Batch-hard soft-margin triplet on the (un-normalised) BN-neck ``outputs["features"]``.
+    Under DDP the hardest positive and negative are mined in the global batch, as one process
+    would."""
 
     def __init__(self, scale=1.0):
         super().__init__()
@@ -44,7 +48,9 @@ class SoftTripletLoss(ReidLoss):
         return cls(cfg.MODEL.LOSSES.TRI.SCALE)
 
     def forward(self, outputs, batch):
-        return self.scale * soft_triplet(outputs["features"], batch["targets"])
+        features = outputs["features"]
+        targets = batch["targets"].to(features.device)
+        return self.scale * soft_triplet(comm.all_gather_with_grad(features), comm.all_gather_tensor(targets))
 
 
 def build_losses(cfg):

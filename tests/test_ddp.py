@@ -1,0 +1,96 @@
+"""Multi-process training and evaluation (2 gloo processes on the CPU) against one process."""
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+from pisl.config import import_projects
+from pisl.engine.launch import _free_port
+from pisl.modeling.losses.functional import soft_triplet
+from pisl.utils import comm
+
+from test_train_e2e import results, train_net
+
+import_projects(["projects.PISL"])
+from projects.PISL.losses import supervised_contrastive  # noqa: E402
+
+# A batch where every identity has samples on both ranks' halves, so that the hardest
+# positive and negative of many anchors lie in the other process's half.
+FEATURES = torch.randn(8, 5, generator=torch.Generator().manual_seed(0))
+TARGETS = torch.tensor([0, 1, 2, 3, 1, 0, 3, 2])
+LOSSES = {"soft_triplet": soft_triplet, "supervised_contrastive": supervised_contrastive}
+
+
+def _global_batch_grads(rank, world, url, loss_name, out):
+    dist.init_process_group("gloo", init_method=url, world_size=world, rank=rank)
+    try:
+        torch.manual_seed(0)
+        model = comm.create_ddp_model(nn.Linear(5, 4))
+        rows = slice(rank * 4, rank * 4 + 4)
+        feats = comm.all_gather_with_grad(model(FEATURES[rows]))
+        loss = LOSSES[loss_name](feats, comm.all_gather_tensor(TARGETS[rows]))
+        loss.backward()
+        if rank == 0:
+            torch.save({"loss": loss.detach(), "grad": model.module.weight.grad}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_batch_losses_see_the_global_batch_under_ddp(loss_name, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Linear(5, 4)
+    loss = LOSSES[loss_name](model(FEATURES), TARGETS)
+    loss.backward()
+    mp.spawn(_global_batch_grads, nprocs=2, args=(2, f"tcp://127.0.0.1:{_free_port()}", loss_name, tmp_path / "r0.pt"))
+    ddp = torch.load(tmp_path / "r0.pt")
+    assert ddp["loss"].item() == pytest.approx(loss.item(), abs=1e-6)
+    assert torch.allclose(ddp["grad"], model.weight.grad, atol=1e-6)
+
+
+def _gather_rows(rank, world, url, out):
+    dist.init_process_group("gloo", init_method=url, world_size=world, rank=rank)
+    try:
+        local = torch.arange(rank * 3 + 1, dtype=torch.float32).view(-1, 1) + 10 * rank  # 1 row, then 4 rows
+        torch.save(comm.all_gather_rows(local), out / f"r{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_gather_rows_with_unequal_shares(tmp_path):
+    mp.spawn(_gather_rows, nprocs=2, args=(2, f"tcp://127.0.0.1:{_free_port()}", tmp_path))
+    expected = torch.tensor([[0.0], [10.0], [11.0], [12.0], [13.0]])
+    for rank in range(2):
+        assert torch.equal(torch.load(tmp_path / f"r{rank}.pt"), expected)
+
+
+def _first_clustering(out):
+    state = torch.load(os.path.join(out, "last_checkpoint.pth"), weights_only=True)
+    return state["hooks"]["ClusteringHook"]
+
+
+@pytest.mark.parametrize("config", ["projects/PISL/configs/demo.yml", "projects/ClusterContrast/configs/demo.yml"])
+def test_unsupervised_two_processes_match_one(config, synthetic_root, tmp_path):
+    """Both runs cluster the same untrained model: one process and two sharded processes must
+    find the same pseudo-labels; training then differs (per-process BN statistics and
+    augmentation), so the 2-process run is checked for finishing with valid metrics, and the
+    evaluation itself is compared with --eval-only on one and two processes."""
+    overrides = ["SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "3", "CLUSTER.EPS", "0.05",
+                 "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    train_net(one, synthetic_root, config=config, overrides=overrides)
+    train_net(two, synthetic_root, ["--num-gpus", "2"], config=config, overrides=overrides)
+    labels_one, labels_two = _first_clustering(one)["labels"], _first_clustering(two)["labels"]
+    assert labels_one.max() >= 1 and torch.equal(torch.as_tensor(labels_one), torch.as_tensor(labels_two))
+    assert results(two)["num_valid_queries"] == 20
+
+    weights = ["MODEL.WEIGHTS", str(two / "model_final.pth")]
+    train_net(tmp_path / "eval1", synthetic_root, ["--eval-only"], config=config, overrides=overrides + weights)
+    train_net(tmp_path / "eval2", synthetic_root, ["--eval-only", "--num-gpus", "2"], config=config, overrides=overrides + weights)
+    one_proc, two_proc = results(tmp_path / "eval1", "eval_results.json"), results(tmp_path / "eval2", "eval_results.json")
+    assert one_proc.keys() == two_proc.keys()
+    for key in one_proc:
+        assert two_proc[key] == pytest.approx(one_proc[key], abs=1e-4), key
