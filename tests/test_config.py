@@ -47,3 +47,33 @@ def test_project_extension_adds_keys():
 def test_missing_config_file():
     with pytest.raises(FileNotFoundError, match="nope.yml"):
         get_cfg().merge_from_file("nope.yml")
+
+
+def _load(tmp_path, text, *opts):
+    from pisl.config import load_config
+
+    (tmp_path / "c.yml").write_text(text)
+    return load_config(str(tmp_path / "c.yml"), list(opts))
+
+
+def test_integers_for_float_keys_are_accepted(tmp_path):
+    cfg = _load(tmp_path, "CLUSTER:\n  EPS: 0.5\nSOLVER:\n  BASE_LR: 1\n", "MODEL.HEADS.GEM_P", "-1")
+    assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
+    assert cfg.MODEL.HEADS.GEM_P == -1.0
+
+
+@pytest.mark.parametrize("opts, message", [
+    (["DATALOADER.NUM_INSTANCE", "0"], "NUM_INSTANCE is 0"),
+    (["SOLVER.IMS_PER_BATCH", "30"], r"IMS_PER_BATCH \(30\) is not a multiple of DATALOADER.NUM_INSTANCE \(4\)"),
+    (["CLUSTER.EPS", "1.5"], "CLUSTER.EPS is 1.5"),
+    (["INPUT.SIZE_TRAIN", "[128]"], r"INPUT.SIZE_TRAIN is \[128\]: give \[height, width\]"),
+    (["IMPORTS", "['projects.PISL']", "PISL.NUM_PARTS", "0"], "PISL.NUM_PARTS is 0"),
+])
+def test_invalid_values_fail_up_front_naming_the_key(tmp_path, opts, message):
+    with pytest.raises(ConfigError, match=message):
+        _load(tmp_path, "SEED: 1\n", *opts)
+
+
+def test_project_section_without_imports_hints_at_imports(tmp_path):
+    with pytest.raises(ConfigError, match=r"Unknown config key 'MYPROJECT'.*IMPORTS: \[\"projects.MYPROJECT\"\]"):
+        _load(tmp_path, "MYPROJECT:\n  NUM_PARTS: 3\n")

@@ -5,5 +5,7 @@ from .config import (
     import_projects,
     load_config,
     read_imports,
+    check_config,
+    register_config_check,
     register_config_extension,
 )

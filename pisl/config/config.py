@@ -8,6 +8,7 @@ from yacs.config import CfgNode as _YacsCfgNode
 
 BASE_KEY = "_BASE_"
 _EXTENSIONS = []
+_CHECKS = []
 
 
 class ConfigError(KeyError):
@@ -21,6 +22,14 @@ def register_config_extension(add_config_fn):
     if add_config_fn not in _EXTENSIONS:
         _EXTENSIONS.append(add_config_fn)
     return add_config_fn
+
+
+def register_config_check(check_fn):
+    """A project registers ``check(cfg) -> list of problems`` for its keys; ``load_config`` runs
+    every check once, up front, so that a bad value fails before any data is read."""
+    if check_fn not in _CHECKS:
+        _CHECKS.append(check_fn)
+    return check_fn
 
 
 def _load_yaml_with_base(filename):
@@ -48,15 +57,25 @@ def _deep_update(dst, src):
 
 
 def _check_keys(node, loaded, prefix=""):
-    """Raise ConfigError naming the first unknown key, with the closest known key if any."""
+    """Raise ConfigError naming the first unknown key, with the closest known key if any.
+    Integers given for float keys (``EPS: 1``, ``-1``) become floats in ``loaded``."""
     for key, value in loaded.items():
         full = prefix + key
         if key not in node:
             close = difflib.get_close_matches(key, list(node.keys()), n=1)
             hint = f" Did you mean '{prefix + close[0]}'?" if close else ""
+            if not prefix and not close:
+                hint = (f" If it is a project's section, list the project in IMPORTS "
+                        f"(e.g. IMPORTS: [\"projects.{key}\"]) so that its keys exist.")
             raise ConfigError(f"Unknown config key '{full}'.{hint}")
         if isinstance(node[key], _YacsCfgNode) and isinstance(value, dict):
             _check_keys(node[key], value, full + ".")
+        elif _is_int_for_float(node[key], value):
+            loaded[key] = float(value)
+
+
+def _is_int_for_float(default, value):
+    return isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
 
 
 class CfgNode(_YacsCfgNode):
@@ -68,12 +87,15 @@ class CfgNode(_YacsCfgNode):
     def merge_from_list(self, cfg_list):
         if len(cfg_list) % 2:
             raise ConfigError(f"Overrides must be KEY VALUE pairs, got an odd list: {cfg_list}")
-        for full_key in cfg_list[0::2]:
+        cfg_list = list(cfg_list)
+        for i, full_key in enumerate(cfg_list[0::2]):
             node, parts = self, full_key.split(".")
             for depth, part in enumerate(parts):
                 prefix = ".".join(parts[:depth])
                 _check_keys(node, {part: None}, prefix + "." if prefix else "")
                 node = node[part]
+            if _is_int_for_float(node, self._decode_cfg_value(cfg_list[2 * i + 1])):
+                cfg_list[2 * i + 1] = str(float(self._decode_cfg_value(cfg_list[2 * i + 1])))
         super().merge_from_list(cfg_list)
 
 
@@ -103,11 +125,21 @@ def get_cfg():
 
 def load_config(cfg_filename, opts=()):
     """The default config merged with a file and KEY VALUE overrides, after importing the
-    projects that the file (or, for a project named only on the command line, the merged
-    config) lists in IMPORTS."""
-    import_projects(read_imports(cfg_filename))
+    projects that the file or an ``IMPORTS`` override lists, then checked (``check_config``)."""
+    opts = list(opts)
+    from_opts = [_YacsCfgNode._decode_cfg_value(v) for k, v in zip(opts[0::2], opts[1::2]) if k == "IMPORTS"]
+    import_projects(read_imports(cfg_filename) + [name for names in from_opts for name in names])
     cfg = get_cfg()
     cfg.merge_from_file(cfg_filename)
-    cfg.merge_from_list(list(opts))
-    import_projects(cfg.IMPORTS)
+    cfg.merge_from_list(opts)
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg):
+    """Run the core's and the projects' value checks; one ConfigError lists every problem."""
+    from .checks import core_checks
+
+    problems = [p for check in [core_checks, *_CHECKS] for p in check(cfg)]
+    if problems:
+        raise ConfigError("Invalid config values:\n  " + "\n  ".join(problems))

@@ -1,5 +1,5 @@
 from pisl.config import CfgNode as CN
-from pisl.config import register_config_extension
+from pisl.config import register_config_check, register_config_extension
 
 
 @register_config_extension
@@ -39,3 +39,18 @@ def add_pisl_config(cfg):
     cfg.PISL.SCD.W_CONS = 0.5
     cfg.PISL.SCD.W_CON = 0.3
     cfg.PISL.SCD.TEMP = 0.07
+
+
+@register_config_check
+def check_pisl_config(cfg):
+    p, problems = cfg.PISL, []
+    if p.NUM_PARTS < 1:
+        problems.append(f"PISL.NUM_PARTS is {p.NUM_PARTS}: must be at least 1 (the paper uses 3)")
+    if not 1 <= p.DIFFUSION.SAMPLE_STEPS <= p.DIFFUSION.TIMESTEPS:
+        problems.append(f"PISL.DIFFUSION.SAMPLE_STEPS is {p.DIFFUSION.SAMPLE_STEPS}: must be between 1 and "
+                        f"PISL.DIFFUSION.TIMESTEPS ({p.DIFFUSION.TIMESTEPS})")
+    if p.PSC.K < 1:
+        problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
+    if p.PART_GENERATOR == "stripes" and "SCDLoss" in cfg.MODEL.LOSSES.NAMES:
+        problems.append("SCDLoss needs PISL.PART_GENERATOR diffusion_stn: remove it from MODEL.LOSSES.NAMES for stripes")
+    return problems
