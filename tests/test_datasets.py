@@ -28,6 +28,19 @@ def test_market_parsing(tmp_path):
     assert sorted(pid for _, pid, _ in ds.gallery) == [0, 2]
 
 
+def test_file_names_off_the_pattern_are_counted_with_an_example(tmp_path, caplog):
+    d = tmp_path / "Market-1501-v15.09.15"
+    _touch(d / "bounding_box_train", ["0002_c1s1_000451_03.jpg", "person2-cam1.jpg"])
+    _touch(d / "query", ["0002_c3s1_000001_00.jpg"])
+    _touch(d / "bounding_box_test", ["0002_c1s1_000003_00.jpg"])
+    assert len(Market1501(str(tmp_path)).train) == 1
+    assert "1 of 2 images" in caplog.text and "'person2-cam1.jpg'" in caplog.text
+    os.remove(d / "bounding_box_train" / "0002_c1s1_000451_03.jpg")
+    # Before: "no images found" although an image is there.
+    with pytest.raises(ValueError, match=r"1 of 1 images in .*bounding_box_train do not match .*'person2-cam1.jpg'"):
+        Market1501(str(tmp_path))
+
+
 def test_missing_folder_names_path_and_layout(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"Market-1501-v15.09.15.*bounding_box_train(.|\n)*Expected layout"):
         Market1501(str(tmp_path))

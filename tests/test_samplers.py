@@ -77,3 +77,14 @@ def test_batch_not_divisible_by_world(monkeypatch):
     monkeypatch.setattr(comm, "get_world_size", lambda: 3)
     with pytest.raises(ValueError, match="not divisible"):
         PKSampler(TARGETS, CAMS, 8, 4, 4)
+
+
+@pytest.mark.parametrize("sampler", [PKSampler, CameraAwareSampler])
+def test_zero_instances_is_an_error_not_a_hang(sampler):
+    with pytest.raises(ValueError, match="NUM_INSTANCE"):
+        sampler(TARGETS, CAMS, batch_size=8, num_instances=0, num_iters=5)
+
+
+def test_sampler_without_images_raises_when_iterated():
+    with pytest.raises(RuntimeError, match="cannot draw a batch from 0 images"):
+        next(iter(PKSampler([], [], batch_size=8, num_instances=4, num_iters=5)))

@@ -17,6 +17,9 @@ class EpochBatchSampler(Sampler):
 
     def __init__(self, targets, camids, batch_size, num_instances, num_iters, seed=0):
         world = comm.get_world_size()
+        if batch_size < 1 or num_instances < 1:
+            raise ValueError(f"SOLVER.IMS_PER_BATCH ({batch_size}) and DATALOADER.NUM_INSTANCE ({num_instances}) "
+                             "must be at least 1")
         if batch_size % world:
             raise ValueError(f"SOLVER.IMS_PER_BATCH={batch_size} is not divisible by {world} processes")
         self.targets = np.asarray(targets)
@@ -44,6 +47,9 @@ class EpochBatchSampler(Sampler):
         stream = []
         while len(stream) < needed:
             one_pass = self._one_pass(rng)
+            if not one_pass:
+                raise RuntimeError(f"{type(self).__name__} cannot draw a batch from {len(self.targets)} images "
+                                   f"(NUM_INSTANCE {self.num_instances}); check the training set")
             # Whole batches only, as the reference's drop_last loader.
             stream += one_pass[: len(one_pass) - len(one_pass) % self.batch_size] or one_pass
         per_rank = self.batch_size // self.world

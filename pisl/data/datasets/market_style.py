@@ -1,10 +1,13 @@
 """Datasets stored as folders of images whose file names carry identity and camera:
 Market-1501, CUHK03-NP (Market layout) and VeRi-776."""
 import glob
+import logging
 import os
 import re
 
 from .bases import DATASET_REGISTRY, ReidDataset
+
+logger = logging.getLogger(__name__)
 
 
 def parse_folder(folder, pattern, pid_range=None, cam_range=None):
@@ -12,12 +15,16 @@ def parse_folder(folder, pattern, pid_range=None, cam_range=None):
 
     pid and camera come from ``pattern`` applied to the file *name* (the reference applies it
     to the full path, which breaks on folder names with digits). Junk images (pid -1) are
-    dropped; cameras become 0-based.
+    dropped; cameras become 0-based. Images whose name does not match are skipped with a
+    warning that gives their count and an example; a folder with images but no match is an
+    error.
     """
-    items = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png"))):
+    items, unmatched = [], []
+    paths = sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png")))
+    for path in paths:
         match = pattern.search(os.path.basename(path))
         if match is None:
+            unmatched.append(os.path.basename(path))
             continue
         pid, cam = int(match.group(1)), int(match.group(2))
         if pid == -1:
@@ -27,6 +34,13 @@ def parse_folder(folder, pattern, pid_range=None, cam_range=None):
         if cam_range is not None and not cam_range[0] <= cam <= cam_range[1]:
             raise ValueError(f"{path}: camera {cam} outside {cam_range}")
         items.append((path, pid, cam - 1))
+    if unmatched:
+        msg = (f"{len(unmatched)} of {len(paths)} images in {folder} do not match the file-name pattern "
+               f"{pattern.pattern!r} (pid, camera), e.g. '{unmatched[0]}'")
+        if len(unmatched) == len(paths):
+            raise ValueError(f"{msg}: no image could be parsed. Rename the files (e.g. 0001_c1_0001.jpg) or use "
+                             "a dataset whose pattern fits them.")
+        logger.warning(f"{msg}; they are skipped")
     return items
 
 
@@ -47,7 +61,7 @@ class MarketLayoutDataset(ReidDataset):
             parse_folder(p, self.pattern, self.pid_range, self.cam_range) for p in paths
         )
         if not self.train:
-            raise FileNotFoundError(f"{self.name}: no images found in {paths[0]}")
+            raise FileNotFoundError(f"{self.name}: no .jpg or .png image in {paths[0]}")
 
 
 @DATASET_REGISTRY.register()
