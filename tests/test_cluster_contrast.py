@@ -1,13 +1,14 @@
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
 from pisl.config import get_cfg, import_projects
-from pisl.engine import DefaultTrainer
+from pisl.engine import DefaultTrainer, TrainingError
 
 from conftest import REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
 from test_train_e2e import TINY, results, train_net
@@ -54,15 +55,40 @@ def test_hook_swaps_loader_and_informs_modules(synthetic_root, tmp_path):
     assert [p for p, _, _ in items] == [trainer.train_items[i][0] for i in clustered]
     memory = trainer.model.losses["ClusterMemoryLoss"].memory
     assert memory.shape == (labels.max() + 1, trainer.model.backbone.out_channels)
-    assert hook.state_dict()["labels"] is labels and hook.history[0]["clusters"] == labels.max() + 1
+    assert torch.equal(hook.state_dict()["labels"], torch.from_numpy(labels)) and hook.history[0]["clusters"] == labels.max() + 1
 
 
-def test_degenerate_clustering_stops_cleanly(synthetic_root, tmp_path, caplog):
-    cfg = _cfg(synthetic_root, tmp_path, "CLUSTER.EPS", "0.0001", "SOLVER.MAX_EPOCH", "5", "CLUSTER.MAX_DEGENERATE_EPOCHS", "2")
+@pytest.mark.parametrize("eps, advice", [("0.0001", "every image is an outlier. Raise CLUSTER.EPS"),
+                                         ("0.99", "a single cluster .* holds 96 of 96 images: lower CLUSTER.EPS")])
+def test_degenerate_clustering_fails_with_the_right_advice(eps, advice, synthetic_root, tmp_path, caplog):
+    cfg = _cfg(synthetic_root, tmp_path, "CLUSTER.EPS", eps, "SOLVER.MAX_EPOCH", "5", "CLUSTER.MAX_DEGENERATE_EPOCHS", "2")
     trainer = DefaultTrainer(cfg)
-    res = trainer.train()
-    assert "this epoch trains nothing" in caplog.text and "Training stopped early" in caplog.text
-    assert trainer.epoch == 1 and "Synthetic" in res
+    with pytest.raises(TrainingError, match=advice):
+        trainer.train()
+    assert "this epoch trains nothing" in caplog.text and trainer.epoch == 1
+    assert torch.load(tmp_path / "last_checkpoint.pth", weights_only=True)["epoch"] == 1  # epoch 0 kept
+
+
+def test_degenerate_run_exits_non_zero_without_results(synthetic_root, tmp_path):
+    proc = train_net(tmp_path, synthetic_root, config=CC_DEMO, check=False,
+                     overrides=["CLUSTER.EPS", "0.0001", "SOLVER.MAX_EPOCH", "5", "CLUSTER.MAX_DEGENERATE_EPOCHS", "1"])
+    assert proc.returncode == 1 and "Raise CLUSTER.EPS" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results.json").exists() and "Final results" not in (tmp_path / "log.txt").read_text()
+
+
+def test_unreadable_training_images_are_left_out_with_a_warning(synthetic_root, tmp_path, caplog):
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_root, root)
+    train_dir = next((root / "synthetic").iterdir()) / "bounding_box_train"
+    broken = sorted(train_dir.iterdir())[:2]
+    for path in broken:
+        path.write_bytes(b"not an image")
+    trainer = DefaultTrainer(_cfg(str(root), tmp_path / "out", "CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2",
+                                  "CLUSTER.OUTLIERS", "singleton"))
+    trainer.train()
+    hook = next(h for h in trainer.hooks if type(h).__name__ == "ClusteringHook")
+    assert sorted(hook.unreadable) == [str(p) for p in broken] and len(hook.labels) == len(trainer.train_items) - 2
+    assert "2 of 96 training images could not be read and are left out" in caplog.text
 
 
 def test_unsupervised_resume_matches_uninterrupted(synthetic_root, tmp_path):

@@ -15,7 +15,7 @@ from ..evaluation import extract_features
 from ..utils import comm
 from ..utils.checkpoint import unwrap
 from .hooks import HOOK_REGISTRY
-from .trainer import HookBase, StopTraining
+from .trainer import HookBase, TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,9 @@ class ClusteringHook(HookBase):
     losses, memories re-size and re-initialise themselves there).
 
     An epoch with fewer than 2 clusters keeps the previous pseudo-labels (or trains nothing if
-    there are none yet); after ``max_degenerate_epochs`` such epochs in a row training stops
-    with a message.
+    there are none yet); after ``max_degenerate_epochs`` such epochs in a row training fails
+    (``TrainingError``) with the change of CLUSTER.EPS that would help. Training images that
+    cannot be read are left out with a warning that names them.
     """
 
     provides_train_loader = True
@@ -90,6 +91,7 @@ class ClusteringHook(HookBase):
         self.labels = None
         self.degenerate_epochs = 0
         self.history = []
+        self.unreadable = []
 
     @classmethod
     def from_config(cls, cfg):
@@ -111,7 +113,7 @@ class ClusteringHook(HookBase):
         model = unwrap(t.model)
         feats, idx = extract_features(model, self.loader, model.cluster_features, desc="Extracting training features")
         if len(idx) < len(self.items):
-            raise RuntimeError(f"{len(self.items) - len(idx)} training images could not be read; remove them")
+            self._drop_unreadable(idx.numpy())
         times["extract"] = time.perf_counter() - start
         labels = None
         if comm.is_main_process():
@@ -122,18 +124,38 @@ class ClusteringHook(HookBase):
         stats = cluster_diagnostics(labels, self.camids, self.true_pids)
         self._log(stats, times)
         if stats["clusters"] < 2:
-            self._degenerate(stats["clusters"])
+            self._degenerate(stats["clusters"], stats["clustered images"])
             return
         self.degenerate_epochs = 0
         self.labels = labels
         self._install(feats)
 
-    def _degenerate(self, num_clusters):
+    def _drop_unreadable(self, readable):
+        """Leave unreadable training images out of this and every later epoch (their features
+        are missing), as a supervised run skips them."""
+        bad = sorted(set(range(len(self.items))) - set(readable.tolist()))
+        paths = [self.items[i][0] for i in bad]
+        logger.warning(f"{len(bad)} of {len(self.items)} training images could not be read and are left out: "
+                       f"{', '.join(paths[:10])}{' ...' if len(paths) > 10 else ''}")
+        self.items = [self.items[i] for i in readable]
+        self.camids = self.camids[readable]
+        self.true_pids = None if self.true_pids is None else self.true_pids[readable]
+        self.loader = build_test_loader(self.cfg, self.items)
+        self.labels = None  # indexed the old item list
+        self.unreadable += paths
+
+    def _degenerate(self, num_clusters, num_clustered):
         self.degenerate_epochs += 1
-        msg = f"Epoch {self.trainer.epoch}: only {num_clusters} cluster(s) at eps={self.eps}"
+        if num_clusters == 0:
+            why = (f"no cluster at CLUSTER.EPS {self.eps}: every image is an outlier. Raise CLUSTER.EPS or lower "
+                   f"CLUSTER.MIN_SAMPLES ({self.min_samples})")
+        else:
+            why = (f"a single cluster at CLUSTER.EPS {self.eps} holds {num_clustered} of {len(self.items)} images: "
+                   "lower CLUSTER.EPS")
+        msg = f"Epoch {self.trainer.epoch}: {why}, or check the features (e.g. the backbone weights)"
         if self.max_degenerate and self.degenerate_epochs >= self.max_degenerate:
-            raise StopTraining(f"{msg}, {self.degenerate_epochs} epochs in a row: stopping. Raise CLUSTER.EPS "
-                               "or check the features (e.g. the backbone weights).")
+            raise TrainingError(f"{msg}. {self.degenerate_epochs} epochs in a row without usable clusters "
+                                f"(CLUSTER.MAX_DEGENERATE_EPOCHS {self.max_degenerate})")
         if self.labels is None:
             logger.warning(f"{msg}; no earlier pseudo-labels, so this epoch trains nothing")
             self.trainer.train_loader = None

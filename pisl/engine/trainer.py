@@ -12,8 +12,9 @@ from ..utils.env import seed_all
 logger = logging.getLogger(__name__)
 
 
-class StopTraining(Exception):
-    """Raised by a hook to end training early with a message instead of a stack trace."""
+class TrainingError(RuntimeError):
+    """Raised by a hook when training cannot go on (e.g. clustering keeps failing). The run
+    ends without results and exits non-zero; completed epochs stay in their checkpoint."""
 
 
 class HookBase:
@@ -69,8 +70,6 @@ class TrainerBase:
                     self.run_step()
                     self._call("after_step")
                 self._call("after_epoch")
-        except StopTraining as stop:
-            logger.warning(f"Training stopped early: {stop}")
         finally:
             self._call("after_train")
 
