@@ -18,19 +18,45 @@ def test_atomic_save_leaves_no_temp_file(tmp_path):
     assert os.listdir(tmp_path) == ["ck.pth"]
 
 
-def test_load_skips_mismatched_shapes_with_warning(tmp_path, caplog):
-    src = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 5))
+class _Net(nn.Module):
+    """A backbone and a classifier, as the toolbox's models name them."""
+
+    def __init__(self, width=4, classes=5):
+        super().__init__()
+        self.backbone = nn.Linear(3, width)
+        self.classifier = nn.Linear(width, classes)
+
+
+def test_load_skips_data_sized_classifier_with_warning(tmp_path, caplog):
+    src = _Net(classes=5)
     atomic_save({"model": src.state_dict()}, str(tmp_path / "m.pth"))
-    dst = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 7))
+    dst = _Net(classes=7)  # another clustering: another number of classes
     load_model_weights(dst, str(tmp_path / "m.pth"))
-    assert torch.equal(dst[0].weight, src[0].weight)
-    assert "shape mismatch" in caplog.text and "1.weight" in caplog.text
+    assert torch.equal(dst.backbone.weight, src.backbone.weight)
+    assert "shape mismatch" in caplog.text and "classifier.weight" in caplog.text
 
 
-def test_checkpoint_of_another_model_is_an_error(tmp_path):
-    atomic_save({"model": nn.Linear(3, 4).state_dict()}, str(tmp_path / "m.pth"))
-    with pytest.raises(ValueError, match="no weight of this model"):
-        load_model_weights(nn.Conv2d(1, 1, 1), str(tmp_path / "m.pth"))
+def test_checkpoint_of_another_architecture_is_an_error_unless_partial(tmp_path):
+    # Before: the one fitting tensor (backbone.bias) was enough for "Loaded 1/4" and exit 0.
+    atomic_save({"model": _Net(width=4).state_dict()}, str(tmp_path / "m.pth"))
+    dst = _Net(width=4)
+    dst.backbone = nn.Linear(2, 4)
+    with pytest.raises(ValueError, match=r"does not fit this _Net model: 1 of its 4 .*backbone.weight.*PARTIAL_LOAD"):
+        load_model_weights(dst, str(tmp_path / "m.pth"))
+    load_model_weights(dst, str(tmp_path / "m.pth"), partial=True)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_model_weights(nn.Conv2d(1, 1, 1), str(tmp_path / "m.pth"), partial=True)
+
+
+def test_truncated_or_unsafe_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "m.pth"
+    atomic_save({"model": _Net().state_dict()}, str(path))
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match=f"Cannot read checkpoint {path}.*truncated"):
+        load_model_weights(_Net(), str(path))
+    torch.save({"model": _Net().state_dict(), "extra": _Net()}, path)  # a pickled module: arbitrary code
+    with pytest.raises(ValueError, match=f"{path} holds Python objects"):
+        load_model_weights(_Net(), str(path))
 
 
 def test_pretrained_without_file_is_a_clear_error(tmp_path, monkeypatch):

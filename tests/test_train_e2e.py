@@ -19,13 +19,13 @@ TINY = [
 ]
 
 
-def train_net(out, root, flags=(), overrides=(), config="configs/Synthetic/baseline.yml", wait=True):
+def train_net(out, root, flags=(), overrides=(), config="configs/Synthetic/baseline.yml", wait=True, check=True):
     cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", os.path.join(REPO, config),
            *flags, *TINY, "DATASETS.ROOT", root, "OUTPUT_DIR", str(out), *overrides]
     if not wait:
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0 or not check, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 

@@ -6,6 +6,8 @@
     python tools/train_net.py --config-file F --resume          # continue a killed run
 
 The config's IMPORTS name the project modules to load; nothing project-specific is imported here.
+Exit status: 0 with results written, 1 when the run failed (no results written), 2 for bad
+input found before anything ran (config, OUTPUT_DIR in use, command line).
 """
 import json
 import logging
@@ -15,7 +17,11 @@ import sys
 # Projects live beside the core (projects/...), importable from a source checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.engine import DefaultTrainer, default_argument_parser, launch, setup  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+from pisl.config import ConfigError, load_config  # noqa: E402
+from pisl.engine import (DefaultTrainer, OutputDirError, TrainingError, claim_output_dir,  # noqa: E402
+                         default_argument_parser, launch, setup)
 from pisl.evaluation import results_table  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
 from pisl.utils import comm  # noqa: E402
@@ -26,19 +32,23 @@ logger = logging.getLogger("pisl.train_net")
 
 def main(args):
     cfg = setup(args)
-    if args.eval_only:
-        model = build_model(cfg)
-        if cfg.MODEL.WEIGHTS:
-            load_model_weights(model, cfg.MODEL.WEIGHTS, partial=cfg.MODEL.PARTIAL_LOAD)
-        elif cfg.MODEL.BACKBONE.PRETRAIN:
-            logger.warning("--eval-only without MODEL.WEIGHTS: evaluating the ImageNet-initialised model")
+    try:
+        if args.eval_only:
+            model = build_model(cfg)
+            if cfg.MODEL.WEIGHTS:
+                load_model_weights(model, cfg.MODEL.WEIGHTS, partial=cfg.MODEL.PARTIAL_LOAD)
+            elif cfg.MODEL.BACKBONE.PRETRAIN:
+                logger.warning("--eval-only without MODEL.WEIGHTS: evaluating the ImageNet-initialised model")
+            else:
+                raise SystemExit("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth")
+            results = DefaultTrainer.test(cfg, model)
         else:
-            raise SystemExit("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth")
-        results = DefaultTrainer.test(cfg, model)
-    else:
-        trainer = DefaultTrainer(cfg)
-        trainer.resume_or_load(resume=args.resume)
-        results = trainer.train()
+            trainer = DefaultTrainer(cfg)
+            trainer.resume_or_load(resume=args.resume)
+            results = trainer.train()
+    except TrainingError as err:
+        logger.error(f"Training failed: {err}. No results written; completed epochs are checkpointed in {cfg.OUTPUT_DIR}")
+        raise SystemExit(1)
     logger.info(f"Final results:\n{results_table(results)}")
     if comm.is_main_process():
         name = "eval_results.json" if args.eval_only else "results.json"
@@ -49,4 +59,14 @@ def main(args):
 
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
-    launch(main, args.num_gpus, args=(args,))
+    try:
+        cfg = load_config(args.config_file, args.opts)  # fails here, before any process starts
+        if int(os.environ.get("RANK", 0)) == 0:  # one claim per job, also under torchrun
+            claim_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite, args.eval_only)
+    except (ConfigError, OutputDirError, FileNotFoundError, ImportError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        launch(main, args.num_gpus, args=(args,))
+    except mp.ProcessExitedException as err:  # a worker exited with an error it has logged
+        sys.exit(err.exit_code or 1)

@@ -1,5 +1,6 @@
 from .cluster_hook import ClusteringHook, PseudoLabels, cluster_diagnostics, notify_pseudo_labels, reset_stale_optimizer_state
-from .defaults import DefaultTrainer, build_train_items, default_argument_parser, setup
+from .defaults import (DefaultTrainer, OutputDirError, build_train_items, claim_output_dir, default_argument_parser,
+                       setup)
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .launch import launch
-from .trainer import HookBase, SimpleTrainer, StopTraining, TrainerBase
+from .trainer import HookBase, SimpleTrainer, TrainerBase, TrainingError

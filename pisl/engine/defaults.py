@@ -2,6 +2,7 @@
 import argparse
 import logging
 import os
+import sys
 
 import torch
 
@@ -20,15 +21,86 @@ from .trainer import SimpleTrainer
 logger = logging.getLogger(__name__)
 
 
+class ConfigArgumentParser(argparse.ArgumentParser):
+    """Flags anywhere on the line, before or after the KEY VALUE overrides. (argparse alone
+    either stops at the first override or reads a value such as ``-1e-3`` as a flag.)"""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = sys.argv[1:] if args is None else list(args)
+        flags, overrides, i = [], [], 0
+        while i < len(args):
+            action = self._option_string_actions.get(args[i].split("=")[0])
+            if action is None:
+                overrides.append(args[i])
+            else:
+                takes_value = action.nargs != 0 and "=" not in args[i]
+                flags += args[i: i + 1 + takes_value]
+                i += takes_value
+            i += 1
+        if any(o.startswith("--") for o in overrides[0::2]):
+            self.error(f"unknown flag {next(o for o in overrides[0::2] if o.startswith('--'))}")
+        return super().parse_known_args(flags + ["--"] + overrides, namespace)
+
+
 def default_argument_parser():
-    parser = argparse.ArgumentParser(description="Train or evaluate a re-ID model from a config file")
+    parser = ConfigArgumentParser(description="Train or evaluate a re-ID model from a config file")
     parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in an OUTPUT_DIR that holds an earlier run (its files are replaced)")
     parser.add_argument("--num-gpus", type=int, default=1,
                         help="processes to start (one per GPU; on CPU, gloo processes)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides")
+    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE", help="config overrides")
     return parser
+
+
+class OutputDirError(RuntimeError):
+    """OUTPUT_DIR holds another run's results, or a live run is using it."""
+
+
+# Held for the life of the process that claimed the folder; the OS drops the lock when it dies.
+_OUTPUT_LOCK = None
+
+
+def claim_output_dir(output_dir, resume=False, overwrite=False, eval_only=False):
+    """Refuse a fresh training run in a folder that holds an earlier run's checkpoint or
+    results (unless ``resume`` or ``overwrite``), and lock the folder so that a second run
+    cannot write into it while this one lives. Call once per job, in the launching process."""
+    global _OUTPUT_LOCK
+    os.makedirs(output_dir, exist_ok=True)
+    earlier = [f for f in (Checkpointer.LAST, "model_final.pth", "results.json")
+               if os.path.isfile(os.path.join(output_dir, f))]
+    if earlier and not (resume or overwrite or eval_only):
+        raise OutputDirError(f"OUTPUT_DIR {output_dir} holds an earlier run ({', '.join(earlier)}). Continue it with "
+                             f"--resume, replace it with --overwrite, or set OUTPUT_DIR to a new folder.")
+    _lock(output_dir)
+    if overwrite and not resume:
+        # Gone before the new run writes anything: a crash cannot leave old results looking new.
+        for name in earlier:
+            os.remove(os.path.join(output_dir, name))
+
+
+def _lock(output_dir):
+    global _OUTPUT_LOCK
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        logger.warning("fcntl is not available: OUTPUT_DIR is not locked against a concurrent run")
+        return
+    lock = open(os.path.join(output_dir, ".lock"), "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        owner = lock.read().strip() or "unknown"
+        lock.close()
+        raise OutputDirError(f"OUTPUT_DIR {output_dir} is in use by a live run (process {owner}): wait for it "
+                             f"to end or set OUTPUT_DIR to another folder.") from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    _OUTPUT_LOCK = lock
 
 
 def setup(args):
@@ -79,13 +151,15 @@ class DefaultTrainer(SimpleTrainer):
         self.scheduler = build_lr_scheduler(cfg, optimizer)
         train_loader = None if unsupervised else build_train_loader(cfg, self.train_items)
         super().__init__(comm.create_ddp_model(model), train_loader, optimizer, seed=cfg.SEED)
-        self._evaluators = None
+        # Built (and checked) now: an unusable test set must fail before an epoch is trained.
+        self._evaluators = [ReidEvaluator(cfg, build_dataset(name, cfg)) for name in cfg.DATASETS.TESTS]
         self.register_hooks(
             [LRScheduler(self.scheduler)]
             + extra_hooks
             + [
-                EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate),
+                # Checkpoint first: an evaluation that fails cannot lose the epoch it evaluates.
                 Checkpointer(cfg.OUTPUT_DIR, cfg.SOLVER.CHECKPOINT_PERIOD, self.scheduler),
+                EvalHook(cfg.TEST.EVAL_PERIOD, self.evaluate),
                 MetricsWriter(cfg.OUTPUT_DIR, cfg.SOLVER.LOG_PERIOD),
             ]
         )
@@ -117,14 +191,10 @@ class DefaultTrainer(SimpleTrainer):
             return self.test(self.cfg, self.model)
         super().train(self.start_epoch, self.cfg.SOLVER.MAX_EPOCH)
         eval_hook = next(h for h in self.hooks if isinstance(h, EvalHook))
-        if not eval_hook.history or eval_hook.history[-1]["epoch"] != self.epoch:
-            return self.evaluate()  # stopped early: evaluate what was trained
-        return {k: v for k, v in eval_hook.history[-1].items() if k != "epoch"}
+        return {k: v for k, v in eval_hook.history[-1].items() if k != "epoch"}  # the last epoch's
 
     def evaluate(self):
         """The periodic evaluation, with the test sets' loaders built once."""
-        if self._evaluators is None:
-            self._evaluators = [ReidEvaluator(self.cfg, build_dataset(name, self.cfg)) for name in self.cfg.DATASETS.TESTS]
         return self.test(self.cfg, self.model, self._evaluators)
 
     @classmethod

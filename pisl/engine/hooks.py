@@ -90,8 +90,10 @@ class EvalHook(HookBase):
 
 
 class MetricsWriter(HookBase):
-    """Logs losses, LR, speed and ETA every ``period`` iterations to the console and to
-    ``metrics.json`` (one JSON object a line), and to TensorBoard when it is installed."""
+    """Logs losses, LR, speed and ETA every ``period`` iterations, and a summary line per
+    epoch, to the console and to ``metrics.json`` (one JSON object a line), and to TensorBoard
+    when it is installed. A resumed run first drops the records of the epochs it redoes, so
+    the file holds each epoch once."""
 
     def __init__(self, output_dir, period=20):
         self.output_dir, self.period = output_dir, period
@@ -101,21 +103,30 @@ class MetricsWriter(HookBase):
     def before_train(self):
         if not comm.is_main_process():
             return
-        self._json = open(os.path.join(self.output_dir, "metrics.json"), "a")
+        path = os.path.join(self.output_dir, "metrics.json")
+        kept = _records_before(path, self.trainer.start_epoch)
+        os.makedirs(self.output_dir, exist_ok=True)
+        self._json = open(path, "w")
+        self._json.writelines(kept)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(self.output_dir)
         except ImportError:
+            logger.info("TensorBoard is not installed (pip install tensorboard): metrics go to metrics.json only")
             self._tb = None
         self._start = time.perf_counter()
         self._steps_done = 0
+
+    def before_epoch(self):
+        self._epoch_start, self._epoch_losses = time.perf_counter(), []
 
     def after_step(self):
         t = self.trainer
         if not comm.is_main_process():
             return
         self._steps_done += 1
+        self._epoch_losses.append(t.storage["loss"])
         last_iter = t.iter + 1 == t.iters_per_epoch
         if (t.iter + 1) % self.period and not last_iter:
             return
@@ -130,6 +141,11 @@ class MetricsWriter(HookBase):
 
     def after_epoch(self):
         results = self.trainer.storage.pop("eval", None)
+        if comm.is_main_process():
+            losses = self._epoch_losses
+            mean = f"mean loss {sum(losses) / len(losses):.4g}" if losses else "no training data"
+            logger.info(f"Epoch {self.trainer.epoch} done: {len(losses)} iterations in "
+                        f"{time.perf_counter() - self._epoch_start:.1f} s, {mean}")
         if results and comm.is_main_process():
             step = (self.trainer.epoch + 1) * self.trainer.iters_per_epoch
             for name, metrics in results.items():
@@ -148,3 +164,11 @@ class MetricsWriter(HookBase):
             self._json.close()
         if self._tb:
             self._tb.close()
+
+
+def _records_before(path, epoch):
+    """The lines of a metrics.json written by epochs before ``epoch`` (none if no file)."""
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [line for line in f if line.strip() and json.loads(line)["epoch"] < epoch]

@@ -41,6 +41,9 @@ def _set_cuda_device(local_rank):
 def _worker(rank, main_func, world_size, url, args):
     dist.init_process_group(_backend(), init_method=url, world_size=world_size, rank=rank)
     _set_cuda_device(rank)
+    if not torch.cuda.is_available():
+        # CPU processes share the cores; without this each would start one thread per core.
+        torch.set_num_threads(max(1, torch.get_num_threads() // world_size))
     try:
         main_func(*args)
     finally:

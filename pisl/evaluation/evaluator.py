@@ -1,5 +1,7 @@
 """Feature extraction over a loader and the re-ID evaluation of a model on a test set."""
 import logging
+import sys
+import time
 from collections import defaultdict
 
 import torch
@@ -24,11 +26,16 @@ def extract_features(model, loader, feature_fn=None, desc="Extracting features")
     model.eval()
     feature_fn = feature_fn or (lambda batch: {"global": model(batch)})
     chunks, indices = defaultdict(list), []
-    for batch in tqdm(loader, desc=desc, disable=not comm.is_main_process(), mininterval=10, leave=False):
+    start = time.perf_counter()
+    # A bar on a terminal only: in a log file its carriage returns are clutter.
+    show_bar = comm.is_main_process() and sys.stderr.isatty()
+    for batch in tqdm(loader, desc=desc, disable=not show_bar, mininterval=10, leave=False):
         for key, value in feature_fn(batch).items():
             chunks[key].append(value.float().cpu())
         indices.append(batch["index"])
     model.train(was_training)
+    share = f" (this process's share of {len(loader.dataset)})" if comm.get_world_size() > 1 else ""
+    logger.info(f"{desc}: {len(loader.sampler)} images{share} in {time.perf_counter() - start:.1f} s")
     indices = comm.all_gather_rows(torch.cat(indices))
     feats = {key: comm.all_gather_rows(torch.cat(value)) for key, value in sorted(chunks.items())}
     # An unreadable image is replaced by the next item in the loader: keep one row per item.
@@ -52,6 +59,10 @@ class ReidEvaluator:
         self.cfg = cfg
         self.dataset_name = dataset.name
         self.query, self.gallery = dataset.query, dataset.gallery
+        for split, items in (("query", self.query), ("gallery", self.gallery)):
+            if not items:
+                raise ValueError(f"{dataset.name}: the {split} set is empty (under {dataset.dataset_dir}); "
+                                 "evaluation needs query and gallery images")
         self.loader = build_test_loader(cfg, self.query + self.gallery)
 
     def evaluate(self, model):
