@@ -12,6 +12,7 @@ from pisl.config import load_config
 from pisl.data.datasets import Synthetic
 from pisl.engine import PseudoLabels, notify_pseudo_labels
 from pisl.modeling import build_model
+from projects.PISL.part_generators import box_statistics
 
 from conftest import MOBILENET_WEIGHTS, REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
 from test_train_e2e import train_net
@@ -39,7 +40,8 @@ def test_gradients_reach_stn_and_denoiser():
     notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
     batch = {"images": images, "targets": torch.tensor(labels), "camids": torch.tensor(cams), "index": torch.arange(8)}
     losses = model(batch)
-    assert set(losses) == {"PSCLoss", "SoftTripletLoss", "CameraContrastLoss", "SCDLoss"}
+    assert set(losses) == {"PSCLoss", "SoftTripletLoss", "CameraContrastLoss", "SCDLoss/noise", "SCDLoss/consistency",
+                           "SCDLoss/contrast"}
     sum(losses.values()).backward()
     gen = model.part_generator
     for name, param in [("stn last fc", gen.stn.features[-1].weight), ("stn last fc bias", gen.stn.features[-1].bias),
@@ -52,6 +54,22 @@ def test_gradients_reach_stn_and_denoiser():
     assert gen.stn.features[0].weight.grad.abs().sum() > 0
     assert gen.denoiser.net[0].weight.grad.abs().sum() > 0
     assert model.heads.classifier.num_classes == 4 and model.part_classifiers[1].num_classes == 4
+
+
+def test_box_statistics_of_a_tiny_model(caplog):
+    torch.manual_seed(0)
+    model = build_model(_demo_cfg()).eval()
+    images = torch.rand(6, 3, 64, 32)
+    thetas = model.cluster_features({"images": images})["thetas"].view(6, 3, 6)
+    untrained = box_statistics(thetas)
+    assert all(row[5] < 1e-4 and row[6] < 1e-4 for row in untrained)  # on the stripes, the same for all images
+    torch.nn.init.normal_(model.part_generator.denoiser.net[-1].weight, std=0.05)
+    moved = box_statistics(model.cluster_features({"images": images})["thetas"].view(6, 3, 6))
+    assert all(row[5] > 1e-3 and row[6] > 1e-4 for row in moved)
+    labels = [0, 0, 1, 1, 2, 2]
+    with caplog.at_level("INFO"):
+        notify_pseudo_labels(model, _pseudo_labels(model, images, labels, [0, 1] * 3))
+    assert "Part boxes before epoch 0" in caplog.text and "PSC agreement (mmd, k=20)" in caplog.text
 
 
 def test_cluster_features_are_deterministic_and_normalised():

@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from pisl.config import import_projects
 
 import_projects(["projects.PISL"])
-from projects.PISL.consistency import MMD_SIGMAS, consistency_scores, neighbours  # noqa: E402
+from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistency_scores, max_discrepancy,  # noqa: E402
+                                       mmd_discrepancy, neighbours)
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
-from projects.PISL.losses import (agreement_aware_smoothing, camera_contrast, refined_targets, scd_loss,  # noqa: E402
-                                  supervised_contrastive)
-from projects.PISL.part_generators import DiffusionSTNParts, StripeParts, cut_patches, stripe_thetas  # noqa: E402
+from projects.PISL.losses import (agreement_aware_smoothing, camera_contrast, noise_loss, refined_targets,  # noqa: E402
+                                  scd_loss, supervised_contrastive)
+from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, box_statistics, cut_patches,  # noqa: E402
+                                           stripe_thetas)
 
 
 def test_cosine_schedule_matches_reference_values():
@@ -132,8 +134,30 @@ def test_scd_loss_composition():
     l = torch.stack([supervised_contrastive(parts[:, p], targets, 0.07) for p in range(2)])
     w = F.softmax(-l, 0)
     cons = F.mse_loss(x0, theta) + 0.1 * (1 - F.cosine_similarity(x0, theta).mean())
-    expected = F.mse_loss(eps_hat, eps) + 0.5 * cons + 0.3 * (w * l).sum()
-    assert scd_loss(eps_hat, eps, x0, theta, parts, targets).item() == pytest.approx(expected.item(), rel=1e-6)
+    terms = scd_loss(eps_hat, eps, x0, theta, parts, targets)
+    assert terms["noise"].item() == pytest.approx(F.mse_loss(eps_hat, eps).item(), rel=1e-6)
+    assert terms["consistency"].item() == pytest.approx(0.5 * cons.item(), rel=1e-6)
+    assert terms["contrast"].item() == pytest.approx(0.3 * (w * l).sum().item(), rel=1e-6)
+
+
+def test_min_snr_noise_loss_is_bounded_at_small_t():
+    # The same x0 error (0.01 per parameter) at t = 0, 2, 500: the derived noise error grows
+    # with SNR(t) (about 24,000 at t = 0), the min-SNR weighted loss stays <= gamma * 1e-4.
+    diff = GaussianDiffusion(1000)
+    t = torch.tensor([0, 2, 500])
+    theta, noise = torch.zeros(3, 6), torch.randn(3, 6, generator=torch.Generator().manual_seed(0))
+    x0_hat = (theta + 0.01).requires_grad_()
+    eps_hat = diff.predict_eps(diff.q_sample(theta, t, noise), t, x0_hat)
+    snr = diff.snr(t)
+    assert snr[0].item() == pytest.approx(24000, rel=0.05) and snr[2].item() < 1.1
+    per_sample_unweighted = [noise_loss(eps_hat[i:i + 1], noise[i:i + 1]).item() for i in range(3)]
+    assert per_sample_unweighted[0] == pytest.approx(snr[0].item() * 1e-4, rel=1e-3)  # the SNR form
+    weighted = [noise_loss(eps_hat[i:i + 1], noise[i:i + 1], snr[i:i + 1], 5.0).item() for i in range(3)]
+    assert weighted[0] == pytest.approx(5.0 * 1e-4, rel=1e-3) and weighted[1] == pytest.approx(5.0 * 1e-4, rel=1e-3)
+    assert weighted[2] == pytest.approx(per_sample_unweighted[2], rel=1e-6)  # SNR < gamma: unchanged
+    assert max(weighted) <= 5.0 * 1e-4 * 1.001 < per_sample_unweighted[0]
+    grad, = torch.autograd.grad(noise_loss(eps_hat, noise, snr, 5.0), x0_hat)
+    assert grad.abs().max().item() <= 2 * 5.0 * 0.01 / 6 / 3 * 1.01  # d/dx of gamma * mean(err^2) / batch
 
 
 def _loop_mmd_scores(g, parts, k):
@@ -150,8 +174,9 @@ def _loop_mmd_scores(g, parts, k):
                 m = torch.cdist(feats[idx].double(), feats[idx].double())
                 mats.append(m / (m.max() + 1e-8))
             d2 = ((mats[0] - mats[1]) ** 2).sum()
-            s = (19 - torch.exp(-d2 / (2 * MMD_SIGMAS)).sum()) / 20
-            out[i, p] = 1 - s / 0.95
+            mmd = 2 * (1 - torch.exp(-d2 / (2 * MMD_SIGMAS))).sum()  # the reference's single-sample MMD
+            s = (mmd / (2 * k)).clamp(0, 1)
+            out[i, p] = 1 - s / min(19 / k, 1)
     return out
 
 
@@ -162,6 +187,38 @@ def test_vectorised_consistency_equals_loop():
     ours = consistency_scores(g, parts, k=5, method="mmd", knn_backend="torch")
     assert torch.allclose(ours, _loop_mmd_scores(g, parts, 5), atol=1e-5)
     assert (ours >= 0).all() and (ours <= 1).all()
+
+
+@pytest.mark.parametrize("k", [10, 20])
+def test_psc_score_follows_k_as_the_reference_formula(k):
+    # Two k x k matrices that differ in one entry by 1: d^2 = 1. The reference's score is
+    # clamp(MMD / 2k, 0, 1) with MMD = 2 sum_s (1 - exp(-d^2 / 2s)) over its 19 bandwidths.
+    d_global, d_part = torch.zeros(1, k, k, dtype=torch.float64), torch.zeros(1, k, k, dtype=torch.float64)
+    d_part[0, 0, 1] = 1.0
+    sigmas = [1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 5, 10, 15, 20, 25, 30, 35, 100, 1e3, 1e4, 1e5, 1e6]
+    mmd = 2 * sum(1 - math.exp(-1.0 / (2 * s)) for s in sigmas)  # 2 * 6.78 = 13.56
+    assert mmd_discrepancy(d_global, d_part, k).item() == pytest.approx(min(mmd / (2 * k), 1.0), rel=1e-9)
+    assert max_discrepancy(k) == min(19 / k, 1.0)
+    far = torch.full((1, k, k), 1e9, dtype=torch.float64)
+    assert mmd_discrepancy(d_global, far, k).item() == pytest.approx(max_discrepancy(k))
+
+
+def test_agreement_summary_percentiles_and_weight_spread():
+    scores = torch.tensor([[0.0, 1.0], [0.5, 1.0], [1.0, 1.0]])
+    rows = agreement_summary(scores)
+    assert rows[0][1:4] == pytest.approx([0.1, 0.5, 0.9]) and rows[1][1:5] == pytest.approx([1, 1, 1, 0])
+    spread = np.mean([abs(math.tanh((1 - a) / 2)) for a in (0.0, 0.5, 1.0)])  # |softmax difference| of two
+    assert rows[0][5] == pytest.approx(spread, rel=1e-6)
+
+
+def test_box_statistics_hand_case():
+    stripes = stripe_thetas(2).flatten(1)  # 2 x 6; stripe centres y = -0.5, 0.5
+    thetas = torch.stack([stripes, stripes]).clone()
+    thetas[0, 1, 5] += 0.2  # image 0: part 1 moved down by 0.2
+    rows = box_statistics(thetas)
+    assert rows[0][1:] == pytest.approx([-0.5, -0.5, 0.0, 0.5, 0.0, 0.0])
+    # part 1: centre mean 0.6, std 0.1; offset mean (0.2 + 0) / 2; variance of ty 0.01, of the others 0
+    assert rows[1][1:] == pytest.approx([0.5, 0.6, 0.1, 0.5, 0.1, math.sqrt(0.01 / 6)])
 
 
 def test_identical_spaces_agree_fully():

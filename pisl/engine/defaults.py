@@ -201,4 +201,4 @@ class DefaultTrainer(SimpleTrainer):
     def test(cls, cfg, model, evaluators=None):
         """Evaluate on every dataset of DATASETS.TESTS; returns ``{name: metrics}``."""
         evaluators = evaluators or [ReidEvaluator(cfg, build_dataset(name, cfg)) for name in cfg.DATASETS.TESTS]
-        return {ev.dataset_name: ev.evaluate(unwrap(model)) for ev in evaluators}
+        return {name: metrics for ev in evaluators for name, metrics in ev.evaluate(unwrap(model)).items()}

@@ -4,6 +4,7 @@ import time
 import weakref
 
 import numpy as np
+import torch
 
 from ..data import set_loader_epoch
 from ..utils import comm
@@ -123,6 +124,8 @@ class SimpleTrainer(TrainerBase):
         losses = sum(loss_dict.values())
         self.optimizer.zero_grad(set_to_none=True)
         losses.backward()
+        # The norm of the whole gradient, before the step: spikes show which batches drive it.
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
         self.optimizer.step()
         self.storage = {"loss": losses.item(), **{k: v.item() for k, v in loss_dict.items()},
-                        "data_time": data_time, "time": time.perf_counter() - start}
+                        "grad_norm": grad_norm.item(), "data_time": data_time, "time": time.perf_counter() - start}

@@ -37,7 +37,8 @@ def extract_features(model, loader, feature_fn=None, desc="Extracting features")
     share = f" (this process's share of {len(loader.dataset)})" if comm.get_world_size() > 1 else ""
     logger.info(f"{desc}: {len(loader.sampler)} images{share} in {time.perf_counter() - start:.1f} s")
     indices = comm.all_gather_rows(torch.cat(indices))
-    feats = {key: comm.all_gather_rows(torch.cat(value)) for key, value in sorted(chunks.items())}
+    # Every process runs the same feature_fn, so the keys come in the same order everywhere.
+    feats = {key: comm.all_gather_rows(torch.cat(value)) for key, value in chunks.items()}
     # An unreadable image is replaced by the next item in the loader: keep one row per item.
     unique, first = _first_occurrence(indices)
     if len(unique) < len(indices):
@@ -53,7 +54,13 @@ def _first_occurrence(indices):
 
 
 class ReidEvaluator:
-    """Evaluates the global feature on ``query`` + ``gallery`` of a dataset."""
+    """Evaluates a model on ``query`` + ``gallery`` of a dataset.
+
+    The model's eval forward gives the feature; a model with ``test_features(batch)`` (an
+    ordered dict of named features, the first its main one) is evaluated on each, in one pass
+    over the images. ``evaluate`` returns ``{name: metrics}``: the dataset's name for the main
+    feature, ``dataset/feature`` for the others.
+    """
 
     def __init__(self, cfg, dataset):
         self.cfg = cfg
@@ -66,8 +73,13 @@ class ReidEvaluator:
         self.loader = build_test_loader(cfg, self.query + self.gallery)
 
     def evaluate(self, model):
-        feats, idx = extract_features(model, self.loader, desc=f"Evaluating on {self.dataset_name}")
-        feats = feats["global"]
+        feats, idx = extract_features(model, self.loader, getattr(model, "test_features", None),
+                                      desc=f"Evaluating on {self.dataset_name}")
+        names = list(feats)
+        return {self.dataset_name if name == names[0] else f"{self.dataset_name}/{name}": self._rank(feats[name], idx)
+                for name in names}
+
+    def _rank(self, feats, idx):
         items = self.query + self.gallery
         num_q = len(self.query)
         is_query = idx < num_q

@@ -10,6 +10,9 @@ def add_pisl_config(cfg):
     cfg.PISL.PART_GENERATOR = "diffusion_stn"  # diffusion_stn | stripes (= PPLR)
     # Concatenate the part features to the global one at test time (default: global only).
     cfg.PISL.TEST_WITH_PARTS = False
+    # Evaluation also reports the other feature (global+parts, or global with TEST_WITH_PARTS):
+    # one DDIM sample per test image more when the main feature is global only.
+    cfg.PISL.EVALUATE_BOTH = True
 
     cfg.PISL.STN = CN()
     cfg.PISL.STN.CHANNELS = 4096  # localisation conv width (reference 4096)
@@ -39,6 +42,10 @@ def add_pisl_config(cfg):
     cfg.PISL.SCD.W_CONS = 0.5
     cfg.PISL.SCD.W_CON = 0.3
     cfg.PISL.SCD.TEMP = 0.07
+    # Weighting of the noise MSE over timesteps: min_snr (min(SNR, SNR_GAMMA) / SNR, bounded at
+    # small t) or none (the reference's plain MSE, about SNR = 24,000 times the x0 error at t = 0).
+    cfg.PISL.SCD.NOISE_WEIGHTING = "min_snr"
+    cfg.PISL.SCD.SNR_GAMMA = 5.0
 
 
 @register_config_check
@@ -51,6 +58,10 @@ def check_pisl_config(cfg):
                         f"PISL.DIFFUSION.TIMESTEPS ({p.DIFFUSION.TIMESTEPS})")
     if p.PSC.K < 1:
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
+    if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):
+        problems.append(f"PISL.SCD.NOISE_WEIGHTING is '{p.SCD.NOISE_WEIGHTING}': use min_snr or none")
+    if p.PSC.SCORE not in ("mmd", "jaccard"):
+        problems.append(f"PISL.PSC.SCORE is '{p.PSC.SCORE}': use mmd or jaccard")
     if p.PART_GENERATOR == "stripes" and "SCDLoss" in cfg.MODEL.LOSSES.NAMES:
         problems.append("SCDLoss needs PISL.PART_GENERATOR diffusion_stn: remove it from MODEL.LOSSES.NAMES for stripes")
     return problems

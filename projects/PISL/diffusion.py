@@ -75,6 +75,11 @@ class GaussianDiffusion(nn.Module):
         abar = self.alphas_cumprod[t].unsqueeze(1)
         return abar.sqrt(), (1 - abar).sqrt()
 
+    def snr(self, t):
+        """Signal-to-noise ratio abar_t / (1 - abar_t) of step t."""
+        abar = self.alphas_cumprod[t]
+        return abar / (1 - abar)
+
     def q_sample(self, x0, t, noise):
         a, b = self._coef(t)
         return a * x0 + b * noise

@@ -1,12 +1,17 @@
 """PISL's registered losses: PSC, camera contrast and SCD (shared/spec/PISL.md)."""
+import logging
+
 import torch
 import torch.nn.functional as F
+from tabulate import tabulate
 
 from pisl.cluster import camera_proxies
 from pisl.utils import comm
 from pisl.modeling.losses import LOSS_REGISTRY, ReidLoss, cross_entropy_label_smooth, soft_target_cross_entropy
 
-from .consistency import consistency_scores
+from .consistency import agreement_summary, consistency_scores
+
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------- pure functions
@@ -56,14 +61,31 @@ def supervised_contrastive(features, targets, temperature=0.07):
     return -((mask * log_prob).sum(1) / (mask.sum(1) + 1e-6)).mean()
 
 
-def scd_loss(eps_hat, eps, x0_hat, theta, part_features, targets, w_cons=0.5, w_con=0.3, temperature=0.07):
-    """L_noise + w_cons (MSE(x0_hat, sg theta) + 0.1 (1 - cos)) + w_con sum_p softmax(-sg l)_p l_p."""
+def noise_loss(eps_hat, eps, snr=None, snr_gamma=None):
+    """L_noise: the per-sample MSE(eps_hat, eps), averaged over the batch.
+
+    The denoiser predicts x0 and eps_hat is the noise x0_hat implies, so per sample
+    MSE(eps_hat, eps) = SNR(t) MSE(x0_hat, theta), with SNR = abar/(1 - abar) about 24,000 at
+    t = 0: unweighted (``snr_gamma`` None, the reference), a few small t dominate the batch's
+    gradient. min-SNR-gamma weighting (Hang et al., ICCV 2023) multiplies each sample by
+    min(SNR, gamma) / SNR, i.e. the x0 error counts with weight min(SNR, gamma) <= gamma.
+    """
+    per_sample = (eps_hat - eps).pow(2).mean(1)
+    if snr_gamma is not None:
+        per_sample = per_sample * snr.clamp(max=snr_gamma) / snr
+    return per_sample.mean()
+
+
+def scd_loss(eps_hat, eps, x0_hat, theta, part_features, targets, w_cons=0.5, w_con=0.3, temperature=0.07,
+             snr=None, snr_gamma=None):
+    """The three terms of L_scd: ``noise`` (``noise_loss``), ``consistency`` = w_cons
+    (MSE(x0_hat, sg theta) + 0.1 (1 - cos)) and ``contrast`` = w_con sum_p softmax(-sg l)_p l_p."""
     theta = theta.detach()
-    noise = F.mse_loss(eps_hat, eps)
     cons = F.mse_loss(x0_hat, theta) + 0.1 * (1 - F.cosine_similarity(x0_hat, theta, dim=1).mean())
     per_part = torch.stack([supervised_contrastive(f, targets, temperature) for f in part_features.unbind(1)])
     weights = F.softmax(-per_part.detach(), dim=0)
-    return noise + w_cons * cons + w_con * (weights * per_part).sum()
+    return {"noise": noise_loss(eps_hat, eps, snr, snr_gamma), "consistency": w_cons * cons,
+            "contrast": w_con * (weights * per_part).sum()}
 
 
 # ---------------------------------------------------------------- registered losses
@@ -91,6 +113,9 @@ class PSCLoss(ReidLoss):
         scores = consistency_scores(state.features["global"], state.features["parts"], self.k, self.score, self.knn_backend)
         self.agreement = scores[torch.as_tensor(state.clustered)].to(self.agreement.device)
         self.epoch = state.epoch
+        table = tabulate(agreement_summary(scores), headers=["part", "p10", "p50", "p90", "std", "weight spread"],
+                         tablefmt="pipe", floatfmt=".3f")
+        logger.info(f"PSC agreement ({self.score}, k={self.k}) before epoch {state.epoch}:\n{table}")
 
     def forward(self, outputs, batch):
         targets = batch["targets"].to(outputs["logits"].device)
@@ -140,16 +165,22 @@ class CameraContrastLoss(ReidLoss):
 
 @LOSS_REGISTRY.register()
 class SCDLoss(ReidLoss):
-    """Semantic Controlled Diffusion loss, weight W_diff. Needs the diffusion_stn generator."""
+    """Semantic Controlled Diffusion loss, weight W_diff, as three logged terms (noise,
+    consistency, contrast). Needs the diffusion_stn generator. ``snr_gamma`` None keeps the
+    reference's unweighted noise MSE; a number applies min-SNR weighting (``noise_loss``)."""
 
-    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1):
+    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1, snr_gamma=5.0):
         super().__init__()
         self.w_cons, self.w_con, self.temperature, self.scale = w_cons, w_con, temperature, scale
+        self.snr_gamma = snr_gamma
 
     @classmethod
     def from_config(cls, cfg):
         s = cfg.PISL.SCD
-        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE)
+        gamma = {"min_snr": s.SNR_GAMMA, "none": None}
+        if s.NOISE_WEIGHTING not in gamma:
+            raise KeyError(f"Unknown PISL.SCD.NOISE_WEIGHTING '{s.NOISE_WEIGHTING}', expected min_snr or none")
+        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE, gamma[s.NOISE_WEIGHTING])
 
     def forward(self, outputs, batch):
         if "eps_hat" not in outputs:
@@ -157,5 +188,6 @@ class SCDLoss(ReidLoss):
         targets = batch["targets"].to(outputs["eps_hat"].device)
         # The contrast compares samples with each other: under DDP it sees the global batch.
         parts, targets = comm.all_gather_with_grad(outputs["part_features"]), comm.all_gather_tensor(targets)
-        return self.scale * scd_loss(outputs["eps_hat"], outputs["eps"], outputs["x0_hat"], outputs["theta"],
-                                     parts, targets, self.w_cons, self.w_con, self.temperature)
+        terms = scd_loss(outputs["eps_hat"], outputs["eps"], outputs["x0_hat"], outputs["theta"], parts, targets,
+                         self.w_cons, self.w_con, self.temperature, outputs["snr"], self.snr_gamma)
+        return {name: self.scale * value for name, value in terms.items()}

@@ -1,12 +1,18 @@
+import logging
+
 import torch
 import torch.nn as nn
+from tabulate import tabulate
 import torch.nn.functional as F
 
 from pisl.cluster import cluster_centroids
 from pisl.modeling.heads import BNNeck, ResizableClassifier
+from pisl.modeling.losses import compute_losses
 from pisl.modeling.meta_arch import META_ARCH_REGISTRY, Baseline
 
-from .part_generators import PART_GENERATOR_REGISTRY
+from .part_generators import BOX_STATISTICS_HEADERS, PART_GENERATOR_REGISTRY, box_statistics
+
+logger = logging.getLogger(__name__)
 
 
 @META_ARCH_REGISTRY.register()
@@ -17,11 +23,14 @@ class PISL(Baseline):
 
     Training outputs: ``features``/``logits`` (global), ``part_features`` (B x P x C, BN
     outputs), ``part_logits`` (list of P), and the diffusion terms of the generator.
-    Eval: the L2-normalised global feature (or global + parts with ``test_with_parts``).
+    Eval: the L2-normalised global feature (or global + parts with ``test_with_parts``); the
+    evaluation also reports the other one with ``evaluate_both`` (``test_features``).
     """
 
-    def __init__(self, backbone, heads, losses, pixel_mean, pixel_std, part_generator, num_parts, test_with_parts=False):
+    def __init__(self, backbone, heads, losses, pixel_mean, pixel_std, part_generator, num_parts, test_with_parts=False,
+                 evaluate_both=True):
         super().__init__(backbone, heads, losses, pixel_mean, pixel_std)
+        self.evaluate_both = evaluate_both
         c = backbone.out_channels
         self.part_generator = part_generator
         self.part_necks = nn.ModuleList(BNNeck(c) for _ in range(num_parts))
@@ -33,40 +42,54 @@ class PISL(Baseline):
         base = Baseline.from_config(cfg, max(num_classes, 1))
         generator = PART_GENERATOR_REGISTRY.get(cfg.PISL.PART_GENERATOR).from_config(cfg, base.backbone.out_channels)
         return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
-                   cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS)
+                   cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH)
 
     def _part_necks(self, parts):
         return torch.stack([neck(p) for neck, p in zip(self.part_necks, parts.unbind(1))], dim=1)
 
     def forward(self, batch):
-        fmap = self.backbone(self.preprocess(batch))
         if not self.training:
-            feats = self.heads(fmap)
-            if not self.test_with_parts:
-                return feats
-            parts = self.part_features(fmap, feats)
-            return F.normalize(torch.cat([feats, parts.flatten(1)], dim=1), dim=1)
+            return next(iter(self.test_features(batch).values()))
+        fmap = self.backbone(self.preprocess(batch))
         outputs = self.heads(fmap)
         generated = self.part_generator(fmap, outputs["features"])
         parts = generated.pop("parts")
         outputs.update(generated)
         outputs["part_features"] = self._part_necks(parts)
         outputs["part_logits"] = [clf(f) for clf, f in zip(self.part_classifiers, outputs["part_features"].unbind(1))]
-        return {name: loss(outputs, batch) for name, loss in self.losses.items()}
+        return compute_losses(self.losses, outputs, batch)
 
     def part_features(self, fmap, global_feature):
-        """L2-normalised part features (B x P x C) in eval mode."""
-        parts = self.part_generator(fmap, global_feature)["parts"]
-        return F.normalize(self._part_necks(parts), dim=2)
+        """L2-normalised part features (B x P x C) in eval mode, and their boxes (B x 6P)."""
+        generated = self.part_generator(fmap, global_feature)
+        return F.normalize(self._part_necks(generated["parts"]), dim=2), generated["thetas"]
+
+    @torch.no_grad()
+    def test_features(self, batch):
+        """The eval feature first (``global``, or ``global+parts`` with ``test_with_parts``),
+        then, with ``evaluate_both``, the other one: one backbone pass for both."""
+        fmap = self.backbone(self.preprocess(batch))
+        out = {"global": self.heads(fmap)}
+        if self.test_with_parts or self.evaluate_both:
+            parts, _ = self.part_features(fmap, out["global"])
+            out["global+parts"] = F.normalize(torch.cat([out["global"], parts.flatten(1)], dim=1), dim=1)
+        if self.test_with_parts:
+            out = {"global+parts": out["global+parts"], **({"global": out["global"]} if self.evaluate_both else {})}
+        return out
 
     @torch.no_grad()
     def cluster_features(self, batch):
         fmap = self.backbone(self.preprocess(batch))
         feats = self.heads(fmap)
-        return {"global": feats, "parts": self.part_features(fmap, feats)}
+        parts, thetas = self.part_features(fmap, feats)
+        return {"global": feats, "parts": parts, "thetas": thetas}
 
     def on_pseudo_labels(self, state):
-        """Classifiers re-sized to this epoch's clusters and set to the L2-normalised centroids."""
+        """Classifiers re-sized to this epoch's clusters and set to the L2-normalised centroids;
+        the part boxes' statistics are logged."""
+        thetas = state.features["thetas"].view(len(state.labels), len(self.part_necks), 6)
+        table = tabulate(box_statistics(thetas), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
+        logger.info(f"Part boxes before epoch {state.epoch}:\n{table}")
         keep = state.clustered
         labels = state.labels[keep]
         self.heads.classifier.reset(cluster_centroids(state.features["global"][keep], labels))

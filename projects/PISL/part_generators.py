@@ -23,6 +23,26 @@ def stripe_thetas(num_parts):
     return theta
 
 
+def box_statistics(thetas):
+    """How far sampled part boxes are from the stripes and how much they vary over images.
+
+    ``thetas``: N x P x 6 affine parameters [sx, shx, tx, shy, sy, ty] (the grid maps the
+    patch to x' = sx x + shx y + tx, y' = shy x + sy y + ty in [-1, 1] map coordinates: the box
+    is centred at (tx, ty) with half-extents about (sx, sy)). Returns rows [part, stripe centre
+    y, centre y mean, centre y std, height (sy) mean, |theta - stripe| mean, spread], where
+    spread is the root mean variance of the six parameters over images: 0 for a generator
+    whose boxes do not depend on the image.
+    """
+    stripes = stripe_thetas(thetas.shape[1]).flatten(1).to(thetas)
+    offset = (thetas - stripes).norm(dim=2).mean(0)
+    spread = thetas.var(dim=0, unbiased=False).mean(1).sqrt()
+    return [[p, stripes[p, 5].item(), thetas[:, p, 5].mean().item(), thetas[:, p, 5].std(unbiased=False).item(),
+             thetas[:, p, 4].mean().item(), offset[p].item(), spread[p].item()] for p in range(thetas.shape[1])]
+
+
+BOX_STATISTICS_HEADERS = ["part", "stripe y", "centre y", "centre y std", "height sy", "|theta - stripe|", "spread"]
+
+
 def patch_pooling_weights(thetas, height, width):
     """How much each feature-map cell contributes to each pooled patch: B x P x (H W).
 
@@ -75,7 +95,8 @@ class StripeParts(nn.Module):
 
     def forward(self, feature_map, global_feature=None):
         parts = F.adaptive_avg_pool2d(feature_map, (self.num_parts, 1)).squeeze(3)
-        return {"parts": parts.transpose(1, 2)}
+        thetas = stripe_thetas(self.num_parts).flatten().to(feature_map).expand(len(feature_map), -1)
+        return {"parts": parts.transpose(1, 2), "thetas": thetas}
 
 
 class Localisation(nn.Module):
@@ -145,7 +166,8 @@ class DiffusionSTNParts(nn.Module):
     def forward(self, feature_map, global_feature):
         cond = F.normalize(global_feature.detach(), dim=1)
         if not self.training:
-            return {"parts": self._patches(feature_map, self.sample(cond))}
+            thetas = self.sample(cond)
+            return {"parts": self._patches(feature_map, thetas), "thetas": thetas}
         theta = self.stn(feature_map)
         t = torch.randint(0, self.diffusion.timesteps, (theta.shape[0],), device=theta.device)
         noise = torch.randn_like(theta)
@@ -153,7 +175,7 @@ class DiffusionSTNParts(nn.Module):
         x0_hat = self.predict_start(x_t, t, self.denoiser.conditioned(cond))
         eps_hat = self.diffusion.predict_eps(x_t, t, x0_hat)
         return {"parts": self._patches(feature_map, x0_hat), "theta": theta, "x0_hat": x0_hat,
-                "eps_hat": eps_hat, "eps": noise}
+                "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t)}
 
     def sample(self, cond, steps=None):
         """Deterministic DDIM sample of theta for each conditioning row. Every row starts from

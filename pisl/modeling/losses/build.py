@@ -9,7 +9,8 @@ LOSS_REGISTRY = Registry("LOSS")
 
 class ReidLoss(nn.Module):
     """A registered loss: ``forward(outputs, batch)`` reads what it needs from the model's
-    training outputs and the batch, and returns a scalar already multiplied by its weight."""
+    training outputs and the batch, and returns a scalar already multiplied by its weight, or
+    a dict of such scalars (named terms, summed into the total and logged one by one)."""
 
     @classmethod
     def from_config(cls, cfg):
@@ -55,3 +56,13 @@ class SoftTripletLoss(ReidLoss):
 
 def build_losses(cfg):
     return nn.ModuleDict({name: LOSS_REGISTRY.get(name).from_config(cfg) for name in cfg.MODEL.LOSSES.NAMES})
+
+
+def compute_losses(losses, outputs, batch):
+    """``{name: weighted scalar}`` for a ModuleDict of ReidLosses; a loss that returns named
+    terms contributes ``name/term`` entries."""
+    out = {}
+    for name, loss in losses.items():
+        value = loss(outputs, batch)
+        out.update({f"{name}/{term}": v for term, v in value.items()} if isinstance(value, dict) else {name: value})
+    return out

@@ -3,7 +3,7 @@ import torch.nn as nn
 
 from ..backbones import build_backbone
 from ..heads import HEAD_REGISTRY
-from ..losses import build_losses
+from ..losses import build_losses, compute_losses
 from .build import META_ARCH_REGISTRY
 
 
@@ -37,7 +37,7 @@ class Baseline(nn.Module):
         outputs = self.heads(self.backbone(self.preprocess(batch)))
         if not self.training:
             return outputs
-        return {name: loss(outputs, batch) for name, loss in self.losses.items()}
+        return compute_losses(self.losses, outputs, batch)
 
     @torch.no_grad()
     def cluster_features(self, batch):
