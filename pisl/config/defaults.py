@@ -65,6 +65,19 @@ _C.DATASETS.SYNTHETIC.NUM_TRAIN_IDS = 60
 _C.DATASETS.SYNTHETIC.NUM_TEST_IDS = 40
 _C.DATASETS.SYNTHETIC.NUM_CAMERAS = 3
 _C.DATASETS.SYNTHETIC.IMAGES_PER_CAMERA = 3
+# Your own data in the Market-1501 layout (dataset name "MarketLayout"; datasets/README.md).
+_C.DATASETS.MARKET_LAYOUT = CN()
+_C.DATASETS.MARKET_LAYOUT.DIR = ""  # the dataset's folder, relative to DATASETS.ROOT
+_C.DATASETS.MARKET_LAYOUT.FOLDERS = ["bounding_box_train", "query", "bounding_box_test"]
+# Two groups, identity then camera, searched in each file name; identity -1 = junk (dropped).
+_C.DATASETS.MARKET_LAYOUT.PATTERN = r"([-\d]+)_c(\d+)"
+_C.DATASETS.MARKET_LAYOUT.EXTENSIONS = [".jpg", ".png"]
+# Your own data as list files (dataset name "ListFiles"): one "path pid camid" per line, paths
+# relative to the list file's folder; each file relative to DATASETS.ROOT.
+_C.DATASETS.LIST_FILES = CN()
+_C.DATASETS.LIST_FILES.TRAIN = ""
+_C.DATASETS.LIST_FILES.QUERY = ""
+_C.DATASETS.LIST_FILES.GALLERY = ""
 
 _C.DATALOADER = CN()
 _C.DATALOADER.SAMPLER = "PKSampler"  # PKSampler | CameraAwareSampler | RandomSampler

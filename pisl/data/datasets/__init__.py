@@ -1,4 +1,5 @@
 from .bases import DATASET_REGISTRY, ReidDataset, build_dataset
-from .market_style import CUHK03NP, VeRi, Market1501, MarketLayoutDataset
+from .list_files import ListFiles, parse_list_file
+from .market_style import CUHK03NP, Market1501, MarketLayout, MarketLayoutDataset, VeRi
 from .msmt17 import MSMT17
 from .synthetic import Synthetic

@@ -10,7 +10,7 @@ from .bases import DATASET_REGISTRY, ReidDataset
 logger = logging.getLogger(__name__)
 
 
-def parse_folder(folder, pattern, pid_range=None, cam_range=None):
+def parse_folder(folder, pattern, pid_range=None, cam_range=None, extensions=(".jpg", ".png")):
     """List ``(path, pid, camid)`` for the images of a folder.
 
     pid and camera come from ``pattern`` applied to the file *name* (the reference applies it
@@ -20,7 +20,7 @@ def parse_folder(folder, pattern, pid_range=None, cam_range=None):
     error.
     """
     items, unmatched = [], []
-    paths = sorted(glob.glob(os.path.join(folder, "*.jpg")) + glob.glob(os.path.join(folder, "*.png")))
+    paths = sorted(p for ext in extensions for p in glob.glob(os.path.join(folder, "*" + ext)))
     for path in paths:
         match = pattern.search(os.path.basename(path))
         if match is None:
@@ -39,7 +39,7 @@ def parse_folder(folder, pattern, pid_range=None, cam_range=None):
                f"{pattern.pattern!r} (pid, camera), e.g. '{unmatched[0]}'")
         if len(unmatched) == len(paths):
             raise ValueError(f"{msg}: no image could be parsed. Rename the files (e.g. 0001_c1_0001.jpg) or use "
-                             "a dataset whose pattern fits them.")
+                             "the MarketLayout dataset with a DATASETS.MARKET_LAYOUT.PATTERN that fits them.")
         logger.warning(f"{msg}; they are skipped")
     return items
 
@@ -50,6 +50,7 @@ class MarketLayoutDataset(ReidDataset):
 
     pattern = re.compile(r"([-\d]+)_c(\d+)")
     folders = ("bounding_box_train", "query", "bounding_box_test")
+    extensions = (".jpg", ".png")
     pid_range = None
     cam_range = None
 
@@ -58,10 +59,10 @@ class MarketLayoutDataset(ReidDataset):
         paths = [os.path.join(self.dataset_dir, folder) for folder in self.folders]
         self.check_folders(*paths)
         self.train, self.query, self.gallery = (
-            parse_folder(p, self.pattern, self.pid_range, self.cam_range) for p in paths
+            parse_folder(p, self.pattern, self.pid_range, self.cam_range, self.extensions) for p in paths
         )
         if not self.train:
-            raise FileNotFoundError(f"{self.name}: no .jpg or .png image in {paths[0]}")
+            raise FileNotFoundError(f"{self.name}: no {' or '.join(self.extensions)} image in {paths[0]}")
 
 
 @DATASET_REGISTRY.register()
@@ -84,3 +85,31 @@ class VeRi(MarketLayoutDataset):
     folders = ("image_train", "image_query", "image_test")
     pid_range = (0, 776)
     cam_range = (1, 20)
+
+
+@DATASET_REGISTRY.register()
+class MarketLayout(MarketLayoutDataset):
+    """Any dataset in the Market-1501 layout, described by config keys only
+    (``DATASETS.MARKET_LAYOUT``): its folder under the root, the three sub-folders, a regular
+    expression whose two groups are the identity and the camera in a file name, and the image
+    extensions. Results are reported under the folder's name."""
+
+    def __init__(self, root, folder, pattern=MarketLayoutDataset.pattern.pattern, extensions=(".jpg", ".png"),
+                 folders=MarketLayoutDataset.folders):
+        if not folder:
+            raise ValueError("MarketLayout needs DATASETS.MARKET_LAYOUT.DIR: the dataset's folder under DATASETS.ROOT")
+        self.dataset_dir, self.folders, self.extensions = folder, tuple(folders), tuple(extensions)
+        self.pattern = re.compile(pattern)
+        if self.pattern.groups != 2:
+            raise ValueError(f"DATASETS.MARKET_LAYOUT.PATTERN {pattern!r} needs two groups: (identity)(camera)")
+        self.layout_help = f"  <ROOT>/{folder}/{{{','.join(self.folders)}}}/<names matching {pattern!r}>"
+        super().__init__(root)
+
+    @classmethod
+    def from_config(cls, cfg):
+        c = cfg.DATASETS.MARKET_LAYOUT
+        return cls(cfg.DATASETS.ROOT, c.DIR, c.PATTERN, c.EXTENSIONS, c.FOLDERS)
+
+    @property
+    def name(self):
+        return os.path.basename(os.path.normpath(self.dataset_dir))
