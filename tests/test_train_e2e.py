@@ -75,3 +75,11 @@ def test_two_process_ddp_on_cpu(synthetic_root, tmp_path):
     train_net(tmp_path, synthetic_root, ["--num-gpus", "2"], ["SOLVER.MAX_EPOCH", "1"])
     assert results(tmp_path)["num_valid_queries"] == 20
     assert os.path.isfile(tmp_path / "log.rank1.txt")
+
+
+def test_logs_have_epoch_lines_and_no_progress_bar_clutter(full_run):
+    log = (full_run / "log.txt").read_text()
+    assert "\r" not in log and "it/s]" not in log  # tqdm only draws on a terminal
+    assert all(f"Epoch {e} done: 4 iterations" in log for e in range(3))
+    assert "Extracting" not in log or "images in" in log
+    assert log.count("TensorBoard is not installed") <= 1
