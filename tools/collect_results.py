@@ -3,11 +3,19 @@
 wall_seconds when present, and the per-epoch evaluations in metrics.json).
 
     python tools/collect_results.py logs/cuhk03np/cluster_contrast logs/cuhk03np/pisl
+    python tools/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...]
+
+``--seeds`` reads LOG_ROOT/seed*/ROW for each row and prints mean +- std (sample std) over the
+seeds that finished, the global+parts mAP where evaluated, and the last clustering's
+diagnostics (means over seeds) from the runs' checkpoints.
 """
+import glob
 import json
 import os
 import sys
 
+import numpy as np
+import torch
 from tabulate import tabulate
 
 
@@ -39,6 +47,47 @@ def per_epoch(folder):
     return ", ".join(out)
 
 
+def last_clustering(folder):
+    path = os.path.join(folder, "last_checkpoint.pth")
+    if not os.path.isfile(path):
+        return None
+    history = torch.load(path, weights_only=True)["hooks"].get("ClusteringHook", {}).get("history", [])
+    return history[-1] if history else None
+
+
+def mean_std(values, fmt="{:.2f}"):
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(np.mean(values))} +- {fmt.format(np.std(values, ddof=1))}"
+
+
+def seeds_table(log_root, rows):
+    diag_keys = ["clusters", "clustered images", "multi-camera clusters %", "purity %", "ARI"]
+    table = []
+    imagenet = load(os.path.join(log_root, "imagenet"))
+    if imagenet:
+        table.append(["ImageNet start", 1, f"{imagenet['mAP']:.2f}", f"{imagenet['Rank-1']:.2f}", "-", "-"]
+                     + ["-"] * len(diag_keys))
+    for row in rows:
+        folders = sorted(f for f in glob.glob(os.path.join(log_root, "seed*", row)) if load(f) is not None)
+        results = []
+        for f in folders:
+            with open(os.path.join(f, "results.json")) as fh:
+                results.append(json.load(fh))
+        main_res = [next(iter(r.values())) for r in results]
+        parts = [v["mAP"] for r in results for k, v in r.items() if k.endswith("/global+parts")]
+        diags = [d for d in map(last_clustering, folders) if d]
+        walls = [int(open(os.path.join(f, "wall_seconds")).read()) / 60 for f in folders
+                 if os.path.isfile(os.path.join(f, "wall_seconds"))]
+        table.append([row, len(results), mean_std([r["mAP"] for r in main_res]), mean_std([r["Rank-1"] for r in main_res]),
+                      mean_std(parts), mean_std(walls, "{:.1f}")]
+                     + [mean_std([float(d[k]) for d in diags if k in d], "{:.3g}") for k in diag_keys])
+    headers = ["run", "seeds", "mAP", "R1", "mAP global+parts", "wall min"] + [f"last: {k}" for k in diag_keys]
+    print(tabulate(table, headers=headers, tablefmt="pipe"))
+
+
 def main(folders):
     rows = []
     for folder in folders:
@@ -52,4 +101,7 @@ def main(folders):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    if sys.argv[1:2] == ["--seeds"]:
+        seeds_table(sys.argv[2], sys.argv[3:])
+    else:
+        main(sys.argv[1:])

@@ -4,3 +4,4 @@ from .defaults import (DefaultTrainer, OutputDirError, build_train_items, claim_
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .launch import launch
 from .trainer import HookBase, SimpleTrainer, TrainerBase, TrainingError
+from .predictor import Predictor

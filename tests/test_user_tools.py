@@ -1,0 +1,68 @@
+"""What users take away: the Predictor API and tools/extract_features.py."""
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pisl.config import load_config
+from pisl.data import build_test_loader
+from pisl.engine import Predictor
+from pisl.evaluation import extract_features
+
+from conftest import REPO
+from test_train_e2e import TINY, train_net
+
+CONFIG = os.path.join(REPO, "configs/Synthetic/baseline.yml")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, synthetic_root):
+    out = tmp_path_factory.mktemp("trained")
+    train_net(out, synthetic_root, overrides=["SOLVER.MAX_EPOCH", "1"])
+    cfg = load_config(CONFIG, TINY + ["DATASETS.ROOT", synthetic_root, "MODEL.WEIGHTS", str(out / "model_final.pth")])
+    query = os.path.dirname(glob.glob(os.path.join(synthetic_root, "synthetic", "*", "query", "*.jpg"))[0])
+    return cfg, query
+
+
+def test_predictor_gives_the_evaluation_features(trained):
+    cfg, query = trained
+    paths = sorted(glob.glob(os.path.join(query, "*.jpg")))
+    predictor = Predictor(cfg)
+    feats = predictor(paths)
+    expected, _ = extract_features(predictor.model, build_test_loader(cfg, [(p, 0, 0) for p in paths]))
+    assert feats.shape == expected["global"].shape and torch.allclose(feats, expected["global"], atol=1e-5)
+    assert torch.allclose(feats.norm(dim=1), torch.ones(len(paths)), atol=1e-5)
+    assert torch.allclose(predictor(predictor.to_tensor(paths[:3])), feats[:3], atol=1e-6)
+
+
+def test_predictor_without_weights_is_an_error(trained):
+    cfg, _ = trained
+    cfg = cfg.clone()
+    cfg.MODEL.WEIGHTS = ""
+    with pytest.raises(ValueError, match="needs trained weights"):
+        Predictor(cfg)
+
+
+def test_extract_features_tool_on_a_folder_with_a_corrupt_image(trained, tmp_path):
+    cfg, query = trained
+    folder = tmp_path / "crops"
+    os.makedirs(folder / "sub")
+    paths = sorted(glob.glob(os.path.join(query, "*.jpg")))[:5]
+    for i, p in enumerate(paths):
+        (folder / ("sub" if i % 2 else "") / os.path.basename(p)).write_bytes(open(p, "rb").read())
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    out = tmp_path / "feats.npz"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "extract_features.py"), "--config-file", CONFIG,
+                           "--input", str(folder), "--output", str(out), *TINY, "MODEL.WEIGHTS", cfg.MODEL.WEIGHTS],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Skipping unreadable image" in proc.stdout + proc.stderr
+    data = np.load(out)
+    names = list(data["names"])
+    assert len(names) == 5 and "broken.jpg" not in names and any(n.startswith("sub/") for n in names)
+    expected = Predictor(cfg)([str(folder / n) for n in names]).numpy()
+    assert data["features"].dtype == np.float32 and np.allclose(data["features"], expected, atol=1e-5)
