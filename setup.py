@@ -1,5 +1,7 @@
 from setuptools import find_packages, setup
 
+ONNX = ["onnx>=1.16", "onnxruntime>=1.18", "onnxscript>=0.3"]
+
 setup(
     name="pisl",
     version="0.1.0",
@@ -21,5 +23,11 @@ setup(
         "tqdm",
         "pillow",
     ],
-    extras_require={"test": ["pytest>=7"], "tensorboard": ["tensorboard"]},
+    extras_require={
+        # tools/export_onnx.py: torch's exporter (onnxscript) and the runtime that checks it.
+        "onnx": ONNX,
+        # The tests check the ONNX export too.
+        "test": ["pytest>=7", *ONNX],
+        "tensorboard": ["tensorboard"],
+    },
 )

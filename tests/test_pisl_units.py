@@ -31,7 +31,7 @@ def test_ddim_with_perfect_noise_predictor_returns_x0(steps):
     x0 = torch.tensor([[0.3, -0.7, 1.2], [1.0, 0.0, -1.0]])
 
     def x0_from_perfect_noise(x_t, t):
-        a = diff.alphas_cumprod[t].unsqueeze(1)
+        a = diff.alphas_cumprod[t]
         eps = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
         return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
 

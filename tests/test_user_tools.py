@@ -66,3 +66,21 @@ def test_extract_features_tool_on_a_folder_with_a_corrupt_image(trained, tmp_pat
     assert len(names) == 5 and "broken.jpg" not in names and any(n.startswith("sub/") for n in names)
     expected = Predictor(cfg)([str(folder / n) for n in names]).numpy()
     assert data["features"].dtype == np.float32 and np.allclose(data["features"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_parts", [False, True])
+def test_onnx_export_matches_torch_on_the_tiny_pisl_model(with_parts, tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    from export_onnx import check_onnx, export_onnx
+    from pisl.modeling import build_model
+
+    opts = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[64, 32]", "PISL.DIFFUSION.SAMPLE_STEPS", "5",
+            "PISL.TEST_WITH_PARTS", str(with_parts)]
+    cfg = load_config(os.path.join(REPO, "projects/PISL/configs/demo.yml"), opts)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    # A denoiser that moves the boxes, so that the unrolled sampler is really exercised.
+    torch.nn.init.normal_(model.part_generator.denoiser.net[-1].weight, std=0.05)
+    graph = export_onnx(model, (64, 32), str(tmp_path / "m.onnx"))
+    diff, shape = check_onnx(graph, str(tmp_path / "m.onnx"), (64, 32), batch=3)
+    assert shape == (3, model.backbone.out_channels * (4 if with_parts else 1)) and diff < 1e-4

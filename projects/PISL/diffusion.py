@@ -1,6 +1,7 @@
 """The diffusion machinery of the Spatial Diffusion Model, on vectors of affine parameters."""
 import math
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -51,8 +52,13 @@ class Denoiser(nn.Module):
         cond_part = F.linear(cond, w_c, first.bias)
 
         def denoise(x_t, t):
-            steps, which = t.unique(return_inverse=True)
-            time_part = F.linear(timestep_embedding(steps, self.time_dim), w_t)[which]
+            """``t``: one step per row (a tensor), or one step for all rows (an int, as in
+            sampling: no data-dependent op, so the sampler exports to ONNX)."""
+            if isinstance(t, int):
+                time_part = F.linear(timestep_embedding(torch.tensor([t], device=x_t.device), self.time_dim), w_t)
+            else:
+                steps, which = t.unique(return_inverse=True)
+                time_part = F.linear(timestep_embedding(steps, self.time_dim), w_t)[which]
             return self.net[1:](cond_part + F.linear(x_t, w_x) + time_part)
 
         return denoise
@@ -72,7 +78,11 @@ class GaussianDiffusion(nn.Module):
         self.register_buffer("alphas_cumprod", abar.float())
 
     def _coef(self, t):
-        abar = self.alphas_cumprod[t].unsqueeze(1)
+        """sqrt(abar_t), sqrt(1 - abar_t): a column for a tensor of per-row steps, scalars for an
+        int step."""
+        abar = self.alphas_cumprod[t]
+        if torch.is_tensor(t):
+            abar = abar.unsqueeze(1)
         return abar.sqrt(), (1 - abar).sqrt()
 
     def snr(self, t):
@@ -90,8 +100,9 @@ class GaussianDiffusion(nn.Module):
         return (x_t - a * x0) / b
 
     def sample_timesteps(self, steps):
-        """``steps`` timesteps from T-1 down to 0, evenly spaced."""
-        return torch.linspace(self.timesteps - 1, 0, steps).round().long().unique_consecutive()
+        """``steps`` timesteps from T-1 down to 0, evenly spaced (Python ints)."""
+        ts = np.linspace(self.timesteps - 1, 0, steps).round().astype(int).tolist()
+        return [t for i, t in enumerate(ts) if i == 0 or t != ts[i - 1]]
 
     @torch.no_grad()
     def ddim_sample(self, x0_fn, x_T, steps=50):
@@ -99,12 +110,11 @@ class GaussianDiffusion(nn.Module):
         (clamped) x0, the noise it implies is recomputed and x moves to the previous timestep.
         Returns the final x0."""
         x = x0 = x_T
-        ts = self.sample_timesteps(steps).tolist()
+        ts = self.sample_timesteps(steps)
         for i, t in enumerate(ts):
-            t_batch = torch.full((len(x),), t, dtype=torch.long, device=x.device)
-            x0 = x0_fn(x, t_batch)
-            eps = self.predict_eps(x, t_batch, x0)
+            x0 = x0_fn(x, t)
+            eps = self.predict_eps(x, t, x0)
             if i + 1 < len(ts):
-                a_prev, b_prev = self._coef(torch.full_like(t_batch, ts[i + 1]))
+                a_prev, b_prev = self._coef(ts[i + 1])
                 x = a_prev * x0 + b_prev * eps
         return x0

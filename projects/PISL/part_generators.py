@@ -144,11 +144,15 @@ class DiffusionSTNParts(nn.Module):
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
                  sample_steps=50, sample_seed=0, clamp=1.5):
         super().__init__()
-        self.num_parts, self.sample_steps, self.sample_seed = num_parts, sample_steps, sample_seed
+        self.num_parts, self.sample_steps = num_parts, sample_steps
         self.stn = Localisation(in_channels, num_parts, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s, clamp)
         self.denoiser = Denoiser(6 * num_parts, in_channels)
         self.register_buffer("prior_theta", stripe_thetas(num_parts).flatten(), persistent=False)
+        # The sampler's start, drawn once on the CPU: the same on every device, and a constant
+        # (not a random op) in an exported graph.
+        x_T = torch.randn(1, 6 * num_parts, generator=torch.Generator().manual_seed(sample_seed))
+        self.register_buffer("x_T", x_T, persistent=False)
 
     @classmethod
     def from_config(cls, cfg, in_channels):
@@ -181,7 +185,6 @@ class DiffusionSTNParts(nn.Module):
         """Deterministic DDIM sample of theta for each conditioning row. Every row starts from
         the same seeded noise, so an image's parts depend on its own global feature only, not
         on the rest of its batch, its place in it or the batch size."""
-        generator = torch.Generator(device=cond.device).manual_seed(self.sample_seed)
-        x_T = torch.randn(1, 6 * self.num_parts, generator=generator, device=cond.device).expand(len(cond), -1)
         denoise = self.denoiser.conditioned(cond)
+        x_T = self.x_T.expand(cond.shape[0], -1)
         return self.diffusion.ddim_sample(lambda x, t: self.predict_start(x, t, denoise), x_T, steps or self.sample_steps)
