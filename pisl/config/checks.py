@@ -34,6 +34,8 @@ def core_checks(cfg):
             problems.append(f"{key} is {cfg[section][name]}: must be 0 or more")
     if cfg.SOLVER.BASE_LR <= 0:
         problems.append(f"SOLVER.BASE_LR is {cfg.SOLVER.BASE_LR}: must be positive")
+    if cfg.SOLVER.AMP.DTYPE not in ("bfloat16", "float16"):
+        problems.append(f"SOLVER.AMP.DTYPE is '{cfg.SOLVER.AMP.DTYPE}': use bfloat16 or float16")
     if not cfg.DATASETS.NAMES or not cfg.DATASETS.TESTS:
         problems.append("DATASETS.NAMES and DATASETS.TESTS each need at least one dataset")
     return problems

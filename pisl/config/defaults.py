@@ -98,6 +98,11 @@ _C.SOLVER.GAMMA = 0.1
 _C.SOLVER.WARMUP_EPOCHS = 0
 _C.SOLVER.CHECKPOINT_PERIOD = 1  # epochs
 _C.SOLVER.LOG_PERIOD = 20  # iterations
+# Mixed precision for training and feature extraction: autocast to DTYPE (bfloat16 on CPU or
+# CUDA; float16 on CUDA only, with loss scaling). Parameters and optimizer state stay fp32.
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+_C.SOLVER.AMP.DTYPE = "bfloat16"  # bfloat16 | float16
 
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 5  # epochs; 0 = only at the end

@@ -14,6 +14,7 @@ from ..data import build_test_loader, build_train_loader
 from ..evaluation import extract_features
 from ..utils import comm
 from ..utils.checkpoint import unwrap
+from ..utils.env import amp_dtype
 from .hooks import HOOK_REGISTRY
 from .trainer import HookBase, TrainingError
 
@@ -111,7 +112,8 @@ class ClusteringHook(HookBase):
         times = {}
         start = time.perf_counter()
         model = unwrap(t.model)
-        feats, idx = extract_features(model, self.loader, model.cluster_features, desc="Extracting training features")
+        feats, idx = extract_features(model, self.loader, model.cluster_features, desc="Extracting training features",
+                                      amp_dtype=amp_dtype(self.cfg))
         if len(idx) < len(self.items):
             self._drop_unreadable(idx.numpy())
         times["extract"] = time.perf_counter() - start

@@ -13,7 +13,7 @@ from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.checkpoint import load_model_weights, read_checkpoint, unwrap
-from ..utils.env import resolve_device, seed_all, set_rng_state
+from ..utils.env import amp_dtype, resolve_device, seed_all, set_rng_state
 from ..utils.logger import setup_logger
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .trainer import SimpleTrainer
@@ -115,7 +115,11 @@ def setup(args):
             f.write(cfg.dump())
     logger.info(f"Command line: {vars(args)}")
     logger.info(f"Running with config:\n{cfg.dump()}")
-    logger.info(f"torch {torch.__version__}, device {resolve_device(cfg.MODEL.DEVICE)}, {comm.get_world_size()} process(es)")
+    device = resolve_device(cfg.MODEL.DEVICE)
+    logger.info(f"torch {torch.__version__}, device {device}, {comm.get_world_size()} process(es)"
+                f"{f', autocast {amp_dtype(cfg)}' if cfg.SOLVER.AMP.ENABLED else ''}")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels
     seed_all(cfg.SEED + comm.get_rank())
     return cfg
 
@@ -150,7 +154,7 @@ class DefaultTrainer(SimpleTrainer):
         optimizer = build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, optimizer)
         train_loader = None if unsupervised else build_train_loader(cfg, self.train_items)
-        super().__init__(comm.create_ddp_model(model), train_loader, optimizer, seed=cfg.SEED)
+        super().__init__(comm.create_ddp_model(model), train_loader, optimizer, seed=cfg.SEED, amp_dtype=amp_dtype(cfg))
         # Built (and checked) now: an unusable test set must fail before an epoch is trained.
         self._evaluators = [ReidEvaluator(cfg, build_dataset(name, cfg)) for name in cfg.DATASETS.TESTS]
         self.register_hooks(

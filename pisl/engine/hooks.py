@@ -6,6 +6,8 @@ import os
 import time
 import warnings
 
+import torch
+
 from ..evaluation import results_table
 from ..utils import comm
 from ..utils.checkpoint import atomic_save, unwrap
@@ -119,14 +121,14 @@ class MetricsWriter(HookBase):
         self._steps_done = 0
 
     def before_epoch(self):
-        self._epoch_start, self._epoch_losses = time.perf_counter(), []
+        self._epoch_start, self._epoch_loss, self._epoch_steps = time.perf_counter(), 0.0, 0
 
     def after_step(self):
         t = self.trainer
         if not comm.is_main_process():
             return
         self._steps_done += 1
-        self._epoch_losses.append(t.storage["loss"])
+        self._epoch_loss, self._epoch_steps = self._epoch_loss + t.storage["loss"], self._epoch_steps + 1  # on device
         last_iter = t.iter + 1 == t.iters_per_epoch
         if (t.iter + 1) % self.period and not last_iter:
             return
@@ -134,7 +136,7 @@ class MetricsWriter(HookBase):
         lr = t.optimizer.param_groups[0]["lr"]
         remaining = (t.max_epoch - t.epoch) * t.iters_per_epoch - t.iter - 1
         eta = datetime.timedelta(seconds=int(remaining * (time.perf_counter() - self._start) / self._steps_done))
-        scalars = {k: v for k, v in t.storage.items() if isinstance(v, float)}
+        scalars = {k: float(v) for k, v in t.storage.items() if isinstance(v, (float, torch.Tensor))}
         text = "  ".join(f"{k}: {v:.4g}" for k, v in scalars.items())
         logger.info(f"epoch {t.epoch} iter {t.iter + 1}/{t.iters_per_epoch}  {text}  lr: {lr:.3g}  eta: {eta}")
         self._write({"epoch": t.epoch, "iter": t.iter + 1, "lr": lr, **scalars}, global_step)
@@ -142,9 +144,9 @@ class MetricsWriter(HookBase):
     def after_epoch(self):
         results = self.trainer.storage.pop("eval", None)
         if comm.is_main_process():
-            losses = self._epoch_losses
-            mean = f"mean loss {sum(losses) / len(losses):.4g}" if losses else "no training data"
-            logger.info(f"Epoch {self.trainer.epoch} done: {len(losses)} iterations in "
+            steps = self._epoch_steps
+            mean = f"mean loss {float(self._epoch_loss) / steps:.4g}" if steps else "no training data"
+            logger.info(f"Epoch {self.trainer.epoch} done: {steps} iterations in "
                         f"{time.perf_counter() - self._epoch_start:.1f} s, {mean}")
         if results and comm.is_main_process():
             step = (self.trainer.epoch + 1) * self.trainer.iters_per_epoch

@@ -41,7 +41,8 @@ class HookBase:
 class TrainerBase:
     """Runs ``run_step`` ``iters_per_epoch`` times per epoch, from ``start_epoch`` to
     ``max_epoch``, calling hooks around. ``epoch`` is the current 0-based epoch; ``iter`` counts
-    iterations within it. ``storage`` holds the latest scalars for writers."""
+    iterations within it. ``storage`` holds the latest scalars (numbers or 0-d tensors) for
+    writers."""
 
     def __init__(self):
         self._hooks = []
@@ -97,10 +98,14 @@ class SimpleTrainer(TrainerBase):
     boundary repeats exactly what an uninterrupted run does.
     """
 
-    def __init__(self, model, train_loader, optimizer, seed=0):
+    def __init__(self, model, train_loader, optimizer, seed=0, amp_dtype=None):
         super().__init__()
         self.model, self.train_loader, self.optimizer, self.seed = model, train_loader, optimizer, seed
         self._data_iter = None
+        # Mixed precision: forward and losses under autocast (None = fp32). fp16 needs loss
+        # scaling against gradient underflow; bf16 has fp32's range and does not.
+        self.amp_dtype = amp_dtype
+        self._scaler = torch.amp.GradScaler() if amp_dtype == torch.float16 else None
 
     @property
     def iters_per_epoch(self):
@@ -120,12 +125,24 @@ class SimpleTrainer(TrainerBase):
         batch = next(self._data_iter)
         data_time = time.perf_counter() - start
         self.model.train()
-        loss_dict = self.model(batch)
+        device_type = next(self.model.parameters()).device.type
+        with torch.autocast(device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            loss_dict = self.model(batch)
         losses = sum(loss_dict.values())
         self.optimizer.zero_grad(set_to_none=True)
-        losses.backward()
+        if self._scaler is not None:
+            self._scaler.scale(losses).backward()
+            self._scaler.unscale_(self.optimizer)
+        else:
+            losses.backward()
         # The norm of the whole gradient, before the step: spikes show which batches drive it.
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.model.parameters() if p.grad is not None])
-        self.optimizer.step()
-        self.storage = {"loss": losses.item(), **{k: v.item() for k, v in loss_dict.items()},
-                        "grad_norm": grad_norm.item(), "data_time": data_time, "time": time.perf_counter() - start}
+        if self._scaler is not None:
+            self._scaler.step(self.optimizer)
+            self._scaler.update()
+        else:
+            self.optimizer.step()
+        # Tensors, not numbers: a writer converts them when it logs, so a step does not wait
+        # for the device (``time`` is host time: on CUDA it excludes queued work).
+        self.storage = {"loss": losses.detach(), **{k: v.detach() for k, v in loss_dict.items()},
+                        "grad_norm": grad_norm, "data_time": data_time, "time": time.perf_counter() - start}

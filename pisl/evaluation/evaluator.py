@@ -10,18 +10,20 @@ from tqdm import tqdm
 
 from ..data import build_test_loader
 from ..utils import comm
+from ..utils.env import amp_dtype
 from .metrics import evaluate_rank
 
 logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def extract_features(model, loader, feature_fn=None, desc="Extracting features"):
+def extract_features(model, loader, feature_fn=None, desc="Extracting features", amp_dtype=None):
     """Run ``feature_fn(batch)`` (default: the model's eval forward, as ``{"global": feats}``)
     over a loader. Returns ``(dict of CPU tensors with one row per item, row indices)``: rows
     whose image could not be read are missing, and ``indices`` (ascending) says which items are
     present. Under DDP each process extracts its share (``build_test_loader``) and every
-    process gets all rows."""
+    process gets all rows. ``amp_dtype`` runs the model under autocast; features come back
+    as fp32."""
     was_training = model.training
     model.eval()
     feature_fn = feature_fn or (lambda batch: {"global": model(batch)})
@@ -29,8 +31,11 @@ def extract_features(model, loader, feature_fn=None, desc="Extracting features")
     start = time.perf_counter()
     # A bar on a terminal only: in a log file its carriage returns are clutter.
     show_bar = comm.is_main_process() and sys.stderr.isatty()
+    device_type = next(model.parameters()).device.type
     for batch in tqdm(loader, desc=desc, disable=not show_bar, mininterval=10, leave=False):
-        for key, value in feature_fn(batch).items():
+        with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            features = feature_fn(batch)
+        for key, value in features.items():
             chunks[key].append(value.float().cpu())
         indices.append(batch["index"])
     model.train(was_training)
@@ -74,7 +79,7 @@ class ReidEvaluator:
 
     def evaluate(self, model):
         feats, idx = extract_features(model, self.loader, getattr(model, "test_features", None),
-                                      desc=f"Evaluating on {self.dataset_name}")
+                                      desc=f"Evaluating on {self.dataset_name}", amp_dtype=amp_dtype(self.cfg))
         names = list(feats)
         return {self.dataset_name if name == names[0] else f"{self.dataset_name}/{name}": self._rank(feats[name], idx)
                 for name in names}

@@ -32,6 +32,16 @@ def resolve_device(name="auto"):
     return torch.device(name)
 
 
+def amp_dtype(cfg):
+    """The autocast dtype of SOLVER.AMP (None = fp32) for the run's device."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return None
+    device = resolve_device(cfg.MODEL.DEVICE)
+    if cfg.SOLVER.AMP.DTYPE == "float16" and device.type != "cuda":
+        raise ValueError("SOLVER.AMP.DTYPE float16 needs CUDA; use bfloat16 on the CPU")
+    return getattr(torch, cfg.SOLVER.AMP.DTYPE)
+
+
 def rng_state():
     """Everything needed to continue a random stream exactly (saved in checkpoints)."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
