@@ -26,8 +26,10 @@ setup(
     extras_require={
         # tools/export_onnx.py: torch's exporter (onnxscript) and the runtime that checks it.
         "onnx": ONNX,
-        # The tests check the ONNX export too.
-        "test": ["pytest>=7", *ONNX],
+        # The tests check the ONNX export and the pictures too.
+        "test": ["pytest>=7", "matplotlib>=3.5", *ONNX],
         "tensorboard": ["tensorboard"],
+        # tools/visualize.py
+        "vis": ["matplotlib>=3.5"],
     },
 )

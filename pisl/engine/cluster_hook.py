@@ -1,6 +1,7 @@
 """The clustering hook: every epoch, unlabelled training images -> pseudo-identities."""
 import gc
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -80,6 +81,10 @@ class ClusteringHook(HookBase):
     there are none yet); after ``max_degenerate_epochs`` such epochs in a row training fails
     (``TrainingError``) with the change of CLUSTER.EPS that would help. Training images that
     cannot be read are left out with a warning that names them.
+
+    Each epoch's pseudo-labels are saved (small) for inspection and for tools/visualize.py:
+    OUTPUT_DIR/pseudo_labels/items.txt lists the training images once, and
+    epoch_EEE.npz holds ``labels`` (-1: outlier or unreadable) and ``camids`` in that order.
     """
 
     provides_train_loader = True
@@ -106,6 +111,18 @@ class ClusteringHook(HookBase):
         true = [pid for ds in self.trainer.train_datasets for _, pid, _ in ds.train]
         self.true_pids = np.unique(np.array(true), return_inverse=True)[1] if len(true) == len(items) else None
         self.loader = build_test_loader(self.cfg, items)
+        self.item_index = np.arange(len(items))  # position of each current item in train_items
+        if comm.is_main_process():
+            os.makedirs(os.path.join(self.cfg.OUTPUT_DIR, "pseudo_labels"), exist_ok=True)
+            with open(os.path.join(self.cfg.OUTPUT_DIR, "pseudo_labels", "items.txt"), "w") as f:
+                f.writelines(f"{path}\n" for path, _, _ in items)
+
+    def _save_labels(self, labels):
+        full = np.full(len(self.trainer.train_items), -1, dtype=np.int32)
+        full[self.item_index] = labels
+        camids = np.array([cam for _, _, cam in self.trainer.train_items], dtype=np.int32)
+        path = os.path.join(self.cfg.OUTPUT_DIR, "pseudo_labels", f"epoch_{self.trainer.epoch:03d}.npz")
+        np.savez_compressed(path, labels=full, camids=camids)
 
     def before_epoch(self):
         t = self.trainer
@@ -122,6 +139,7 @@ class ClusteringHook(HookBase):
             result = cluster_features(feats["global"], self.eps, self.k1, self.k2, self.min_samples,
                                       self.outliers, knn_backend=self.knn_backend)
             labels, times = result.labels, {**times, **result.seconds}
+            self._save_labels(labels)
         labels = comm.broadcast_object(labels)
         stats = cluster_diagnostics(labels, self.camids, self.true_pids)
         self._log(stats, times)
@@ -140,6 +158,7 @@ class ClusteringHook(HookBase):
         logger.warning(f"{len(bad)} of {len(self.items)} training images could not be read and are left out: "
                        f"{', '.join(paths[:10])}{' ...' if len(paths) > 10 else ''}")
         self.items = [self.items[i] for i in readable]
+        self.item_index = self.item_index[readable]
         self.camids = self.camids[readable]
         self.true_pids = None if self.true_pids is None else self.true_pids[readable]
         self.loader = build_test_loader(self.cfg, self.items)

@@ -39,7 +39,7 @@ class ConfigArgumentParser(argparse.ArgumentParser):
             i += 1
         if any(o.startswith("--") for o in overrides[0::2]):
             self.error(f"unknown flag {next(o for o in overrides[0::2] if o.startswith('--'))}")
-        return super().parse_known_args(flags + ["--"] + overrides, namespace)
+        return super().parse_known_args(flags + (["--", *overrides] if overrides else []), namespace)
 
 
 def default_argument_parser():

@@ -1,0 +1,168 @@
+"""Pictures of what a model learned: ranked lists, CMC and per-epoch curves, affine part boxes
+and pseudo-label montages, as matplotlib figures (``pip install -e ".[vis]"``). Each function
+returns a Figure; ``save`` writes it as PNG and closes it. tools/visualize.py is the CLI."""
+import json
+
+import numpy as np
+
+from .data.common import read_image
+
+MATCH, NON_MATCH = "#1a9850", "#d73027"  # green, red borders
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path):
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+
+
+def _show(ax, path, title=None, border=None):
+    ax.imshow(read_image(path))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+    for spine in ax.spines.values():
+        spine.set_visible(border is not None)
+        if border:
+            spine.set_edgecolor(border)
+            spine.set_linewidth(4)
+
+
+def ranked_lists(query, gallery, dist, num_queries=6, topk=8, seed=0):
+    """For ``num_queries`` random queries, the query and its ``topk`` nearest gallery images,
+    bordered green (same identity) or red. ``query``/``gallery``: (path, pid, camid) lists;
+    ``dist``: query x gallery distances. Gallery images of the query's identity and camera
+    are skipped, as the evaluation protocol does."""
+    plt = _pyplot()
+    rows = np.random.default_rng(seed).choice(len(query), size=min(num_queries, len(query)), replace=False)
+    fig, axes = plt.subplots(len(rows), topk + 1, figsize=(1.1 * (topk + 1), 2.3 * len(rows)), squeeze=False)
+    for ax_row, q in zip(axes, rows):
+        q_path, q_pid, q_cam = query[q]
+        _show(ax_row[0], q_path, f"query {q_pid}")
+        ranked = [g for g in np.argsort(np.asarray(dist[q])) if not (gallery[g][1] == q_pid and gallery[g][2] == q_cam)]
+        for rank, (ax, g) in enumerate(zip(ax_row[1:], ranked), 1):
+            g_path, g_pid, _ = gallery[g]
+            _show(ax, g_path, f"{rank}: {g_pid}", MATCH if g_pid == q_pid else NON_MATCH)
+    fig.suptitle("Ranked gallery (green: same identity, red: other)", fontsize=9, y=1.0)
+    return fig
+
+
+def cmc_curve(curves):
+    """``curves``: {label: CMC in %, index 0 = rank 1}."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for label, cmc in curves.items():
+        ax.plot(np.arange(1, len(cmc) + 1), cmc, marker=".", label=label)
+    ax.set(xlabel="rank", ylabel="matching rate (%)", title="CMC", ylim=(0, 100))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def read_epoch_metrics(metrics_json):
+    """{dataset: [(epoch, mAP, Rank-1), ...]} from a run's metrics.json."""
+    out = {}
+    with open(metrics_json) as f:
+        for record in map(json.loads, f):
+            for key, value in record.items():
+                if key.endswith("/mAP"):
+                    name = key[: -len("/mAP")]
+                    out.setdefault(name, []).append((record["epoch"], value, record[f"{name}/Rank-1"]))
+    return out
+
+
+def epoch_curves(metrics_json):
+    """mAP and rank-1 after each evaluated epoch, one line per evaluated dataset/feature."""
+    plt = _pyplot()
+    series = read_epoch_metrics(metrics_json)
+    if not series:
+        raise ValueError(f"{metrics_json} holds no evaluation (was TEST.EVAL_PERIOD 0 and the run unfinished?)")
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    for name, points in series.items():
+        epochs, maps, r1s = zip(*points)
+        axes[0].plot(epochs, maps, marker="o", label=name)
+        axes[1].plot(epochs, r1s, marker="o", label=name)
+    for ax, metric in zip(axes, ("mAP (%)", "rank-1 (%)")):
+        ax.set(xlabel="epoch", ylabel=metric)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def affine_box_corners(theta):
+    """The four corners (x, y in [-1, 1] map coordinates) that an affine sampling grid
+    ``theta`` (2 x 3, as F.affine_grid) covers: the patch's corners (+-1, +-1) mapped by it."""
+    corners = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1], [-1, -1, 1]], dtype=float)
+    return corners @ np.asarray(theta, dtype=float).reshape(2, 3).T
+
+
+def part_boxes(paths, thetas, num_images=6):
+    """Left: ``num_images`` images with their P part boxes (one colour per part). Right: every
+    image's boxes over one frame of the image's shape (the spread of the boxes over the set),
+    with the stripes dashed. ``thetas``: N x P x 6. Boxes that reach beyond the image are
+    drawn whole: the axes grow to hold them."""
+    plt = _pyplot()
+    thetas = np.asarray(thetas).reshape(len(paths), -1, 6)
+    num_parts, shown = thetas.shape[1], min(num_images, len(paths))
+    colours = plt.get_cmap("tab10").colors
+    corners = np.stack([affine_box_corners(t) for t in thetas.reshape(-1, 6)])
+    reach = max(1.1, 1.05 * np.abs(corners).max())  # in [-1, 1] map units
+    fig, axes = plt.subplots(1, shown + 1, figsize=(1.6 * (shown + 2), 4.2), squeeze=False,
+                             gridspec_kw={"width_ratios": [1] * shown + [2]})
+    for i, ax in enumerate(axes[0, :shown]):
+        image = read_image(paths[i])
+        _show(ax, paths[i])
+        w, h = image.size
+        to_pixels = lambda xy: ((xy[:, 0] + 1) * w / 2 - 0.5, (xy[:, 1] + 1) * h / 2 - 0.5)
+        for p in range(num_parts):
+            ax.plot(*to_pixels(affine_box_corners(thetas[i, p])), color=colours[p % 10], lw=1.5)
+        ax.set(xlim=((1 - reach) * w / 2, (1 + reach) * w / 2), ylim=((1 + reach) * h / 2, (1 - reach) * h / 2))
+    ax = axes[0, shown]
+    for p in range(num_parts):
+        for theta in thetas[:, p]:
+            xy = affine_box_corners(theta)
+            ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], alpha=max(0.02, 1.0 / len(paths)), lw=1)
+        stripe = np.array([1, 0, 0, 0, 1 / num_parts, (2 * p + 1) / num_parts - 1])
+        xy = affine_box_corners(stripe)
+        ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], ls="--", lw=1.5, label=f"part {p} stripe")
+    h, w = read_image(paths[0]).size[::-1]
+    ax.set(xlim=(-reach, reach), ylim=(reach, -reach), aspect=h / w, title=f"{len(paths)} images (dashed: stripes)")
+    ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, color="k", lw=0.8))
+    ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def cluster_montage(paths, labels, camids=None, num_clusters=5, per_cluster=8, seed=0):
+    """Rows of images of ``num_clusters`` random pseudo-identities (and one row of outliers,
+    label -1, when there are any), with each image's camera in its title."""
+    plt = _pyplot()
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    clusters = np.unique(labels[labels >= 0])
+    chosen = rng.choice(clusters, size=min(num_clusters, len(clusters)), replace=False) if len(clusters) else []
+    rows = [(f"cluster {c}", np.flatnonzero(labels == c)) for c in chosen]
+    if (labels < 0).any():
+        rows.append(("outliers", np.flatnonzero(labels < 0)))
+    if not rows:
+        raise ValueError("No cluster and no outlier to show")
+    fig, axes = plt.subplots(len(rows), per_cluster, figsize=(1.1 * per_cluster, 2.3 * len(rows)), squeeze=False)
+    for ax_row, (name, members) in zip(axes, rows):
+        picked = rng.choice(members, size=min(per_cluster, len(members)), replace=False)
+        for j, ax in enumerate(ax_row):
+            if j >= len(picked):
+                ax.axis("off")
+                continue
+            cam = f" c{camids[picked[j]]}" if camids is not None else ""
+            _show(ax, paths[picked[j]], f"{name if j == 0 else ''}{cam}")
+        ax_row[0].set_ylabel(f"{len(members)} images", fontsize=7)
+    return fig

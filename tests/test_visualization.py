@@ -1,0 +1,73 @@
+"""tools/visualize.py on the synthetic data: every picture is written and is a real PNG; the
+geometry and the metrics reading against hand cases."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pisl.visualization import affine_box_corners, read_epoch_metrics
+
+from conftest import REPO
+from test_train_e2e import train_net
+
+PISL_DEMO = "projects/PISL/configs/demo.yml"
+SMALL = ["SOLVER.MAX_EPOCH", "2", "TEST.EVAL_PERIOD", "1", "CLUSTER.EPS", "0.3", "CLUSTER.MIN_SAMPLES", "2"]
+
+
+def test_affine_box_corners_of_a_stripe():
+    stripe = [1, 0, 0, 0, 1 / 3, -2 / 3]  # the top third of the map
+    xy = affine_box_corners(stripe)
+    assert np.allclose(xy[:4], [[-1, -1], [1, -1], [1, -1 / 3], [-1, -1 / 3]])
+
+
+def test_read_epoch_metrics(tmp_path):
+    records = [{"epoch": 0, "iter": 4, "loss": 1.0}, {"epoch": 0, "A/mAP": 5.0, "A/Rank-1": 4.0},
+               {"epoch": 1, "A/mAP": 7.0, "A/Rank-1": 6.0, "A/global+parts/mAP": 8.0, "A/global+parts/Rank-1": 9.0}]
+    (tmp_path / "metrics.json").write_text("\n".join(map(json.dumps, records)) + "\n")
+    assert read_epoch_metrics(tmp_path / "metrics.json") == {"A": [(0, 5.0, 4.0), (1, 7.0, 6.0)],
+                                                             "A/global+parts": [(1, 8.0, 9.0)]}
+
+
+@pytest.fixture(scope="module")
+def pisl_run(tmp_path_factory, synthetic_root):
+    out = tmp_path_factory.mktemp("pisl_run")
+    train_net(out, synthetic_root, config=PISL_DEMO, overrides=SMALL)
+    return out
+
+
+def _visualize(*args):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "visualize.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _assert_png(path, min_size=(200, 150)):
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] >= min_size[0] and im.size[1] >= min_size[1]
+        assert len(np.unique(np.asarray(im.convert("L")))) > 10  # a picture, not a blank canvas
+
+
+def test_saved_pseudo_labels_follow_the_training_items(pisl_run):
+    with open(pisl_run / "pseudo_labels" / "items.txt") as f:
+        paths = f.read().splitlines()
+    for epoch in (0, 1):
+        saved = np.load(pisl_run / "pseudo_labels" / f"epoch_{epoch:03d}.npz")
+        assert len(saved["labels"]) == len(paths) == len(saved["camids"]) and saved["labels"].max() >= 1
+
+
+@pytest.mark.parametrize("command", ["ranked", "parts", "curves", "clusters"])
+def test_each_picture_is_written(command, pisl_run, synthetic_root, tmp_path):
+    out = str(tmp_path / f"{command}.png")
+    if command in ("ranked", "parts"):
+        _visualize(command, "--config-file", os.path.join(REPO, PISL_DEMO), "--output", out, "--num-images", "20",
+                   "MODEL.WEIGHTS", str(pisl_run / "model_final.pth"), "DATASETS.ROOT", synthetic_root,
+                   "MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[64, 32]", "DATALOADER.NUM_WORKERS", "0")
+    else:
+        _visualize(command, "--run", str(pisl_run), "--output", out)
+    _assert_png(out)
+    if command == "ranked":
+        _assert_png(str(tmp_path / "ranked_cmc.png"))

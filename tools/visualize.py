@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Pictures of a trained model or a run, as PNG files (needs matplotlib: pip install -e ".[vis]").
+
+    python tools/visualize.py ranked   --config-file F --output ranked.png MODEL.WEIGHTS W   # + ranked_cmc.png
+    python tools/visualize.py curves   --run OUTPUT_DIR --output curves.png
+    python tools/visualize.py parts    --config-file F --output parts.png MODEL.WEIGHTS W    # PISL part boxes
+    python tools/visualize.py clusters --run OUTPUT_DIR [--epoch E] --output clusters.png
+
+ranked: random queries of the first test set with their top gallery images (green: same
+identity) and, beside it, the CMC curve (``<output>_cmc.png``). curves: mAP and rank-1 per
+evaluated epoch from the run's metrics.json. parts: the part boxes that the model's
+``cluster_features`` gives (PISL: the DDIM-sampled boxes) on test images, and the spread of
+the boxes over --num-images images against the stripes. clusters: a montage of pseudo-
+identities and outliers of one epoch (default: the last) from the run's saved pseudo-labels.
+"""
+import glob
+import os
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pisl import visualization as vis  # noqa: E402
+from pisl.config import load_config  # noqa: E402
+from pisl.data import build_dataset, build_test_loader  # noqa: E402
+from pisl.engine import Predictor  # noqa: E402
+from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
+from pisl.evaluation import extract_features, pairwise_distance, rank_metrics  # noqa: E402
+
+
+def ranked(args, cfg):
+    dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
+    predictor = Predictor(cfg)
+    qf, gf = (predictor([p for p, _, _ in items]) for items in (dataset.query, dataset.gallery))
+    dist = pairwise_distance(qf, gf, cfg.TEST.METRIC)
+    vis.save(vis.ranked_lists(dataset.query, dataset.gallery, dist, args.num_queries, args.topk, args.seed), args.output)
+    as_tensor = lambda items, k: torch.tensor([item[k] for item in items])
+    cmc, _, _, valid = rank_metrics(dist, as_tensor(dataset.query, 1), as_tensor(dataset.gallery, 1),
+                                    as_tensor(dataset.query, 2), as_tensor(dataset.gallery, 2), max_rank=20)
+    cmc_path = os.path.splitext(args.output)[0] + "_cmc.png"
+    vis.save(vis.cmc_curve({dataset.name: 100 * cmc[valid].float().mean(0).numpy()}), cmc_path)
+    return [args.output, cmc_path]
+
+
+def parts(args, cfg):
+    dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
+    items = [dataset.gallery[i] for i in np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]]
+    model = Predictor(cfg).model
+    feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
+    if "thetas" not in feats:
+        raise SystemExit(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
+    vis.save(vis.part_boxes([items[i][0] for i in idx], feats["thetas"].numpy()), args.output)
+    return [args.output]
+
+
+def curves(args):
+    vis.save(vis.epoch_curves(os.path.join(args.run, "metrics.json")), args.output)
+    return [args.output]
+
+
+def clusters(args):
+    folder = os.path.join(args.run, "pseudo_labels")
+    epochs = sorted(glob.glob(os.path.join(folder, "epoch_*.npz")))
+    if not epochs:
+        raise SystemExit(f"No saved pseudo-labels in {folder} (an unsupervised run writes them each epoch)")
+    path = os.path.join(folder, f"epoch_{args.epoch:03d}.npz") if args.epoch is not None else epochs[-1]
+    saved = np.load(path)
+    with open(os.path.join(folder, "items.txt")) as f:
+        paths = f.read().splitlines()
+    vis.save(vis.cluster_montage(paths, saved["labels"], saved["camids"], args.num_clusters, args.per_cluster, args.seed),
+             args.output)
+    return [args.output]
+
+
+def main():
+    commands = {"ranked": ranked, "parts": parts, "curves": curves, "clusters": clusters}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        raise SystemExit(__doc__)
+    command = sys.argv[1]
+    parser = ConfigArgumentParser(prog=f"visualize.py {command}")
+    parser.add_argument("--output", required=True, help="the PNG to write")
+    parser.add_argument("--seed", type=int, default=0, help="which random queries / images / clusters")
+    if command in ("ranked", "parts"):
+        parser.add_argument("--config-file", required=True)
+        parser.add_argument("--num-queries", type=int, default=6)
+        parser.add_argument("--topk", type=int, default=8)
+        parser.add_argument("--num-images", type=int, default=200)
+        parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
+    else:
+        parser.add_argument("--run", required=True, help="the run's OUTPUT_DIR")
+        parser.add_argument("--epoch", type=int, default=None)
+        parser.add_argument("--num-clusters", type=int, default=5)
+        parser.add_argument("--per-cluster", type=int, default=8)
+    args = parser.parse_args(sys.argv[2:])
+    if command in ("ranked", "parts"):
+        written = commands[command](args, load_config(args.config_file, args.opts))
+    else:
+        written = commands[command](args)
+    print("Wrote " + ", ".join(written))
+
+
+if __name__ == "__main__":
+    main()
