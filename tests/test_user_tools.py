@@ -1,12 +1,14 @@
 """What users take away: the Predictor API and tools/extract_features.py."""
 import glob
 import os
+import pathlib
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pisl.config import load_config
 from pisl.data import build_test_loader
@@ -37,6 +39,8 @@ def test_predictor_gives_the_evaluation_features(trained):
     assert feats.shape == expected["global"].shape and torch.allclose(feats, expected["global"], atol=1e-5)
     assert torch.allclose(feats.norm(dim=1), torch.ones(len(paths)), atol=1e-5)
     assert torch.allclose(predictor(predictor.to_tensor(paths[:3])), feats[:3], atol=1e-6)
+    # pathlib paths and PIL images are read as the string paths are
+    assert torch.allclose(predictor([pathlib.Path(paths[0]), Image.open(paths[1])]), feats[:2], atol=1e-6)
 
 
 def test_predictor_without_weights_is_an_error(trained):

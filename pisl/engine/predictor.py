@@ -1,5 +1,6 @@
 """Features of a trained model for your own images: config + weights -> one row per image."""
 import logging
+import os
 
 import torch
 
@@ -39,7 +40,8 @@ class Predictor:
 
     def to_tensor(self, images):
         """A list of PIL images or paths -> N x 3 x H x W in [0, 1] (the test transform)."""
-        return torch.stack([self.transform(read_image(im) if isinstance(im, str) else im.convert("RGB")) for im in images])
+        return torch.stack([self.transform(read_image(im) if isinstance(im, (str, os.PathLike)) else im.convert("RGB"))
+                            for im in images])
 
     @torch.no_grad()
     def __call__(self, images):
