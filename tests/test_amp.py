@@ -7,30 +7,49 @@ import torch
 
 from pisl.config import get_cfg, load_config
 from pisl.engine import DefaultTrainer
-from pisl.utils.env import amp_dtype
+from pisl.utils.env import amp_dtype, seed_all
 
 from conftest import REPO
 from test_train_e2e import TINY
 
 # Metrics of the same weights evaluated in bf16 and fp32 may differ by this many points (%).
 EVAL_TOLERANCE = 2.0
-# After two epochs of bf16 against fp32 training, the mAP may differ by this many points.
-TRAIN_TOLERANCE = 8.0
+# One step from the same weights on the same batch: bf16's 8-bit mantissa (relative rounding
+# 2^-8 = 0.4 % per operation) may move the losses and the gradient norm by this share
+# (measured: 0.01-0.5 %).
+STEP_TOLERANCE = 0.02
 
 
 def _trainer(root, out, *overrides):
     cfg = load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"),
-                      TINY + ["DATASETS.ROOT", root, "OUTPUT_DIR", str(out), "SOLVER.MAX_EPOCH", "2", *overrides])
+                      TINY + ["DATASETS.ROOT", root, "OUTPUT_DIR", str(out), *overrides])
+    seed_all(cfg.SEED)  # as tools/train_net.py does before it builds the trainer
     return DefaultTrainer(cfg)
 
 
-def test_bf16_training_is_finite_and_close_to_fp32(synthetic_root, tmp_path):
-    fp32 = _trainer(synthetic_root, tmp_path / "fp32")
-    bf16 = _trainer(synthetic_root, tmp_path / "bf16", "SOLVER.AMP.ENABLED", "True")
+def test_bf16_step_tracks_fp32(synthetic_root, tmp_path):
+    """The same seed gives both runs the same weights and the same first batch, so their first
+    step must agree up to bf16 rounding. (Final metrics of short runs are not compared: on the
+    tiny test set two fp32 seeds already differ by several points.)"""
+    one_step = ["SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "1"]
+    fp32 = _trainer(synthetic_root, tmp_path / "fp32", *one_step)
+    bf16 = _trainer(synthetic_root, tmp_path / "bf16", *one_step, "SOLVER.AMP.ENABLED", "True")
     assert bf16.amp_dtype == torch.bfloat16 and fp32.amp_dtype is None
-    res32, res16 = fp32.train()["Synthetic"], bf16.train()["Synthetic"]
+    assert all(torch.equal(a, b) for a, b in zip(fp32.model.state_dict().values(), bf16.model.state_dict().values()))
+    fp32.train(), bf16.train()
+    keys = [k for k in fp32.storage if k not in ("data_time", "time", "eval")]
+    assert "loss" in keys and "grad_norm" in keys
+    for key in keys:
+        a, b = float(fp32.storage[key]), float(bf16.storage[key])
+        assert math.isfinite(b) and abs(b - a) <= STEP_TOLERANCE * abs(a), (key, a, b)
+        if key == "loss":
+            assert a != b  # autocast did run in bf16
+
+
+def test_bf16_training_is_finite_and_evaluates_close_to_fp32(synthetic_root, tmp_path):
+    bf16 = _trainer(synthetic_root, tmp_path / "bf16", "SOLVER.MAX_EPOCH", "2", "SOLVER.AMP.ENABLED", "True")
+    bf16.train()
     assert all(math.isfinite(float(v)) for k, v in bf16.storage.items() if k != "eval")
-    assert abs(res16["mAP"] - res32["mAP"]) < TRAIN_TOLERANCE, (res16, res32)
 
     # The same weights, evaluated with and without autocast.
     bf16_eval = DefaultTrainer.test(bf16.cfg, bf16.model)["Synthetic"]
