@@ -44,7 +44,8 @@ def ranked_lists(query, gallery, dist, num_queries=6, topk=8, seed=0):
     are skipped, as the evaluation protocol does."""
     plt = _pyplot()
     rows = np.random.default_rng(seed).choice(len(query), size=min(num_queries, len(query)), replace=False)
-    fig, axes = plt.subplots(len(rows), topk + 1, figsize=(1.1 * (topk + 1), 2.3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), topk + 1, figsize=(1.1 * (topk + 1), 2.3 * len(rows)), squeeze=False,
+                             layout="constrained")  # keeps the title next to the first row
     for ax_row, q in zip(axes, rows):
         q_path, q_pid, q_cam = query[q]
         _show(ax_row[0], q_path, f"query {q_pid}")
@@ -52,7 +53,7 @@ def ranked_lists(query, gallery, dist, num_queries=6, topk=8, seed=0):
         for rank, (ax, g) in enumerate(zip(ax_row[1:], ranked), 1):
             g_path, g_pid, _ = gallery[g]
             _show(ax, g_path, f"{rank}: {g_pid}", MATCH if g_pid == q_pid else NON_MATCH)
-    fig.suptitle("Ranked gallery (green: same identity, red: other)", fontsize=9, y=1.0)
+    fig.suptitle("Ranked gallery (green: same identity, red: other)", fontsize=9)
     return fig
 
 
