@@ -57,6 +57,10 @@ def test_saved_pseudo_labels_follow_the_training_items(pisl_run):
     for epoch in (0, 1):
         saved = np.load(pisl_run / "pseudo_labels" / f"epoch_{epoch:03d}.npz")
         assert len(saved["labels"]) == len(paths) == len(saved["camids"]) and saved["labels"].max() >= 1
+        history = json.loads((pisl_run / "pseudo_labels" / "history.json").read_text())
+        assert [h["epoch"] for h in history] == [0, 1]
+        assert history[epoch]["clusters"] == saved["labels"].max() + 1
+        assert history[epoch]["clustered images"] == (saved["labels"] >= 0).sum()
 
 
 @pytest.mark.parametrize("command", ["ranked", "parts", "curves", "clusters"])

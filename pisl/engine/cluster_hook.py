@@ -1,5 +1,6 @@
 """The clustering hook: every epoch, unlabelled training images -> pseudo-identities."""
 import gc
+import json
 import logging
 import os
 import time
@@ -84,7 +85,9 @@ class ClusteringHook(HookBase):
 
     Each epoch's pseudo-labels are saved (small) for inspection and for tools/visualize.py:
     OUTPUT_DIR/pseudo_labels/items.txt lists the training images once, and
-    epoch_EEE.npz holds ``labels`` (-1: outlier or unreadable) and ``camids`` in that order.
+    epoch_EEE.npz holds ``labels`` (-1: outlier or unreadable) and ``camids`` in that order;
+    history.json holds every epoch's diagnostics and timings (a list, one dict an epoch), so a
+    run's clustering can be compared without its checkpoint.
     """
 
     provides_train_loader = True
@@ -203,6 +206,9 @@ class ClusteringHook(HookBase):
         stats = {k: v.item() if isinstance(v, np.generic) else v for k, v in stats.items()}
         stats = {**stats, **{f"{k} s": float(v) for k, v in times.items()}}
         self.history.append({"epoch": self.trainer.epoch, **stats})
+        if comm.is_main_process():
+            with open(os.path.join(self.cfg.OUTPUT_DIR, "pseudo_labels", "history.json"), "w") as f:
+                json.dump(self.history, f, indent=1)
         rows = [[k, f"{v:.3f}" if isinstance(v, float) else v] for k, v in stats.items()]
         logger.info(f"Clustering before epoch {self.trainer.epoch} (eps {self.eps}):\n" + tabulate(rows, tablefmt="pipe"))
 
