@@ -4,14 +4,21 @@ wall_seconds when present, and the per-epoch evaluations in metrics.json).
 
     python tools/collect_results.py logs/cuhk03np/cluster_contrast logs/cuhk03np/pisl
     python tools/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...]
+    python tools/collect_results.py --record RUN_DIR RECORD_DIR
 
 ``--seeds`` reads LOG_ROOT/seed*/ROW for each row and prints mean +- std (sample std) over the
 seeds that finished, the global+parts mAP where evaluated, and the last clustering's
-diagnostics (means over seeds) from the runs' checkpoints.
+diagnostics (means over seeds) from the runs' clustering histories.
+
+``--record`` copies what a finished run is judged by (results, per-step metrics, log, config,
+wall time, clustering history; not the checkpoints) into RECORD_DIR, small enough to commit:
+a benchmark longer than one session continues from its records, and its table can be
+re-printed from them.
 """
 import glob
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -47,12 +54,40 @@ def per_epoch(folder):
     return ", ".join(out)
 
 
-def last_clustering(folder):
+RECORDED = ["results.json", "eval_results.json", "metrics.json", "log.txt", "config.yaml", "wall_seconds"]
+HISTORY = os.path.join("pseudo_labels", "history.json")
+
+
+def clustering_history(folder):
+    """The clustering hook's per-epoch diagnostics: its history.json, or (runs from before it
+    wrote one) the history in the last checkpoint; [] when neither is there."""
+    path = os.path.join(folder, HISTORY)
+    if os.path.isfile(path):
+        with open(path) as f:
+            return json.load(f)
     path = os.path.join(folder, "last_checkpoint.pth")
     if not os.path.isfile(path):
-        return None
-    history = torch.load(path, weights_only=True)["hooks"].get("ClusteringHook", {}).get("history", [])
+        return []
+    return torch.load(path, weights_only=True)["hooks"].get("ClusteringHook", {}).get("history", [])
+
+
+def last_clustering(folder):
+    history = clustering_history(folder)
     return history[-1] if history else None
+
+
+def record(run_dir, record_dir):
+    if load(run_dir) is None:
+        raise SystemExit(f"{run_dir} has no results.json: the run did not finish, nothing recorded")
+    os.makedirs(record_dir, exist_ok=True)
+    for name in RECORDED:
+        if os.path.isfile(os.path.join(run_dir, name)):
+            shutil.copy2(os.path.join(run_dir, name), os.path.join(record_dir, name))
+    history = clustering_history(run_dir)
+    if history:  # an --eval-only run clusters nothing
+        os.makedirs(os.path.join(record_dir, "pseudo_labels"), exist_ok=True)
+        with open(os.path.join(record_dir, HISTORY), "w") as f:
+            json.dump(history, f, indent=1)
 
 
 def mean_std(values, fmt="{:.2f}"):
@@ -103,5 +138,7 @@ def main(folders):
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--seeds"]:
         seeds_table(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1:2] == ["--record"] and len(sys.argv) == 4:
+        record(sys.argv[2], sys.argv[3])
     else:
         main(sys.argv[1:])

@@ -1,0 +1,49 @@
+"""tools/collect_results.py: records of finished runs and the mean +- std table over seeds."""
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import collect_results  # noqa: E402
+
+
+def _fake_run(folder, mAP, clusters, history_in_checkpoint=False):
+    os.makedirs(folder / "pseudo_labels")
+    results = {"D": {"mAP": mAP, "Rank-1": mAP / 2}, "D/global+parts": {"mAP": mAP + 1, "Rank-1": 0.0}}
+    (folder / "results.json").write_text(json.dumps(results))
+    (folder / "wall_seconds").write_text("120\n")
+    (folder / "log.txt").write_text("log\n")
+    history = [{"epoch": 0, "clusters": 1}, {"epoch": 1, "clusters": clusters, "ARI": 0.5}]
+    if history_in_checkpoint:  # a run from before the hook wrote history.json
+        torch.save({"hooks": {"ClusteringHook": {"history": history}}}, folder / "last_checkpoint.pth")
+    else:
+        (folder / "pseudo_labels" / "history.json").write_text(json.dumps(history))
+
+
+def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
+    runs, records = tmp_path / "logs", tmp_path / "records"
+    _fake_run(runs / "seed1" / "row", 1.0, 10, history_in_checkpoint=True)
+    _fake_run(runs / "seed2" / "row", 3.0, 20)
+    for seed in ("seed1", "seed2"):
+        collect_results.record(str(runs / seed / "row"), str(records / seed / "row"))
+    assert not (records / "seed1" / "row" / "last_checkpoint.pth").exists()
+    assert sorted(os.listdir(records / "seed1" / "row")) == ["log.txt", "pseudo_labels", "results.json", "wall_seconds"]
+
+    collect_results.seeds_table(str(records), ["row"])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| row"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # mAP 1 and 3: mean 2, sample std sqrt(2); the last clustering's 10 and 20 clusters: 15 +- 7.07
+    assert cells[:6] == ["row", "2", "2.00 +- 1.41", "1.00 +- 0.71", "3.00 +- 1.41", "2.0 +- 0.0"]
+    assert cells[6] == "15 +- 7.07" and cells[-1] == "0.5 +- 0"
+
+
+def test_unfinished_run_is_not_recorded(tmp_path):
+    os.makedirs(tmp_path / "run")
+    with pytest.raises(SystemExit, match="did not finish"):
+        collect_results.record(str(tmp_path / "run"), str(tmp_path / "record"))
+    assert not (tmp_path / "record").exists()
