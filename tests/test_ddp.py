@@ -1,6 +1,8 @@
 """Multi-process training and evaluation (2 gloo processes on the CPU) against one process."""
+import json
 import os
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -67,24 +69,27 @@ def test_all_gather_rows_with_unequal_shares(tmp_path):
         assert torch.equal(torch.load(tmp_path / f"r{rank}.pt"), expected)
 
 
-def _first_clustering(out):
-    state = torch.load(os.path.join(out, "last_checkpoint.pth"), weights_only=True)
-    return state["hooks"]["ClusteringHook"]
+def _saved_labels(out, epoch):
+    return np.load(os.path.join(out, "pseudo_labels", f"epoch_{epoch:03d}.npz"))["labels"]
 
 
 @pytest.mark.parametrize("config", ["projects/PISL/configs/demo.yml", "projects/ClusterContrast/configs/demo.yml"])
 def test_unsupervised_two_processes_match_one(config, synthetic_root, tmp_path):
     """Both runs cluster the same untrained model: one process and two sharded processes must
-    find the same pseudo-labels; training then differs (per-process BN statistics and
-    augmentation), so the 2-process run is checked for finishing with valid metrics, and the
-    evaluation itself is compared with --eval-only on one and two processes."""
-    overrides = ["SOLVER.MAX_EPOCH", "1", "SOLVER.ITERS_PER_EPOCH", "3", "CLUSTER.EPS", "0.05",
+    find the same first pseudo-labels. Training then differs (per-process BN statistics and
+    augmentation), so the 2-process run is checked for training both epochs (the second
+    clustering re-sizes the classifiers of a model DDP already wrapped) with valid metrics, and
+    the evaluation itself is compared with --eval-only on one and two processes."""
+    overrides = ["SOLVER.MAX_EPOCH", "2", "SOLVER.ITERS_PER_EPOCH", "3", "CLUSTER.EPS", "0.05",
                  "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton"]
     one, two = tmp_path / "one", tmp_path / "two"
     train_net(one, synthetic_root, config=config, overrides=overrides)
     train_net(two, synthetic_root, ["--num-gpus", "2"], config=config, overrides=overrides)
-    labels_one, labels_two = _first_clustering(one)["labels"], _first_clustering(two)["labels"]
-    assert labels_one.max() >= 1 and torch.equal(torch.as_tensor(labels_one), torch.as_tensor(labels_two))
+    labels_one, labels_two = _saved_labels(one, 0), _saved_labels(two, 0)
+    assert labels_one.max() >= 1 and np.array_equal(labels_one, labels_two)
+    assert "epoch 1 iter 3/3" in (two / "log.txt").read_text()
+    history = json.loads((two / "pseudo_labels" / "history.json").read_text())
+    assert history[0]["clusters"] != history[1]["clusters"]  # so the classifiers were re-sized under DDP
     assert results(two)["num_valid_queries"] == 20
 
     weights = ["MODEL.WEIGHTS", str(two / "model_final.pth")]
