@@ -75,7 +75,8 @@ def load_model_weights(model, path, checkpoint=None, partial=False):
             f"another shape in the file ({_some(required)}); the file has {len(unexpected)} tensors the model does "
             f"not know ({_some(unexpected)}). Is it a checkpoint of another architecture or config? To load only "
             f"the tensors that fit, set MODEL.PARTIAL_LOAD True.")
-    for what, keys in (("shape mismatch, skipped", mismatched), ("not in checkpoint", missing), ("not in model", unexpected)):
+    absent = [k for k in own if k not in state]  # the mismatched ones are reported once, above
+    for what, keys in (("shape mismatch, skipped", mismatched), ("not in checkpoint", absent), ("not in model", unexpected)):
         if keys:
             logger.warning(f"Loading {path}: {len(keys)} keys {what}: {_some(keys)}")
     unwrap(model).load_state_dict(fitting, strict=False)
