@@ -65,3 +65,16 @@ def test_fp16_on_cpu_is_refused():
     cfg.merge_from_list(["MODEL.DEVICE", "cpu", "SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.DTYPE", "float16"])
     with pytest.raises(ValueError, match="float16 needs CUDA"):
         amp_dtype(cfg)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_emulated_cpu_bf16_is_warned_once(native, monkeypatch, caplog):
+    from pisl.utils import env
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    env._warn_if_cpu_lacks_bf16.cache_clear()
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "SOLVER.AMP.ENABLED", "True"])
+    assert amp_dtype(cfg) == amp_dtype(cfg) == torch.bfloat16
+    assert caplog.text.count("no native bf16") == (0 if native else 1)
+    env._warn_if_cpu_lacks_bf16.cache_clear()
