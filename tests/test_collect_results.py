@@ -39,7 +39,7 @@ def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
     cells = [c.strip() for c in line.strip("|").split("|")]
     # mAP 1 and 3: mean 2, sample std sqrt(2); the last clustering's 10 and 20 clusters: 15 +- 7.07
     assert cells[:6] == ["row", "2", "2.00 +- 1.41", "1.00 +- 0.71", "3.00 +- 1.41", "2.0 +- 0.0"]
-    assert cells[6] == "15 +- 7.07" and cells[-1] == "0.5 +- 0"
+    assert cells[6] == "15 +- 7" and cells[-1] == "0.500 +- 0.000"
 
 
 def test_unfinished_run_is_not_recorded(tmp_path):

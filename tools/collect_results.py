@@ -99,7 +99,9 @@ def mean_std(values, fmt="{:.2f}"):
 
 
 def seeds_table(log_root, rows):
-    diag_keys = ["clusters", "clustered images", "multi-camera clusters %", "purity %", "ARI"]
+    diag_formats = {"clusters": "{:.0f}", "clustered images": "{:.0f}", "multi-camera clusters %": "{:.1f}",
+                    "purity %": "{:.1f}", "ARI": "{:.3f}"}
+    diag_keys = list(diag_formats)
     table = []
     imagenet = load(os.path.join(log_root, "imagenet"))
     if imagenet:
@@ -118,7 +120,7 @@ def seeds_table(log_root, rows):
                  if os.path.isfile(os.path.join(f, "wall_seconds"))]
         table.append([row, len(results), mean_std([r["mAP"] for r in main_res]), mean_std([r["Rank-1"] for r in main_res]),
                       mean_std(parts), mean_std(walls, "{:.1f}")]
-                     + [mean_std([float(d[k]) for d in diags if k in d], "{:.3g}") for k in diag_keys])
+                     + [mean_std([float(d[k]) for d in diags if k in d], diag_formats[k]) for k in diag_keys])
     headers = ["run", "seeds", "mAP", "R1", "mAP global+parts", "wall min"] + [f"last: {k}" for k in diag_keys]
     print(tabulate(table, headers=headers, tablefmt="pipe"))
 
