@@ -122,7 +122,7 @@ def seeds_table(log_root, rows):
                       mean_std(parts), mean_std(walls, "{:.1f}")]
                      + [mean_std([float(d[k]) for d in diags if k in d], diag_formats[k]) for k in diag_keys])
     headers = ["run", "seeds", "mAP", "R1", "mAP global+parts", "wall min"] + [f"last: {k}" for k in diag_keys]
-    print(tabulate(table, headers=headers, tablefmt="pipe"))
+    print(tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True))  # keep "1.00" as written
 
 
 def main(folders):
