@@ -101,16 +101,16 @@ def mean_std(values, fmt="{:.2f}"):
 def seeds_table(log_root, rows):
     diag_formats = {"clusters": "{:.0f}", "clustered images": "{:.0f}", "multi-camera clusters %": "{:.1f}",
                     "purity %": "{:.1f}", "ARI": "{:.3f}"}
-    diag_keys = list(diag_formats)
     table = []
     imagenet = load(os.path.join(log_root, "imagenet"))
     if imagenet:
         table.append(["ImageNet start", 1, f"{imagenet['mAP']:.2f}", f"{imagenet['Rank-1']:.2f}", "-", "-"]
-                     + ["-"] * len(diag_keys))
+                     + ["-"] * len(diag_formats))
     for row in rows:
-        folders = sorted(f for f in glob.glob(os.path.join(log_root, "seed*", row)) if load(f) is not None)
+        folders = sorted(f for f in glob.glob(os.path.join(log_root, "seed*", row))
+                         if os.path.isfile(os.path.join(f, "results.json")))
         results = []
-        for f in folders:
+        for f in folders:  # each file read once
             with open(os.path.join(f, "results.json")) as fh:
                 results.append(json.load(fh))
         main_res = [next(iter(r.values())) for r in results]
@@ -120,8 +120,8 @@ def seeds_table(log_root, rows):
                  if os.path.isfile(os.path.join(f, "wall_seconds"))]
         table.append([row, len(results), mean_std([r["mAP"] for r in main_res]), mean_std([r["Rank-1"] for r in main_res]),
                       mean_std(parts), mean_std(walls, "{:.1f}")]
-                     + [mean_std([float(d[k]) for d in diags if k in d], diag_formats[k]) for k in diag_keys])
-    headers = ["run", "seeds", "mAP", "R1", "mAP global+parts", "wall min"] + [f"last: {k}" for k in diag_keys]
+                     + [mean_std([float(d[k]) for d in diags if k in d], fmt) for k, fmt in diag_formats.items()])
+    headers = ["run", "seeds", "mAP", "R1", "mAP global+parts", "wall min"] + [f"last: {k}" for k in diag_formats]
     print(tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True))  # keep "1.00" as written
 
 
