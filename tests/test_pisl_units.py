@@ -14,8 +14,8 @@ from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistenc
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
 from projects.PISL.losses import (agreement_aware_smoothing, camera_contrast, noise_loss, refined_targets,  # noqa: E402
                                   scd_loss, supervised_contrastive)
-from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, box_statistics, cut_patches,  # noqa: E402
-                                           stripe_thetas)
+from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits,  # noqa: E402
+                                           box_statistics, cut_patches, stripe_thetas)
 
 
 def test_cosine_schedule_matches_reference_values():
@@ -27,7 +27,7 @@ def test_cosine_schedule_matches_reference_values():
 
 @pytest.mark.parametrize("steps", [50, 1000])
 def test_ddim_with_perfect_noise_predictor_returns_x0(steps):
-    diff = GaussianDiffusion(1000, clamp=10.0)
+    diff = GaussianDiffusion(1000)
     x0 = torch.tensor([[0.3, -0.7, 1.2], [1.0, 0.0, -1.0]])
 
     def x0_from_perfect_noise(x_t, t):
@@ -262,6 +262,36 @@ def test_untrained_training_step_denoises_to_the_stripes_at_every_t():
         out = gen(fmap, cond)
     assert torch.allclose(out["x0_hat"], stripe_thetas(2).flatten().expand(4, -1))
     assert torch.allclose(out["eps_hat"], out["eps"], atol=1e-2)
+
+
+def test_bound_boxes_hand_case():
+    stripes, limits = torch.tensor([1.0, -0.5]), torch.tensor([0.25, 0.5])
+    out = bound_boxes(torch.tensor([[1.0, 0.0], [1e6, -1e6]]), stripes, limits)
+    assert torch.allclose(out[0], torch.tensor([1.0, -0.5 + 0.5 * math.tanh(1.0)]))
+    assert torch.allclose(out[1], torch.tensor([1.25, -1.0]))
+
+
+def test_box_limits_scale_height_and_centre_by_the_stripe_height():
+    limits = box_limits([0.25, 0.1, 0.25, 0.1, 0.5, 0.5], 4).view(4, 6)
+    assert torch.allclose(limits, torch.tensor([0.25, 0.1, 0.25, 0.1, 0.125, 0.125]).expand(4, -1))
+
+
+@pytest.mark.parametrize("num_parts", [2, 3])
+def test_boxes_stay_within_their_limits_whatever_the_networks_output(num_parts):
+    # Networks that push every parameter far out (as the part losses did to sy and ty): sampled
+    # and training boxes stay 0.5-1.5 stripes high with centres within half a stripe.
+    gen = DiffusionSTNParts(16, num_parts, stn_channels=8, sample_steps=5)
+    with torch.no_grad():
+        gen.denoiser.net[-1].bias.fill_(100.0)
+        gen.stn.features[-1].bias.fill_(-100.0)
+    stripes = stripe_thetas(num_parts).flatten(1)
+    fmap, cond = torch.randn(3, 16, 6, 4), torch.randn(3, 16)
+    for thetas in (gen.train()(fmap, cond)["x0_hat"], gen.train()(fmap, cond)["theta"], gen.eval()(fmap, cond)["thetas"]):
+        boxes = thetas.detach().view(3, num_parts, 6)
+        height = boxes[..., 4] * num_parts  # in stripe heights
+        assert ((height >= 0.5 - 1e-6) & (height <= 1.5 + 1e-6)).all()
+        assert ((boxes[..., 5] - stripes[:, 5]).abs() * num_parts <= 0.5 + 1e-6).all()
+        assert ((boxes[..., 0] - 1).abs() <= 0.25 + 1e-6).all()
 
 
 def test_denoiser_piecewise_first_layer_equals_the_concatenated_mlp():

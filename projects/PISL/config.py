@@ -22,7 +22,10 @@ def add_pisl_config(cfg):
     cfg.PISL.DIFFUSION.COSINE_S = 0.008
     cfg.PISL.DIFFUSION.SAMPLE_STEPS = 50  # DDIM steps at clustering (and test) time
     cfg.PISL.DIFFUSION.SAMPLE_SEED = 0
-    cfg.PISL.DIFFUSION.CLAMP = 1.5  # |x0_hat| bound on the affine parameters
+    # Largest offset of the boxes from the stripes, per affine parameter [sx, shx, tx, shy, sy, ty]
+    # (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly (tanh) to the
+    # STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
+    cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
 
     cfg.PISL.PSC = CN()
     # jaccard (PPLR's cross-agreement; the default: measured to separate reliable parts) | mmd
@@ -58,6 +61,9 @@ def check_pisl_config(cfg):
     if not 1 <= p.DIFFUSION.SAMPLE_STEPS <= p.DIFFUSION.TIMESTEPS:
         problems.append(f"PISL.DIFFUSION.SAMPLE_STEPS is {p.DIFFUSION.SAMPLE_STEPS}: must be between 1 and "
                         f"PISL.DIFFUSION.TIMESTEPS ({p.DIFFUSION.TIMESTEPS})")
+    if len(p.DIFFUSION.BOX_LIMITS) != 6 or min(p.DIFFUSION.BOX_LIMITS) <= 0:
+        problems.append(f"PISL.DIFFUSION.BOX_LIMITS is {list(p.DIFFUSION.BOX_LIMITS)}: give six positive offsets "
+                        "[sx, shx, tx, shy, sy, ty] (sy and ty in stripe heights)")
     if p.PSC.K < 1:
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
     if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):

@@ -71,9 +71,9 @@ class GaussianDiffusion(nn.Module):
     """Forward noising, the noise an x0 prediction implies, and deterministic DDIM (eta = 0)
     sampling."""
 
-    def __init__(self, timesteps=1000, cosine_s=0.008, clamp=1.5):
+    def __init__(self, timesteps=1000, cosine_s=0.008):
         super().__init__()
-        self.timesteps, self.clamp = timesteps, clamp
+        self.timesteps = timesteps
         abar = cosine_alphas_cumprod(timesteps, cosine_s)
         self.register_buffer("alphas_cumprod", abar.float())
 
@@ -107,7 +107,7 @@ class GaussianDiffusion(nn.Module):
     @torch.no_grad()
     def ddim_sample(self, x0_fn, x_T, steps=50):
         """DDIM (eta = 0) from the noise ``x_T``: at each step ``x0_fn(x_t, t)`` predicts the
-        (clamped) x0, the noise it implies is recomputed and x moves to the previous timestep.
+        (bounded) x0, the noise it implies is recomputed and x moves to the previous timestep.
         Returns the final x0."""
         x = x0 = x_T
         ts = self.sample_timesteps(steps)

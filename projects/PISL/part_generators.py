@@ -43,6 +43,25 @@ def box_statistics(thetas):
 BOX_STATISTICS_HEADERS = ["part", "stripe y", "centre y", "centre y std", "height sy", "|theta - stripe|", "spread"]
 
 
+def box_limits(limits, num_parts):
+    """The largest offset from the stripes of each of the 6P affine parameters, from the six
+    ``PISL.DIFFUSION.BOX_LIMITS`` [sx, shx, tx, shy, sy, ty]: sy and ty are given in stripe
+    heights (1/P) so that one setting fits every P, the rest in map units."""
+    per_part = torch.tensor(limits, dtype=torch.float32)
+    per_part[4:] /= num_parts
+    return per_part.repeat(num_parts)
+
+
+def bound_boxes(thetas, stripes, limits):
+    """Keep each affine parameter within ``limits`` of its stripe value, smoothly:
+    stripe + limits * tanh((theta - stripe) / limits). The slope is 1 on the stripes, so an
+    untrained model is unchanged, and it never reaches 0, so a box at its limit can come back.
+    Why: with only a wide clamp, the part losses grew every box to the whole map (sy and ty at
+    the clamp by epoch 5 on CUHK03-NP, projects/PISL/README.md), and parts that all see the
+    whole map add nothing to the global feature."""
+    return stripes + limits * torch.tanh((thetas - stripes) / limits)
+
+
 def patch_pooling_weights(thetas, height, width):
     """How much each feature-map cell contributes to each pooled patch: B x P x (H W).
 
@@ -131,7 +150,7 @@ class DiffusionSTNParts(nn.Module):
     theta, conditioned on the detached L2-normalised global feature, learns to denoise.
 
     Training: theta_stn = STN(X); x_t = q(theta_stn, t, eps) with t drawn per sample;
-    x0_hat = denoised x_t (clamped); the part patches are cut with x0_hat, so the part losses
+    x0_hat = denoised x_t; the part patches are cut with x0_hat, so the part losses
     train the denoiser (semantic control). Eval: theta = DDIM sample from one seeded x_T.
 
     The denoiser predicts x0 as the stripes plus the MLP's correction (zero at init), and the
@@ -139,16 +158,21 @@ class DiffusionSTNParts(nn.Module):
     trains on the stripes, i.e. starts as PPLR. Predicting x0 rather than the noise keeps the
     patches well-conditioned at every t: recovering x0 from a noise estimate divides by
     sqrt(abar_t), which reaches 5e-5 at t = 999 and turns any error into a patch off the map.
+
+    theta_stn and x0_hat are both kept near the stripes by ``bound_boxes`` (``box_limits``:
+    by default each box is 0.5 to 1.5 stripes high, its centre within half a stripe of its
+    stripe's, so the parts stay ordered top to bottom and none can cover the whole map).
     """
 
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
-                 sample_steps=50, sample_seed=0, clamp=1.5):
+                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5)):
         super().__init__()
         self.num_parts, self.sample_steps = num_parts, sample_steps
         self.stn = Localisation(in_channels, num_parts, stn_channels)
-        self.diffusion = GaussianDiffusion(timesteps, cosine_s, clamp)
+        self.diffusion = GaussianDiffusion(timesteps, cosine_s)
         self.denoiser = Denoiser(6 * num_parts, in_channels)
         self.register_buffer("prior_theta", stripe_thetas(num_parts).flatten(), persistent=False)
+        self.register_buffer("limits", box_limits(limits, num_parts), persistent=False)
         # The sampler's start, drawn once on the CPU: the same on every device, and a constant
         # (not a random op) in an exported graph.
         x_T = torch.randn(1, 6 * num_parts, generator=torch.Generator().manual_seed(sample_seed))
@@ -158,11 +182,14 @@ class DiffusionSTNParts(nn.Module):
     def from_config(cls, cfg, in_channels):
         d = cfg.PISL.DIFFUSION
         return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
-                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.CLAMP)
+                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS)
+
+    def bound(self, thetas):
+        return bound_boxes(thetas, self.prior_theta, self.limits)
 
     def predict_start(self, x_t, t, denoise):
-        """x0_hat: the stripes plus the correction ``denoise(x_t, t)``, clamped."""
-        return (self.prior_theta + denoise(x_t, t)).clamp(-self.diffusion.clamp, self.diffusion.clamp)
+        """x0_hat: the stripes plus the correction ``denoise(x_t, t)``, bounded."""
+        return self.bound(self.prior_theta + denoise(x_t, t))
 
     def _patches(self, feature_map, theta):
         return cut_patches(feature_map, theta.view(-1, self.num_parts, 2, 3))
@@ -172,7 +199,7 @@ class DiffusionSTNParts(nn.Module):
         if not self.training:
             thetas = self.sample(cond)
             return {"parts": self._patches(feature_map, thetas), "thetas": thetas}
-        theta = self.stn(feature_map)
+        theta = self.bound(self.stn(feature_map))
         t = torch.randint(0, self.diffusion.timesteps, (theta.shape[0],), device=theta.device)
         noise = torch.randn_like(theta)
         x_t = self.diffusion.q_sample(theta, t, noise)
