@@ -55,7 +55,9 @@ def box_limits(limits, num_parts):
 def bound_boxes(thetas, stripes, limits):
     """Keep each affine parameter within ``limits`` of its stripe value, smoothly:
     stripe + limits * tanh((theta - stripe) / limits). The slope is 1 on the stripes, so an
-    untrained model is unchanged, and it never reaches 0, so a box at its limit can come back.
+    untrained model is unchanged. Far out it is nearly 0: trained on CUHK03-NP the denoiser's
+    correction ends 3-10 limits deep (slope < 0.05), so boxes sit at the limits
+    (projects/PISL/README.md).
     Why: with only a wide clamp, the part losses grew every box to the whole map (sy and ty at
     the clamp by epoch 5 on CUHK03-NP, projects/PISL/README.md), and parts that all see the
     whole map add nothing to the global feature."""
