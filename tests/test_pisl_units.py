@@ -286,7 +286,8 @@ def test_boxes_stay_within_their_limits_whatever_the_networks_output(num_parts):
         gen.stn.features[-1].bias.fill_(-100.0)
     stripes = stripe_thetas(num_parts).flatten(1)
     fmap, cond = torch.randn(3, 16, 6, 4), torch.randn(3, 16)
-    for thetas in (gen.train()(fmap, cond)["x0_hat"], gen.train()(fmap, cond)["theta"], gen.eval()(fmap, cond)["thetas"]):
+    trained = gen.train()(fmap, cond)
+    for thetas in (trained["x0_hat"], trained["theta"], gen.eval()(fmap, cond)["thetas"]):
         boxes = thetas.detach().view(3, num_parts, 6)
         height = boxes[..., 4] * num_parts  # in stripe heights
         assert ((height >= 0.5 - 1e-6) & (height <= 1.5 + 1e-6)).all()
