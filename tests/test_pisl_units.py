@@ -295,6 +295,25 @@ def test_boxes_stay_within_their_limits_whatever_the_networks_output(num_parts):
         assert ((boxes[..., 0] - 1).abs() <= 0.25 + 1e-6).all()
 
 
+def test_box_sources_report_where_the_boxes_come_from_and_how_deep_they_sit():
+    # A denoiser whose correction is 3 limits for every parameter, whatever x_t and c (its last
+    # layer: weight 0, bias 3 L), and an untrained STN: the STN gives the stripes at depth 0,
+    # x0_hat at every t and the sample give stripe + L tanh(3) at depth 3.
+    gen = DiffusionSTNParts(16, 2, stn_channels=8, sample_steps=5).eval()
+    with torch.no_grad():
+        gen.denoiser.net[-1].bias.copy_(3 * gen.limits)
+    sources = gen.box_sources(torch.randn(4, 16, 6, 4), torch.randn(4, 16), timesteps=(0, 999))
+    assert list(sources) == ["STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"]
+    stripes = stripe_thetas(2).flatten().expand(4, -1)
+    theta, depth = sources["STN theta"]
+    assert torch.allclose(theta, stripes) and torch.allclose(depth, torch.zeros(12))
+    saturated = stripes + gen.limits * math.tanh(3.0)
+    for name in ("x0_hat t=0", "x0_hat t=999"):
+        thetas, depth = sources[name]
+        assert torch.allclose(thetas, saturated) and torch.allclose(depth, torch.full((12,), 3.0))
+    assert torch.allclose(sources["DDIM sample"][0], saturated, atol=1e-5)
+
+
 def test_denoiser_piecewise_first_layer_equals_the_concatenated_mlp():
     torch.manual_seed(0)
     den = Denoiser(6, 10, time_dim=8)

@@ -1,5 +1,5 @@
 """tools/visualize.py on the synthetic data: every picture is written and is a real PNG; the
-geometry and the metrics reading against hand cases."""
+geometry and the metrics reading against hand cases. tools/box_sources.py on the same run."""
 import json
 import os
 import subprocess
@@ -75,3 +75,15 @@ def test_each_picture_is_written(command, pisl_run, synthetic_root, tmp_path):
     _assert_png(out)
     if command == "ranked":
         _assert_png(str(tmp_path / "ranked_cmc.png"))
+
+
+def test_box_sources_tool_reports_every_source(pisl_run, synthetic_root):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "box_sources.py"), "--config-file",
+                           os.path.join(REPO, PISL_DEMO), "--num-images", "20", "--timesteps", "0,999",
+                           "MODEL.WEIGHTS", str(pisl_run / "model_final.pth"), "DATASETS.ROOT", synthetic_root,
+                           "MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[64, 32]", "DATALOADER.NUM_WORKERS", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for source in ("STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"):
+        assert f"\n{source} (20 images)\n|   part |" in proc.stdout
+    assert proc.stdout.count("depth in the bound's tanh") == 3  # STN and both x0_hat, not the sample

@@ -210,6 +210,31 @@ class DiffusionSTNParts(nn.Module):
         return {"parts": self._patches(feature_map, x0_hat), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t)}
 
+    @torch.no_grad()
+    def box_sources(self, feature_map, global_feature, timesteps=(0, 500, 999), seed=0):
+        """Diagnostics (``tools/box_sources.py``): where a trained model's boxes come from.
+
+        Returns {source: (thetas N x 6P, depth 6P or None)} for the STN's theta, the DDIM
+        sample, and the x0_hat that the denoiser recovers from the STN's theta noised to each
+        t in ``timesteps`` (the training path). ``depth`` is the mean |unbounded offset from
+        the stripes / limit| per parameter: how deep in ``bound_boxes``' tanh the box sits
+        (slope 1 - tanh^2: 0.42 at depth 1, 0.07 at 2, under 0.01 beyond 3).
+        """
+        cond = F.normalize(global_feature, dim=1)
+        raw = self.stn(feature_map)
+        theta = self.bound(raw)
+        sources = {"STN theta": (theta, ((raw - self.prior_theta) / self.limits).abs().mean(0)),
+                   "DDIM sample": (self.sample(cond), None)}
+        denoise = self.denoiser.conditioned(cond)
+        generator = torch.Generator().manual_seed(seed)
+        for step in timesteps:
+            t = torch.full((len(theta),), step, dtype=torch.long, device=theta.device)
+            noise = torch.randn(theta.shape, generator=generator).to(theta)
+            correction = denoise(self.diffusion.q_sample(theta, t, noise), t)
+            sources[f"x0_hat t={step}"] = (self.bound(self.prior_theta + correction),
+                                           (correction / self.limits).abs().mean(0))
+        return sources
+
     def sample(self, cond, steps=None):
         """Deterministic DDIM sample of theta for each conditioning row. Every row starts from
         the same seeded noise, so an image's parts depend on its own global feature only, not

@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Where a trained PISL model's part boxes come from, on test images: the STN's theta, the
+DDIM sample (what clustering and testing use), and the denoiser's x0_hat from the STN's theta
+noised to several t (what training cuts patches with).
+
+    python tools/box_sources.py --config-file RUN/config.yaml MODEL.WEIGHTS RUN/model_final.pth
+
+For each source: the box statistics that training logs before each epoch (centres, heights,
+distance from the stripes, spread over images; ``box_statistics``) and how deep in the box
+bound's tanh the parameters sit (mean |offset / limit| over images, min / median / max over the
+6P parameters; beyond 2 the bound passes almost no gradient). A source whose spread is 0 gives
+every image the same boxes.
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pisl.config import load_config  # noqa: E402
+from pisl.data import build_dataset, build_test_loader  # noqa: E402
+from pisl.engine import Predictor  # noqa: E402
+from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
+from projects.PISL.part_generators import BOX_STATISTICS_HEADERS, box_statistics  # noqa: E402
+
+
+def main():
+    parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--num-images", type=int, default=256, help="random gallery images of the first test set")
+    parser.add_argument("--timesteps", type=lambda text: [int(t) for t in text.split(",")], default=[0, 100, 500, 999],
+                        help="comma-separated t at which to noise the STN's theta, e.g. 0,500,999")
+    parser.add_argument("--seed", type=int, default=0, help="which images, and the noise of x_t")
+    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
+    args = parser.parse_args()
+    cfg = load_config(args.config_file, args.opts)
+    model = Predictor(cfg).model
+    generator = model.part_generator
+    if not hasattr(generator, "box_sources"):
+        raise SystemExit(f"PISL.PART_GENERATOR {cfg.PISL.PART_GENERATOR} has no STN or denoiser to probe")
+    dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
+    order = np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]
+    maps, globals_ = [], []
+    with torch.no_grad():
+        for batch in build_test_loader(cfg, [dataset.gallery[i] for i in order]):
+            fmap = model.backbone(model.preprocess(batch))
+            maps.append(fmap)
+            globals_.append(model.heads(fmap))
+    sources = generator.box_sources(torch.cat(maps), torch.cat(globals_), args.timesteps, args.seed)
+    parts = generator.num_parts
+    for name, (thetas, depth) in sources.items():
+        table = tabulate(box_statistics(thetas.cpu().view(len(thetas), parts, 6)), headers=BOX_STATISTICS_HEADERS,
+                         tablefmt="pipe", floatfmt=".3f")
+        print(f"\n{name} ({len(thetas)} images)\n{table}")
+        if depth is not None:
+            d = depth.cpu()
+            print(f"depth in the bound's tanh, |offset / limit|: min {d.min():.2f}, median {d.median():.2f}, max {d.max():.2f}")
+
+
+if __name__ == "__main__":
+    main()
