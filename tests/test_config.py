@@ -69,6 +69,7 @@ def test_integers_for_float_keys_are_accepted(tmp_path):
     (["INPUT.SIZE_TRAIN", "[128]"], r"INPUT.SIZE_TRAIN is \[128\]: give \[height, width\]"),
     (["IMPORTS", "['projects.PISL']", "PISL.NUM_PARTS", "0"], "PISL.NUM_PARTS is 0"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.BOX_LIMITS", "[0.5, 0.5]"], r"BOX_LIMITS is \[0.5, 0.5\]: give six"),
+    (["IMPORTS", "['projects.PISL']", "PISL.SCD.W_BOUND", "-1.0"], "PISL.SCD.W_BOUND is -1.0"),
 ])
 def test_invalid_values_fail_up_front_naming_the_key(tmp_path, opts, message):
     with pytest.raises(ConfigError, match=message):

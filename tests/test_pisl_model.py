@@ -56,6 +56,21 @@ def test_gradients_reach_stn_and_denoiser():
     assert model.heads.classifier.num_classes == 4 and model.part_classifiers[1].num_classes == 4
 
 
+def test_bound_penalty_is_a_logged_scd_term_only_when_weighted():
+    torch.manual_seed(0)
+    model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0"))
+    images = torch.rand(4, 3, 64, 32)
+    labels, cams = [0, 0, 1, 1], [0, 1, 0, 1]
+    notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
+    with torch.no_grad():
+        model.part_generator.denoiser.net[-1].bias.copy_(3 * model.part_generator.limits)
+    batch = {"images": images, "targets": torch.tensor(labels), "camids": torch.tensor(cams), "index": torch.arange(4)}
+    losses = model(batch)
+    assert losses["SCDLoss/bound"].item() == pytest.approx(0.1 * 2.0 * 4.0, rel=1e-4)  # SCD.SCALE * W_BOUND * (3-1)^2
+    model.losses["SCDLoss"].w_bound = 0.0
+    assert "SCDLoss/bound" not in model(batch)
+
+
 def test_box_statistics_of_a_tiny_model(caplog):
     torch.manual_seed(0)
     model = build_model(_demo_cfg()).eval()

@@ -14,7 +14,7 @@ from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistenc
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
 from projects.PISL.losses import (agreement_aware_smoothing, camera_contrast, noise_loss, refined_targets,  # noqa: E402
                                   scd_loss, supervised_contrastive)
-from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits,  # noqa: E402
+from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
                                            box_statistics, cut_patches, stripe_thetas)
 
 
@@ -312,6 +312,24 @@ def test_box_sources_report_where_the_boxes_come_from_and_how_deep_they_sit():
         thetas, depth = sources[name]
         assert torch.allclose(thetas, saturated) and torch.allclose(depth, torch.full((12,), 3.0))
     assert torch.allclose(sources["DDIM sample"][0], saturated, atol=1e-5)
+
+
+def test_saturation_penalises_only_offsets_past_one_limit():
+    limits = torch.tensor([0.25, 0.5, 0.1])
+    offsets = torch.tensor([[0.5, 2.0, -3.0], [1.0, -0.5, 0.0]]) * limits
+    assert saturation(offsets, limits).item() == pytest.approx((0 + 1 + 4 + 0 + 0 + 0) / 6)
+
+
+def test_training_step_reports_the_saturation_of_the_denoisers_correction():
+    # Correction 3 limits deep everywhere, STN on the stripes: saturation (3 - 1)^2 = 4, and its
+    # gradient pulls the correction back towards the tanh's working range.
+    gen = DiffusionSTNParts(16, 2, stn_channels=8).train()
+    with torch.no_grad():
+        gen.denoiser.net[-1].bias.copy_(3 * gen.limits)
+    out = gen(torch.randn(4, 16, 6, 4), torch.randn(4, 16))
+    assert out["saturation"].item() == pytest.approx(4.0, rel=1e-5)
+    out["saturation"].backward()
+    assert (gen.denoiser.net[-1].bias.grad > 0).all()
 
 
 def test_denoiser_piecewise_first_layer_equals_the_concatenated_mlp():

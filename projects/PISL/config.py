@@ -51,6 +51,9 @@ def add_pisl_config(cfg):
     # small t) or none (the reference's plain MSE, about SNR = 24,000 times the x0 error at t = 0).
     cfg.PISL.SCD.NOISE_WEIGHTING = "min_snr"
     cfg.PISL.SCD.SNR_GAMMA = 5.0
+    # Weight of the penalty on box offsets more than one BOX_LIMIT deep in the bound's tanh
+    # (part_generators.saturation), on the STN's theta and the denoiser's correction. 0: off.
+    cfg.PISL.SCD.W_BOUND = 0.0
 
 
 @register_config_check
@@ -68,6 +71,8 @@ def check_pisl_config(cfg):
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
     if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):
         problems.append(f"PISL.SCD.NOISE_WEIGHTING is '{p.SCD.NOISE_WEIGHTING}': use min_snr or none")
+    if p.SCD.W_BOUND < 0:
+        problems.append(f"PISL.SCD.W_BOUND is {p.SCD.W_BOUND}: must be 0 (off) or positive")
     if p.PSC.SCORE not in ("mmd", "jaccard"):
         problems.append(f"PISL.PSC.SCORE is '{p.PSC.SCORE}': use mmd or jaccard")
     if p.PART_GENERATOR == "stripes" and "SCDLoss" in cfg.MODEL.LOSSES.NAMES:

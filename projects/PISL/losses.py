@@ -167,12 +167,13 @@ class CameraContrastLoss(ReidLoss):
 class SCDLoss(ReidLoss):
     """Semantic Controlled Diffusion loss, weight W_diff, as three logged terms (noise,
     consistency, contrast). Needs the diffusion_stn generator. ``snr_gamma`` None keeps the
-    reference's unweighted noise MSE; a number applies min-SNR weighting (``noise_loss``)."""
+    reference's unweighted noise MSE; a number applies min-SNR weighting (``noise_loss``).
+    ``w_bound`` > 0 adds a fourth term, ``bound``: the generator's ``saturation`` penalty."""
 
-    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1, snr_gamma=5.0):
+    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1, snr_gamma=5.0, w_bound=0.0):
         super().__init__()
         self.w_cons, self.w_con, self.temperature, self.scale = w_cons, w_con, temperature, scale
-        self.snr_gamma = snr_gamma
+        self.snr_gamma, self.w_bound = snr_gamma, w_bound
 
     @classmethod
     def from_config(cls, cfg):
@@ -180,7 +181,7 @@ class SCDLoss(ReidLoss):
         gamma = {"min_snr": s.SNR_GAMMA, "none": None}
         if s.NOISE_WEIGHTING not in gamma:
             raise KeyError(f"Unknown PISL.SCD.NOISE_WEIGHTING '{s.NOISE_WEIGHTING}', expected min_snr or none")
-        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE, gamma[s.NOISE_WEIGHTING])
+        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE, gamma[s.NOISE_WEIGHTING], s.W_BOUND)
 
     def forward(self, outputs, batch):
         if "eps_hat" not in outputs:
@@ -190,4 +191,6 @@ class SCDLoss(ReidLoss):
         parts, targets = comm.all_gather_with_grad(outputs["part_features"]), comm.all_gather_tensor(targets)
         terms = scd_loss(outputs["eps_hat"], outputs["eps"], outputs["x0_hat"], outputs["theta"], parts, targets,
                          self.w_cons, self.w_con, self.temperature, outputs["snr"], self.snr_gamma)
+        if self.w_bound > 0:
+            terms["bound"] = self.w_bound * outputs["saturation"]
         return {name: self.scale * value for name, value in terms.items()}

@@ -64,6 +64,16 @@ def bound_boxes(thetas, stripes, limits):
     return stripes + limits * torch.tanh((thetas - stripes) / limits)
 
 
+def saturation(offsets, limits):
+    """How far past one limit the unbounded offsets from the stripes reach, as the mean over
+    samples and parameters of relu(|offset / limit| - 1)^2: 0 while every parameter stays where
+    ``bound_boxes``' slope is at least 0.42. Penalised (``PISL.SCD.W_BOUND``), it keeps the
+    part losses' gradient reaching the denoiser and the STN; unpenalised, the seed-1 CUHK03-NP
+    run ended with corrections 2-12 limits deep and the same boxes for every image
+    (projects/PISL/README.md)."""
+    return F.relu((offsets / limits).abs() - 1).pow(2).mean()
+
+
 def patch_pooling_weights(thetas, height, width):
     """How much each feature-map cell contributes to each pooled patch: B x P x (H W).
 
@@ -201,14 +211,17 @@ class DiffusionSTNParts(nn.Module):
         if not self.training:
             thetas = self.sample(cond)
             return {"parts": self._patches(feature_map, thetas), "thetas": thetas}
-        theta = self.bound(self.stn(feature_map))
+        stn_offset = self.stn(feature_map) - self.prior_theta
+        theta = self.bound(self.prior_theta + stn_offset)
         t = torch.randint(0, self.diffusion.timesteps, (theta.shape[0],), device=theta.device)
         noise = torch.randn_like(theta)
         x_t = self.diffusion.q_sample(theta, t, noise)
-        x0_hat = self.predict_start(x_t, t, self.denoiser.conditioned(cond))
+        correction = self.denoiser.conditioned(cond)(x_t, t)
+        x0_hat = self.bound(self.prior_theta + correction)  # predict_start, keeping the correction
         eps_hat = self.diffusion.predict_eps(x_t, t, x0_hat)
         return {"parts": self._patches(feature_map, x0_hat), "theta": theta, "x0_hat": x0_hat,
-                "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t)}
+                "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t),
+                "saturation": saturation(stn_offset, self.limits) + saturation(correction, self.limits)}
 
     @torch.no_grad()
     def box_sources(self, feature_map, global_feature, timesteps=(0, 500, 999), seed=0):
