@@ -52,7 +52,8 @@ def add_pisl_config(cfg):
     cfg.PISL.SCD.NOISE_WEIGHTING = "min_snr"
     cfg.PISL.SCD.SNR_GAMMA = 5.0
     # Weight of the penalty on box offsets more than one BOX_LIMIT deep in the bound's tanh
-    # (part_generators.saturation), on the STN's theta and the denoiser's correction. 0: off.
+    # (part_generators.saturation), on the STN's theta and the denoiser's correction. 0: off
+    # (tried at 10 on CUHK03-NP: no gain, boxes still the same for every image; PISL README).
     cfg.PISL.SCD.W_BOUND = 0.0
 
 

@@ -68,9 +68,9 @@ def saturation(offsets, limits):
     """How far past one limit the unbounded offsets from the stripes reach, as the mean over
     samples and parameters of relu(|offset / limit| - 1)^2: 0 while every parameter stays where
     ``bound_boxes``' slope is at least 0.42. Penalised (``PISL.SCD.W_BOUND``), it keeps the
-    part losses' gradient reaching the denoiser and the STN; unpenalised, the seed-1 CUHK03-NP
-    run ended with corrections 2-12 limits deep and the same boxes for every image
-    (projects/PISL/README.md)."""
+    part losses' gradient reaching the denoiser: unpenalised, the seed-1 CUHK03-NP run ended
+    with corrections 2-12 limits deep; with W_BOUND 10 about 1 deep, but the boxes were the
+    same for every image either way (projects/PISL/README.md)."""
     return F.relu((offsets / limits).abs() - 1).pow(2).mean()
 
 
