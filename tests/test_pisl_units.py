@@ -332,6 +332,23 @@ def test_training_step_reports_the_saturation_of_the_denoisers_correction():
     assert (gen.denoiser.net[-1].bias.grad > 0).all()
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_stn_patch_share_cuts_training_patches_with_the_stn_and_lets_part_losses_reach_it(share):
+    # An STN moved off the stripes and an untrained denoiser (zero correction, so x0_hat is the
+    # stripes whatever x_t): share 0 cuts the stripes and no part gradient reaches the STN;
+    # share 1 cuts the STN's boxes, and the part losses train it.
+    gen = DiffusionSTNParts(16, 2, stn_channels=8, stn_patch_share=share).train()
+    with torch.no_grad():
+        gen.stn.features[-1].bias.add_(0.05)
+    fmap = torch.randn(4, 16, 8, 4)
+    out = gen(fmap, torch.randn(4, 16))
+    cut_with = out["theta"] if share else out["x0_hat"]
+    assert torch.allclose(out["parts"], gen._patches(fmap, cut_with))
+    assert not torch.allclose(out["theta"], out["x0_hat"])
+    out["parts"].sum().backward()
+    assert (gen.stn.features[-1].bias.grad.abs().sum() > 0) == bool(share)
+
+
 def test_denoiser_piecewise_first_layer_equals_the_concatenated_mlp():
     torch.manual_seed(0)
     den = Denoiser(6, 10, time_dim=8)

@@ -26,6 +26,9 @@ def add_pisl_config(cfg):
     # (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly (tanh) to the
     # STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
     cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
+    # Share of the training samples whose part patches are cut with the STN's theta rather than
+    # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only).
+    cfg.PISL.DIFFUSION.STN_PATCH_SHARE = 0.0
 
     cfg.PISL.PSC = CN()
     # jaccard (PPLR's cross-agreement; the default: measured to separate reliable parts) | mmd
@@ -68,6 +71,8 @@ def check_pisl_config(cfg):
     if len(p.DIFFUSION.BOX_LIMITS) != 6 or min(p.DIFFUSION.BOX_LIMITS) <= 0:
         problems.append(f"PISL.DIFFUSION.BOX_LIMITS is {list(p.DIFFUSION.BOX_LIMITS)}: give six positive offsets "
                         "[sx, shx, tx, shy, sy, ty] (sy and ty in stripe heights)")
+    if not 0 <= p.DIFFUSION.STN_PATCH_SHARE <= 1:
+        problems.append(f"PISL.DIFFUSION.STN_PATCH_SHARE is {p.DIFFUSION.STN_PATCH_SHARE}: must be between 0 and 1")
     if p.PSC.K < 1:
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
     if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):

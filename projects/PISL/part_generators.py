@@ -174,12 +174,16 @@ class DiffusionSTNParts(nn.Module):
     theta_stn and x0_hat are both kept near the stripes by ``bound_boxes`` (``box_limits``:
     by default each box is 0.5 to 1.5 stripes high, its centre within half a stripe of its
     stripe's, so the parts stay ordered top to bottom and none can cover the whole map).
+
+    ``stn_patch_share`` > 0 cuts that share of the training samples' patches with theta_stn
+    instead of x0_hat, so that the part losses also reach the STN, the one module that sees
+    the feature map (the denoiser sees the image only through the pooled global feature).
     """
 
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
-                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5)):
+                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0):
         super().__init__()
-        self.num_parts, self.sample_steps = num_parts, sample_steps
+        self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
         self.stn = Localisation(in_channels, num_parts, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
         self.denoiser = Denoiser(6 * num_parts, in_channels)
@@ -194,7 +198,7 @@ class DiffusionSTNParts(nn.Module):
     def from_config(cls, cfg, in_channels):
         d = cfg.PISL.DIFFUSION
         return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
-                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS)
+                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS, d.STN_PATCH_SHARE)
 
     def bound(self, thetas):
         return bound_boxes(thetas, self.prior_theta, self.limits)
@@ -219,7 +223,11 @@ class DiffusionSTNParts(nn.Module):
         correction = self.denoiser.conditioned(cond)(x_t, t)
         x0_hat = self.predict_start(correction)
         eps_hat = self.diffusion.predict_eps(x_t, t, x0_hat)
-        return {"parts": self._patches(feature_map, x0_hat), "theta": theta, "x0_hat": x0_hat,
+        patch_theta = x0_hat
+        if self.stn_patch_share > 0:  # no random draw when off: runs without it stay as they were
+            from_stn = torch.rand(theta.shape[0], 1, device=theta.device) < self.stn_patch_share
+            patch_theta = torch.where(from_stn, theta, x0_hat)
+        return {"parts": self._patches(feature_map, patch_theta), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t),
                 "saturation": saturation(stn_offset, self.limits) + saturation(correction, self.limits)}
 
