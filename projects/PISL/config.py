@@ -27,7 +27,8 @@ def add_pisl_config(cfg):
     # STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
     cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
     # Share of the training samples whose part patches are cut with the STN's theta rather than
-    # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only).
+    # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only;
+    # tried at 0.5 on CUHK03-NP: no gain, the STN's boxes still the same for every image; PISL README).
     cfg.PISL.DIFFUSION.STN_PATCH_SHARE = 0.0
 
     cfg.PISL.PSC = CN()
