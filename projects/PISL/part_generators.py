@@ -64,6 +64,12 @@ def bound_boxes(thetas, stripes, limits):
     return stripes + limits * torch.tanh((thetas - stripes) / limits)
 
 
+def bound_depth(offsets, limits):
+    """How deep in ``bound_boxes``' tanh unbounded offsets from the stripes sit: |offset / limit|
+    (slope 1 - tanh^2: 0.42 at depth 1, 0.07 at 2, under 0.01 beyond 3)."""
+    return (offsets / limits).abs()
+
+
 def saturation(offsets, limits):
     """How far past one limit the unbounded offsets from the stripes reach, as the mean over
     samples and parameters of relu(|offset / limit| - 1)^2: 0 while every parameter stays where
@@ -71,7 +77,7 @@ def saturation(offsets, limits):
     part losses' gradient reaching the denoiser: unpenalised, the seed-1 CUHK03-NP run ended
     with corrections 2-12 limits deep; with W_BOUND 10 about 1 deep, but the boxes were the
     same for every image either way (projects/PISL/README.md)."""
-    return F.relu((offsets / limits).abs() - 1).pow(2).mean()
+    return F.relu(bound_depth(offsets, limits) - 1).pow(2).mean()
 
 
 def patch_pooling_weights(thetas, height, width):
@@ -237,14 +243,13 @@ class DiffusionSTNParts(nn.Module):
 
         Returns {source: (thetas N x 6P, depth 6P or None)} for the STN's theta, the DDIM
         sample, and the x0_hat that the denoiser recovers from the STN's theta noised to each
-        t in ``timesteps`` (the training path). ``depth`` is the mean |unbounded offset from
-        the stripes / limit| per parameter: how deep in ``bound_boxes``' tanh the box sits
-        (slope 1 - tanh^2: 0.42 at depth 1, 0.07 at 2, under 0.01 beyond 3).
+        t in ``timesteps`` (the training path). ``depth`` is the mean ``bound_depth`` over
+        images, per parameter.
         """
         cond = F.normalize(global_feature, dim=1)
         raw = self.stn(feature_map)
         theta = self.bound(raw)
-        sources = {"STN theta": (theta, ((raw - self.prior_theta) / self.limits).abs().mean(0)),
+        sources = {"STN theta": (theta, bound_depth(raw - self.prior_theta, self.limits).mean(0)),
                    "DDIM sample": (self.sample(cond), None)}
         denoise = self.denoiser.conditioned(cond)
         generator = torch.Generator().manual_seed(seed)
@@ -252,7 +257,7 @@ class DiffusionSTNParts(nn.Module):
             t = torch.full((len(theta),), step, dtype=torch.long, device=theta.device)
             noise = torch.randn(theta.shape, generator=generator).to(theta)
             correction = denoise(self.diffusion.q_sample(theta, t, noise), t)
-            sources[f"x0_hat t={step}"] = (self.predict_start(correction), (correction / self.limits).abs().mean(0))
+            sources[f"x0_hat t={step}"] = (self.predict_start(correction), bound_depth(correction, self.limits).mean(0))
         return sources
 
     def sample(self, cond, steps=None):
