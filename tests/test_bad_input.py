@@ -33,7 +33,9 @@ def test_live_run_locks_its_output_dir(synthetic_root, tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a live run holds it
         lock.write("12345")
         lock.flush()
-        proc = train_net(tmp_path, synthetic_root, ["--eval-only"], overrides=["MODEL.BACKBONE.PRETRAIN", "True"], check=False)
+        torch.save({}, tmp_path / "weights.pth")  # passes the pre-run check; never read, the lock stops the run first
+        proc = train_net(tmp_path, synthetic_root, ["--eval-only"], overrides=["MODEL.WEIGHTS", str(tmp_path / "weights.pth")],
+                         check=False)
     assert proc.returncode == 2 and "in use by a live run (process 12345)" in proc.stderr
     assert not (tmp_path / "log.txt").exists()
 

@@ -45,7 +45,7 @@ def test_project_extension_adds_keys():
 
 
 def test_missing_config_file():
-    with pytest.raises(FileNotFoundError, match="nope.yml"):
+    with pytest.raises(ConfigError, match="nope.yml"):
         get_cfg().merge_from_file("nope.yml")
 
 

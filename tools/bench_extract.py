@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.config import load_config  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import build_train_items, launch  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
@@ -50,6 +50,7 @@ def run(args, out_path):
         torch.save({"seconds": seconds, "feats": feats, "idx": idx, "images": len(items)}, out_path)
 
 
+@exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", required=True)
@@ -57,6 +58,7 @@ def main():
     parser.add_argument("--limit", type=int, default=0, help="first N training images only (0 = all)")
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
+    checked_config(args.config_file, args.opts)  # bad input fails here, not in every process
     rows, reference = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for procs in map(int, args.procs.split(",")):

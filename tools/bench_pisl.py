@@ -26,7 +26,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.config import load_config  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.engine import PseudoLabels, SimpleTrainer, notify_pseudo_labels  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
 from pisl.solver import build_optimizer  # noqa: E402
@@ -81,6 +81,7 @@ def prepare(cfg, args):
     return trainer_for(model, optimizer, batch), images
 
 
+@exit_on_bad_input
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", default="projects/PISL/configs/cuhk03np.yml")
@@ -94,7 +95,7 @@ def main():
 
     setups, cfgs = {}, {}
     for name, path in (("stripes (PPLR)", args.baseline_config), ("PISL", args.config_file)):
-        cfgs[name] = cfg = load_config(path, args.opts)
+        cfgs[name] = cfg = checked_config(path, args.opts, need_data=False)
         setups[name] = prepare(cfg, args)
         print(f"{name}: {path}, {cfg.PISL.PART_GENERATOR}, losses {list(cfg.MODEL.LOSSES.NAMES)}", flush=True)
     # The two models take turns, so that slow phases of the machine (and the allocator warming

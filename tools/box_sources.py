@@ -20,13 +20,15 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.config import load_config  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
+from pisl.config import ConfigError  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
 from projects.PISL.part_generators import BOX_STATISTICS_HEADERS, box_statistics  # noqa: E402
 
 
+@exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", required=True)
@@ -36,11 +38,11 @@ def main():
     parser.add_argument("--seed", type=int, default=0, help="which images, and the noise of x_t")
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
-    cfg = load_config(args.config_file, args.opts)
+    cfg = checked_config(args.config_file, args.opts, need_weights=True)
     model = Predictor(cfg).model
     generator = model.part_generator
     if not hasattr(generator, "box_sources"):
-        raise SystemExit(f"PISL.PART_GENERATOR {cfg.PISL.PART_GENERATOR} has no STN or denoiser to probe")
+        raise ConfigError(f"PISL.PART_GENERATOR {cfg.PISL.PART_GENERATOR} has no STN or denoiser to probe")
     dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
     order = np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]
     maps, globals_ = [], []

@@ -78,7 +78,8 @@ def last_clustering(folder):
 
 def record(run_dir, record_dir):
     if load(run_dir) is None:
-        raise SystemExit(f"{run_dir} has no results.json: the run did not finish, nothing recorded")
+        print(f"Error: {run_dir} has no results.json: the run did not finish, nothing recorded", file=sys.stderr)
+        sys.exit(2)
     os.makedirs(record_dir, exist_ok=True)
     for name in RECORDED:
         if os.path.isfile(os.path.join(run_dir, name)):
@@ -138,6 +139,9 @@ def main(folders):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] in ([], ["-h"], ["--help"]):
+        print(__doc__, file=sys.stdout if sys.argv[1:] else sys.stderr)
+        sys.exit(0 if sys.argv[1:] else 2)
     if sys.argv[1:2] == ["--seeds"]:
         seeds_table(sys.argv[2], sys.argv[3:])
     elif sys.argv[1:2] == ["--record"] and len(sys.argv) == 4:

@@ -20,7 +20,8 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.config import load_config  # noqa: E402
+from pisl.config import ConfigError, load_config  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
 from pisl.utils.checkpoint import load_model_weights  # noqa: E402
@@ -60,6 +61,7 @@ def check_onnx(graph, path, size, batch=3, seed=0):
     return float(np.abs(got - expected).max()), got.shape
 
 
+@exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", required=True)
@@ -67,11 +69,14 @@ def main():
     parser.add_argument("--with-parts", action="store_true", help="PISL: export the global+parts feature")
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
-    opts = args.opts + ["MODEL.DEVICE", "cpu"] + (["PISL.TEST_WITH_PARTS", "True"] if args.with_parts else [])
-    cfg = load_config(args.config_file, opts)
+    opts = args.opts + ["MODEL.DEVICE", "cpu"]
+    if args.with_parts:
+        if "PISL" not in load_config(args.config_file, args.opts, check=False):
+            raise ConfigError(f"--with-parts: the model of {args.config_file} has no parts (only PISL's has); "
+                              "export without --with-parts")
+        opts += ["PISL.TEST_WITH_PARTS", "True"]
+    cfg = checked_config(args.config_file, opts, need_data=False, need_weights=True)
     model = build_model(cfg)
-    if not cfg.MODEL.WEIGHTS:
-        raise SystemExit("export_onnx needs MODEL.WEIGHTS path/to/model_final.pth")
     load_model_weights(model, cfg.MODEL.WEIGHTS, partial=cfg.MODEL.PARTIAL_LOAD)
     size = tuple(cfg.INPUT.SIZE_TEST)
     graph = export_onnx(model, size, args.output)

@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.config import load_config  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.data.common import read_image  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
@@ -39,6 +39,7 @@ def list_images(source):
     return names, [os.path.join(os.path.dirname(source), n) for n in names]
 
 
+@exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", required=True)
@@ -47,10 +48,10 @@ def main():
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     setup_logger(None)
-    cfg = load_config(args.config_file, args.opts)
+    cfg = checked_config(args.config_file, args.opts, need_data=False, need_weights=True)
     names, paths = list_images(args.input)
     if not paths:
-        raise SystemExit(f"No image ({', '.join(IMAGE_EXTENSIONS)}) in {args.input}")
+        raise FileNotFoundError(f"--input {args.input}: no image ({', '.join(IMAGE_EXTENSIONS)}) in it")
     predictor = Predictor(cfg)
     images, kept = [], []
     for name, path in zip(names, paths):

@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.config import load_config  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser, build_train_items  # noqa: E402
 from pisl.evaluation import extract_features  # noqa: E402
@@ -39,13 +39,14 @@ def part_reliability(part_feats, true_ids, k):
     return torch.stack(cols, dim=1)
 
 
+@exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--limit", type=int, default=0, help="first N training images only (0 = all)")
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
-    cfg = load_config(args.config_file, args.opts)
+    cfg = checked_config(args.config_file, args.opts)
     model = build_model(cfg)
     if cfg.MODEL.WEIGHTS:
         load_model_weights(model, cfg.MODEL.WEIGHTS, partial=cfg.MODEL.PARTIAL_LOAD)

@@ -7,7 +7,8 @@
 
 The config's IMPORTS name the project modules to load; nothing project-specific is imported here.
 Exit status: 0 with results written, 1 when the run failed (no results written), 2 for bad
-input found before anything ran (config, OUTPUT_DIR in use, command line).
+input found before anything ran (config, dataset folders, weight files, OUTPUT_DIR, command
+line: every problem listed, one line each).
 """
 import json
 import logging
@@ -19,9 +20,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch.multiprocessing as mp  # noqa: E402
 
-from pisl.config import ConfigError, load_config  # noqa: E402
+from pisl.config import ConfigError  # noqa: E402
 from pisl.engine import (DefaultTrainer, OutputDirError, TrainingError, claim_output_dir,  # noqa: E402
                          default_argument_parser, launch, setup)
+from pisl.engine.preflight import checked_config, report_bad_input  # noqa: E402
 from pisl.evaluation import results_table  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
 from pisl.utils import comm  # noqa: E402
@@ -37,10 +39,8 @@ def main(args):
             model = build_model(cfg)
             if cfg.MODEL.WEIGHTS:
                 load_model_weights(model, cfg.MODEL.WEIGHTS, partial=cfg.MODEL.PARTIAL_LOAD)
-            elif cfg.MODEL.BACKBONE.PRETRAIN:
+            else:  # the pre-run check made sure that the backbone is ImageNet-initialised
                 logger.warning("--eval-only without MODEL.WEIGHTS: evaluating the ImageNet-initialised model")
-            else:
-                raise SystemExit("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth")
             results = DefaultTrainer.test(cfg, model)
         else:
             trainer = DefaultTrainer(cfg)
@@ -60,11 +60,13 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     try:
-        cfg = load_config(args.config_file, args.opts)  # fails here, before any process starts
+        # Every input is checked here, before any model, loader or process exists.
+        cfg = checked_config(args.config_file, args.opts, eval_only=args.eval_only,
+                             output_dir=dict(resume=args.resume, overwrite=args.overwrite))
         if int(os.environ.get("RANK", 0)) == 0:  # one claim per job, also under torchrun
             claim_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite, args.eval_only)
-    except (ConfigError, OutputDirError, FileNotFoundError, ImportError) as err:
-        print(f"Error: {err}", file=sys.stderr)
+    except (ConfigError, OutputDirError) as err:
+        report_bad_input(err)
         sys.exit(2)
     try:
         launch(main, args.num_gpus, args=(args,))

@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pisl import visualization as vis  # noqa: E402
-from pisl.config import load_config  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
+from pisl.config import ConfigError  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
@@ -50,7 +51,7 @@ def parts(args, cfg):
     model = Predictor(cfg).model
     feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
     if "thetas" not in feats:
-        raise SystemExit(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
+        raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
     vis.save(vis.part_boxes([items[i][0] for i in idx], feats["thetas"].numpy()), args.output)
     return [args.output]
 
@@ -64,7 +65,7 @@ def clusters(args):
     folder = os.path.join(args.run, "pseudo_labels")
     epochs = sorted(glob.glob(os.path.join(folder, "epoch_*.npz")))
     if not epochs:
-        raise SystemExit(f"No saved pseudo-labels in {folder} (an unsupervised run writes them each epoch)")
+        raise FileNotFoundError(f"No saved pseudo-labels in {folder} (an unsupervised run writes them each epoch)")
     path = os.path.join(folder, f"epoch_{args.epoch:03d}.npz") if args.epoch is not None else epochs[-1]
     saved = np.load(path)
     with open(os.path.join(folder, "items.txt")) as f:
@@ -74,10 +75,15 @@ def clusters(args):
     return [args.output]
 
 
+@exit_on_bad_input
 def main():
     commands = {"ranked": ranked, "parts": parts, "curves": curves, "clusters": clusters}
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        raise SystemExit(__doc__)
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
     command = sys.argv[1]
     parser = ConfigArgumentParser(prog=f"visualize.py {command}")
     parser.add_argument("--output", required=True, help="the PNG to write")
@@ -95,7 +101,7 @@ def main():
         parser.add_argument("--per-cluster", type=int, default=8)
     args = parser.parse_args(sys.argv[2:])
     if command in ("ranked", "parts"):
-        written = commands[command](args, load_config(args.config_file, args.opts))
+        written = commands[command](args, checked_config(args.config_file, args.opts, need_weights=True))
     else:
         written = commands[command](args)
     print("Wrote " + ", ".join(written))

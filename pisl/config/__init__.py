@@ -6,6 +6,7 @@ from .config import (
     load_config,
     read_imports,
     check_config,
+    config_value_problems,
     register_config_check,
     register_config_extension,
 )

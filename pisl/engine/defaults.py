@@ -16,6 +16,7 @@ from ..utils.checkpoint import load_model_weights, read_checkpoint, unwrap
 from ..utils.env import amp_dtype, resolve_device, seed_all, set_rng_state
 from ..utils.logger import setup_logger
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
+from .preflight import RUN_FILES, output_dir_problems
 from .trainer import SimpleTrainer
 
 logger = logging.getLogger(__name__)
@@ -67,18 +68,16 @@ def claim_output_dir(output_dir, resume=False, overwrite=False, eval_only=False)
     """Refuse a fresh training run in a folder that holds an earlier run's checkpoint or
     results (unless ``resume`` or ``overwrite``), and lock the folder so that a second run
     cannot write into it while this one lives. Call once per job, in the launching process."""
-    global _OUTPUT_LOCK
+    problems = output_dir_problems(output_dir, resume, overwrite, eval_only)
+    if problems:
+        raise OutputDirError("\n".join(problems))
     os.makedirs(output_dir, exist_ok=True)
-    earlier = [f for f in (Checkpointer.LAST, "model_final.pth", "results.json")
-               if os.path.isfile(os.path.join(output_dir, f))]
-    if earlier and not (resume or overwrite or eval_only):
-        raise OutputDirError(f"OUTPUT_DIR {output_dir} holds an earlier run ({', '.join(earlier)}). Continue it with "
-                             f"--resume, replace it with --overwrite, or set OUTPUT_DIR to a new folder.")
     _lock(output_dir)
     if overwrite and not resume:
         # Gone before the new run writes anything: a crash cannot leave old results looking new.
-        for name in earlier:
-            os.remove(os.path.join(output_dir, name))
+        for name in RUN_FILES:
+            if os.path.isfile(os.path.join(output_dir, name)):
+                os.remove(os.path.join(output_dir, name))
 
 
 def _lock(output_dir):

@@ -33,11 +33,31 @@ def unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
+def checkpoint_file_problem(key, path):
+    """One line when ``path`` (the value of config key ``key``) cannot be a torch checkpoint:
+    missing, unreadable, or neither torch's zip format nor a legacy pickle; else None. It
+    reads four bytes, so the pre-run check can call it on any file."""
+    if not os.path.isfile(path):
+        return f"{key} '{path}' does not exist"
+    if not os.access(path, os.R_OK):
+        return f"{key} '{path}' is not readable"
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..); torch before 1.6 wrote a pickle (protocol byte 0x80).
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        return (f"{key} '{path}' is not a torch checkpoint ({os.path.getsize(path)} bytes, starting with {head!r}); "
+                "give a .pth file written by this toolbox or torch.save")
+    return None
+
+
 def read_checkpoint(path):
     """Load a checkpoint with ``weights_only=True`` (a pickle of arbitrary objects can run code;
     this toolbox writes only tensors and plain Python values). Errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint not found: {path}")
+    problem = checkpoint_file_problem("Checkpoint", path)
+    if problem:
+        raise ValueError(problem)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

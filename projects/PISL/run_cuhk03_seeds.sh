@@ -14,6 +14,8 @@
 # evaluated once at the end: about 25 min a run on 2 CPU cores. Another schedule needs another
 # RECORD_ROOT, e.g. RECORD_ROOT=/tmp/r8 bash ... SOLVER.MAX_EPOCH 8 SOLVER.STEPS [7].
 set -euo pipefail
+# --help: the comment block above.
+case "${1:-}" in -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/../.."
 LOG_ROOT=${LOG_ROOT:-logs/cuhk03np_seeds}
 RECORD_ROOT=${RECORD_ROOT:-projects/PISL/results/cuhk03np_seeds}

@@ -5,6 +5,8 @@
 # logs/cuhk03np); the table is printed at the end by tools/collect_results.py. Another seed:
 #   LOG_ROOT=logs/cuhk03np_seed2 bash projects/PISL/run_cuhk03_table.sh SEED 2
 set -euo pipefail
+# --help: the comment block above.
+case "${1:-}" in -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;; esac
 cd "$(dirname "$0")/../.."
 LOG_ROOT=${LOG_ROOT:-logs/cuhk03np}
 run() {

@@ -14,7 +14,7 @@ class ReidDataset:
     """Holds ``train``, ``query`` and ``gallery`` as lists of ``(path, pid, camid)`` tuples.
 
     Subclasses set ``dataset_dir`` (relative to the root) and fill the three lists in
-    ``__init__``; ``check_folders`` gives the error a user sees when data is missing.
+    ``__init__``; ``data_problems`` lists what is missing before anything is read.
     """
 
     dataset_dir = ""
@@ -29,17 +29,35 @@ class ReidDataset:
     def from_config(cls, cfg):
         return cls(cfg.DATASETS.ROOT)
 
+    @classmethod
+    def data_problems(cls, cfg):
+        """What is missing for this dataset, found without reading any image: one line per
+        problem, naming the config key to change. The pre-run check calls it for every dataset of
+        the config before anything is built; ``__init__`` raises the same lines."""
+        return []
+
     @property
     def name(self):
         return type(self).__name__
 
-    def check_folders(self, *paths):
-        missing = [p for p in paths if not os.path.exists(p)]
+    @classmethod
+    def missing_paths_problem(cls, name, dataset_dir, names, key="DATASETS.ROOT", value=None, layout_help=None):
+        """One line when ``dataset_dir`` or any of ``names`` in it is missing, else None. ``key``
+        (and its ``value``) is the config key that would fix it."""
+        value = os.path.dirname(dataset_dir) if value is None else value
+        layout = f" (expected {(layout_help or cls.layout_help).strip()})"
+        if not os.path.isdir(dataset_dir):
+            return f"{key} '{value}': {name} needs the folder {dataset_dir}, which does not exist{layout}"
+        missing = [n for n in names if not os.path.exists(os.path.join(dataset_dir, n))]
         if missing:
-            raise FileNotFoundError(
-                f"{self.name}: missing {', '.join(missing)}. Expected layout:\n{self.layout_help}\n"
-                f"Set DATASETS.ROOT to the folder that contains it (now '{self.root}')."
-            )
+            return f"{key} '{value}': {name} at {dataset_dir} lacks {', '.join(missing)}{layout}"
+        return None
+
+    @staticmethod
+    def raise_problems(problems):
+        problems = [p for p in problems if p]
+        if problems:
+            raise FileNotFoundError("\n".join(problems))
 
     def summary_rows(self):
         rows = []
@@ -50,6 +68,20 @@ class ReidDataset:
     def log_summary(self):
         table = tabulate(self.summary_rows(), headers=["subset", "# ids", "# images", "# cameras"], tablefmt="pipe")
         logger.info(f"Dataset {self.name} at {self.dataset_dir}:\n{table}")
+
+
+def dataset_problems(cfg):
+    """Every problem of the config's training and test datasets that shows without reading an
+    image: unknown names and missing folders or files, one line each."""
+    problems = []
+    for key in ("DATASETS.NAMES", "DATASETS.TESTS"):
+        for name in cfg.DATASETS[key.split(".")[1]]:
+            if name not in DATASET_REGISTRY:
+                problems.append(f"{key}: no dataset named '{name}' (registered: {', '.join(DATASET_REGISTRY.names())}; "
+                                f"a project's datasets need the project in IMPORTS)")
+            else:
+                problems += DATASET_REGISTRY.get(name).data_problems(cfg)
+    return list(dict.fromkeys(problems))  # a dataset used for training and testing is reported once
 
 
 def build_dataset(name, cfg):

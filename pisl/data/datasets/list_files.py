@@ -52,6 +52,19 @@ class ListFiles(ReidDataset):
         c = cfg.DATASETS.LIST_FILES
         return cls(cfg.DATASETS.ROOT, c.TRAIN, c.QUERY, c.GALLERY)
 
+    @classmethod
+    def data_problems(cls, cfg):
+        problems = []
+        for key in ("TRAIN", "QUERY", "GALLERY"):
+            value = cfg.DATASETS.LIST_FILES[key]
+            path = os.path.join(cfg.DATASETS.ROOT, value)
+            if not value:
+                problems.append(f"DATASETS.LIST_FILES.{key} is not set: ListFiles needs a list file under DATASETS.ROOT")
+            elif not os.path.isfile(path):
+                problems.append(f"DATASETS.LIST_FILES.{key} '{value}': list file {path} does not exist "
+                                f"(relative to DATASETS.ROOT '{cfg.DATASETS.ROOT}')")
+        return problems
+
     @property
     def name(self):
         return os.path.basename(os.path.normpath(self.dataset_dir)) or "ListFiles"

@@ -56,13 +56,22 @@ class MarketLayoutDataset(ReidDataset):
 
     def __init__(self, root):
         super().__init__(root)
+        self.raise_problems([self.folder_problem(self.name, self.dataset_dir, self.folders, root)])
         paths = [os.path.join(self.dataset_dir, folder) for folder in self.folders]
-        self.check_folders(*paths)
         self.train, self.query, self.gallery = (
             parse_folder(p, self.pattern, self.pid_range, self.cam_range, self.extensions) for p in paths
         )
         if not self.train:
             raise FileNotFoundError(f"{self.name}: no {' or '.join(self.extensions)} image in {paths[0]}")
+
+    @classmethod
+    def folder_problem(cls, name, dataset_dir, folders, root):
+        return cls.missing_paths_problem(name, dataset_dir, folders, value=root)
+
+    @classmethod
+    def data_problems(cls, cfg):
+        root = cfg.DATASETS.ROOT
+        return [p for p in [cls.folder_problem(cls.__name__, os.path.join(root, cls.dataset_dir), cls.folders, root)] if p]
 
 
 @DATASET_REGISTRY.register()
@@ -96,19 +105,51 @@ class MarketLayout(MarketLayoutDataset):
 
     def __init__(self, root, folder, pattern=MarketLayoutDataset.pattern.pattern, extensions=(".jpg", ".png"),
                  folders=MarketLayoutDataset.folders):
+        self._describe(folder, pattern, extensions, folders)
+        super().__init__(root)
+
+    def _describe(self, folder, pattern, extensions, folders):
+        """Set the layout from the config keys; a value that cannot work is a ValueError."""
         if not folder:
             raise ValueError("MarketLayout needs DATASETS.MARKET_LAYOUT.DIR: the dataset's folder under DATASETS.ROOT")
         self.dataset_dir, self.folders, self.extensions = folder, tuple(folders), tuple(extensions)
-        self.pattern = re.compile(pattern)
+        try:
+            self.pattern = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"DATASETS.MARKET_LAYOUT.PATTERN {pattern!r} is not a regular expression: {err}") from None
         if self.pattern.groups != 2:
             raise ValueError(f"DATASETS.MARKET_LAYOUT.PATTERN {pattern!r} needs two groups: (identity)(camera)")
         self.layout_help = f"  <ROOT>/{folder}/{{{','.join(self.folders)}}}/<names matching {pattern!r}>"
-        super().__init__(root)
 
     @classmethod
     def from_config(cls, cfg):
         c = cfg.DATASETS.MARKET_LAYOUT
         return cls(cfg.DATASETS.ROOT, c.DIR, c.PATTERN, c.EXTENSIONS, c.FOLDERS)
+
+    def folder_problem(self, name, dataset_dir, folders, root):
+        """Your own folder: a missing dataset folder is DATASETS.MARKET_LAYOUT.DIR's (or the
+        root's) to fix, missing sub-folders DATASETS.MARKET_LAYOUT.FOLDERS's."""
+        if not os.path.isdir(dataset_dir):
+            return (f"DATASETS.MARKET_LAYOUT.DIR '{os.path.relpath(dataset_dir, root)}': the folder {dataset_dir} does "
+                    f"not exist (DIR is relative to DATASETS.ROOT '{root}'; expected {self.layout_help.strip()})")
+        missing = [f for f in folders if not os.path.isdir(os.path.join(dataset_dir, f))]
+        if missing:
+            present = sorted(d for d in os.listdir(dataset_dir) if os.path.isdir(os.path.join(dataset_dir, d)))
+            return (f"DATASETS.MARKET_LAYOUT.FOLDERS {list(folders)}: {dataset_dir} has no {', '.join(missing)} "
+                    f"(its folders: {', '.join(present) or 'none'}); set the train, query and gallery folders' names")
+        return None
+
+    @classmethod
+    def data_problems(cls, cfg):
+        c = cfg.DATASETS.MARKET_LAYOUT
+        try:
+            dataset = cls.__new__(cls)
+            dataset._describe(c.DIR, c.PATTERN, c.EXTENSIONS, c.FOLDERS)
+        except ValueError as err:
+            return [str(err)]
+        problem = dataset.folder_problem(dataset.name, os.path.join(cfg.DATASETS.ROOT, c.DIR), dataset.folders,
+                                         cfg.DATASETS.ROOT)
+        return [problem] if problem else []
 
     @property
     def name(self):

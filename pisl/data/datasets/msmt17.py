@@ -26,14 +26,22 @@ class MSMT17(ReidDataset):
     dataset_dir = "MSMT17_V1"
     layout_help = "  <ROOT>/MSMT17_V1/{train,test}/... and list_{train,val,query,gallery}.txt"
 
+    required = ("train", "test", "list_train.txt", "list_val.txt", "list_query.txt", "list_gallery.txt")
+
     def __init__(self, root):
         super().__init__(root)
         d = self.dataset_dir
+        self.raise_problems([self.missing_paths_problem(self.name, d, self.required, value=root)])
         lists = {k: os.path.join(d, f"list_{k}.txt") for k in ("train", "val", "query", "gallery")}
-        self.check_folders(os.path.join(d, "train"), os.path.join(d, "test"), *lists.values())
         # The official protocol trains on train + val.
         self.train = parse_list(lists["train"], os.path.join(d, "train")) + parse_list(
             lists["val"], os.path.join(d, "train")
         )
         self.query = parse_list(lists["query"], os.path.join(d, "test"))
         self.gallery = parse_list(lists["gallery"], os.path.join(d, "test"))
+
+    @classmethod
+    def data_problems(cls, cfg):
+        root = cfg.DATASETS.ROOT
+        return [p for p in [cls.missing_paths_problem(cls.__name__, os.path.join(root, cls.dataset_dir), cls.required,
+                                                      value=root)] if p]

@@ -181,3 +181,18 @@ class Synthetic(MarketLayoutDataset):
     def from_config(cls, cfg):
         s = cfg.DATASETS.SYNTHETIC
         return cls(cfg.DATASETS.ROOT, s.SEED, s.NUM_TRAIN_IDS, s.NUM_TEST_IDS, s.NUM_CAMERAS, s.IMAGES_PER_CAMERA)
+
+    @classmethod
+    def data_problems(cls, cfg):
+        """Drawn on first use: only the root must be a folder that can be made or written."""
+        s, root = cfg.DATASETS.SYNTHETIC, cfg.DATASETS.ROOT
+        problems = [] if s.IMAGES_PER_CAMERA >= 2 and s.NUM_CAMERAS >= 2 else [
+            "DATASETS.SYNTHETIC: Synthetic needs at least 2 cameras and 2 images per camera"]
+        existing = root
+        while existing and not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        existing = existing or "."
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+            problems.append(f"DATASETS.ROOT '{root}': the synthetic dataset is drawn there on first use, but "
+                            f"{existing} is not a writable folder")
+        return problems

@@ -18,9 +18,11 @@ def build_backbone(cfg):
 
 class Backbone(nn.Module):
     """Base of the registered backbones: ``__init__(last_stride, pretrained, pretrain_path)``,
-    ``body`` maps images to a feature map of ``out_channels`` channels."""
+    ``body`` maps images to a feature map of ``out_channels`` channels. ``imagenet_url`` names
+    torchvision's file of its ImageNet weights (None: it has none)."""
 
     out_channels = 0
+    imagenet_url = None
 
     @classmethod
     def from_config(cls, cfg):
@@ -31,22 +33,45 @@ class Backbone(nn.Module):
         return self.body(x)
 
 
-def find_pretrained_file(path, torchvision_url):
-    """The weights file to load: ``path`` when given, else torchvision's cached download of
-    ``torchvision_url``. Never downloads; a missing file is a clear error."""
+def pretrained_problem(path, torchvision_url):
+    """(the weights file to load, None) or (None, a one-line problem naming the key to set).
+    ``path`` when given, else torchvision's cached download of ``torchvision_url``; never
+    downloads. The pre-run check and the backbones give the same message."""
     if path:
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"MODEL.BACKBONE.PRETRAIN_PATH '{path}' does not exist")
-        return path
+            return None, f"MODEL.BACKBONE.PRETRAIN_PATH '{path}' does not exist"
+        if not os.access(path, os.R_OK):
+            return None, f"MODEL.BACKBONE.PRETRAIN_PATH '{path}' is not readable"
+        return path, None
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(torchvision_url))
     if not os.path.isfile(cached):
-        raise FileNotFoundError(
-            f"ImageNet weights were asked for (MODEL.BACKBONE.PRETRAIN True) but no file was given "
-            f"and torchvision's cache has none at {cached}. Set MODEL.BACKBONE.PRETRAIN_PATH to a "
-            f"local copy of {torchvision_url}, put it in that cache, or set MODEL.BACKBONE.PRETRAIN False "
-            "to train from random initialisation."
-        )
-    return cached
+        return None, (
+            f"MODEL.BACKBONE.PRETRAIN is True but no ImageNet weights file is here: put {torchvision_url} at "
+            f"{cached} (torchvision's cache, moved by TORCH_HOME) or set MODEL.BACKBONE.PRETRAIN_PATH to a local "
+            "copy; MODEL.BACKBONE.PRETRAIN False trains from random initialisation instead")
+    return cached, None
+
+
+def backbone_weight_problems(cfg):
+    """What is wrong with the backbone's name or ImageNet weights, one line each, without
+    building it."""
+    b = cfg.MODEL.BACKBONE
+    if b.NAME not in BACKBONE_REGISTRY:
+        return [f"MODEL.BACKBONE.NAME: no backbone named '{b.NAME}' (registered: {', '.join(BACKBONE_REGISTRY.names())})"]
+    url = BACKBONE_REGISTRY.get(b.NAME).imagenet_url
+    if not b.PRETRAIN:
+        return []
+    if url is None:
+        return [f"MODEL.BACKBONE.PRETRAIN is True but {b.NAME} has no ImageNet weights: set it False"]
+    return [problem for problem in [pretrained_problem(b.PRETRAIN_PATH, url)[1]] if problem]
+
+
+def find_pretrained_file(path, torchvision_url):
+    """The weights file to load (see ``pretrained_problem``); a missing file is a FileNotFoundError."""
+    found, problem = pretrained_problem(path, torchvision_url)
+    if problem:
+        raise FileNotFoundError(problem)
+    return found
 
 
 def load_pretrained(module, path, strip_prefix=""):

@@ -9,13 +9,14 @@ class MobileNetV2(Backbone):
     the stride of its last down-sampling block (stride 16 instead of 32), like ResNet's."""
 
     out_channels = 1280
+    imagenet_url = MobileNet_V2_Weights.IMAGENET1K_V1.url
 
     def __init__(self, last_stride=1, pretrained=False, pretrain_path=""):
         super().__init__()
         net = mobilenet_v2()
         if pretrained:
             # Files in torchvision's layout may lack classifier.* (e.g. shared/weights).
-            load_pretrained(net.features, find_pretrained_file(pretrain_path, MobileNet_V2_Weights.IMAGENET1K_V1.url), "features.")
+            load_pretrained(net.features, find_pretrained_file(pretrain_path, self.imagenet_url), "features.")
         if last_stride == 1:
             net.features[14].conv[1][0].stride = (1, 1)
         self.body = net.features

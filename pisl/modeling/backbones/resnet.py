@@ -10,12 +10,13 @@ class ResNet50(Backbone):
     (feature map H/16 x W/16, as re-ID methods use)."""
 
     out_channels = 2048
+    imagenet_url = ResNet50_Weights.IMAGENET1K_V1.url
 
     def __init__(self, last_stride=1, pretrained=False, pretrain_path=""):
         super().__init__()
         net = resnet50()
         if pretrained:
-            load_pretrained(net, find_pretrained_file(pretrain_path, ResNet50_Weights.IMAGENET1K_V1.url))
+            load_pretrained(net, find_pretrained_file(pretrain_path, self.imagenet_url))
         if last_stride == 1:
             net.layer4[0].conv2.stride = (1, 1)
             net.layer4[0].downsample[0].stride = (1, 1)
