@@ -13,6 +13,10 @@ requires_cuhk03 = pytest.mark.skipif(
     not os.path.isdir(os.path.join(SHARED_DATA, "cuhk03-np", "detected")),
     reason="real data ../shared/data/cuhk03-np is not beside this checkout",
 )
+requires_cuhk01 = pytest.mark.skipif(
+    not os.path.isdir(os.path.join(SHARED_DATA, "cuhk01", "campus")),
+    reason="real data ../shared/data/cuhk01 is not beside this checkout",
+)
 requires_mobilenet_weights = pytest.mark.skipif(
     not os.path.isfile(MOBILENET_WEIGHTS), reason="../shared/weights/mobilenet_v2_imagenet.pth is not beside this checkout"
 )

@@ -8,8 +8,10 @@ import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
-                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_self, knn_torch)
-from pisl.cluster.jaccard import expanded_sets, pair_distances
+                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_ivf, knn_self,
+                          knn_torch)
+from pisl.cluster.jaccard import _sums_above, expanded_sets, pair_distances
+from pisl.cluster.knn import knn_pca
 
 from conftest import REPO
 
@@ -125,3 +127,61 @@ def test_centroids_and_camera_proxies_hand_case():
     proxies, pids, cids = camera_proxies(feats, labels, cams)
     assert pids.tolist() == [0, 0, 1] and cids.tolist() == [0, 1, 0]
     assert np.allclose(proxies.numpy(), [[1, 0], [0, 1], [1 / 5 ** 0.5, 2 / 5 ** 0.5]])
+
+
+def test_sums_above_hand_case_and_both_paths_agree_to_the_bit():
+    keys = np.array([5, 2, 5, 9, 2, 5])
+    values = np.array([0.1, 0.3, 0.2, 0.05, 0.4, 0.3])
+    dense_keys, dense_sums = _sums_above(keys, values, 10, 0.1)  # 10 <= 40 x 6 keys: the dense buffer
+    sort_keys, sort_sums = _sums_above(keys, values, 10 ** 9, 0.1)  # a huge key range: the sort
+    assert dense_keys.tolist() == sort_keys.tolist() == [2, 5]
+    assert dense_sums.tolist() == pytest.approx([0.7, 0.6])
+    # Many float sums in random order: the same bits either way (each sum adds in array order).
+    rng = np.random.default_rng(0)
+    keys, values = rng.integers(0, 5000, 200000), rng.random(200000)
+    a, b = _sums_above(keys, values, 5000, 10.0), _sums_above(keys, values, 10 ** 9, 10.0)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_labels_at_market_size_equal_the_reference_loop():
+    """12,936 x 2048 (Market-1501's training set): the exact method's labels are those of the
+    reference's plain loops (about a minute and 2.7 GiB for the dense reference)."""
+    feats = bench.clustered_features(12936, 2048)
+    knn_result = knn_self(feats, 30)
+    ours = cluster_features(feats, eps=0.6, knn_result=knn_result).labels
+    ref = bench.reference_labels(feats.numpy(), knn_result[1], 0.6, 30, 6)
+    assert ours.max() > 100 and np.array_equal(ours, ref)
+
+
+def low_rank_features(n=400, dim=64, rank=8, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return F.normalize(torch.randn(n, rank, generator=gen) @ torch.randn(rank, dim, generator=gen), dim=1)
+
+
+def test_pca_knn_is_exact_when_the_features_span_fewer_directions():
+    feats = low_rank_features()
+    exact = knn_self(feats, 10)
+    approx = knn_pca(feats, 10, dim=8, refine=3)
+    assert np.array_equal(approx[1], exact[1]) and np.allclose(approx[0], exact[0], atol=1e-5)
+    # Too few directions lose neighbours: the recall measures something.
+    coarse = knn_pca(feats, 10, dim=2, refine=1)[1]
+    assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(coarse, exact[1])]) < 9.5
+
+
+def test_ivf_knn_is_exact_when_every_cell_is_probed():
+    feats = low_rank_features(dim=16, rank=16)
+    exact = knn_self(feats, 10)
+    approx = knn_ivf(feats, 10, cells=6, probes=6)
+    assert np.array_equal(approx[1], exact[1]) and np.allclose(approx[0], exact[0], atol=1e-5)
+    partial = knn_ivf(feats, 10, cells=20, probes=1)[1]
+    assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(partial, exact[1])]) < 9.5
+
+
+def test_knn_graph_auto_switches_at_the_threshold():
+    feats = low_rank_features(dim=64, rank=64)
+    exact = knn_self(feats, 10)[1]
+    assert np.array_equal(knn_graph(feats, 10, method="auto", exact_below=401)[1], exact)
+    # Above the threshold (on a CPU) auto is pca, which with 2 of 64 directions loses neighbours.
+    assert not np.array_equal(knn_graph(feats, 10, method="auto", exact_below=400, pca_dim=2, refine=1)[1], exact)
+    with pytest.raises(KeyError, match="Unknown k-NN method 'hnsw'"):
+        knn_graph(feats, 10, method="hnsw")

@@ -4,10 +4,10 @@ import pytest
 from PIL import Image
 
 from pisl.data import ImageListDataset, build_transforms
-from pisl.data.datasets import CUHK03NP, MSMT17, Market1501, VeRi
+from pisl.data.datasets import CUHK01, CUHK03NP, MSMT17, Market1501, VeRi
 from pisl.config import get_cfg
 
-from conftest import SHARED_DATA, requires_cuhk03
+from conftest import SHARED_DATA, requires_cuhk01, requires_cuhk03
 
 
 def _touch(folder, names):
@@ -42,7 +42,7 @@ def test_file_names_off_the_pattern_are_counted_with_an_example(tmp_path, caplog
 
 
 def test_missing_folder_names_path_and_layout(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"Market-1501-v15.09.15.*bounding_box_train(.|\n)*Expected layout"):
+    with pytest.raises(FileNotFoundError, match=r"Market-1501-v15.09.15, which does not exist \(expected .*bounding_box_train"):
         Market1501(str(tmp_path))
 
 
@@ -98,3 +98,35 @@ def test_cuhk03np_real_data_counts():
     assert (len(ds.train), len(ds.query), len(ds.gallery)) == (7353, 1400, 5344)
     assert len({pid for _, pid, _ in ds.train}) == 767
     assert {cam for _, _, cam in ds.query} == {0, 1}
+
+
+def test_cuhk01_split_and_cameras(tmp_path):
+    """Identities up to 485 train; above, images 001/003 are queries and 002/004 the gallery;
+    001-002 are camera A (0), 003-004 camera B (1)."""
+    folder = tmp_path / "cuhk01" / "campus"
+    _touch(str(folder), [f"{pid:04d}{n:03d}.png" for pid in (1, 485, 486, 971) for n in range(1, 5)])
+    ds = CUHK01(str(tmp_path))
+    assert sorted((os.path.basename(p), pid, cam) for p, pid, cam in ds.train)[:4] == [
+        ("0001001.png", 1, 0), ("0001002.png", 1, 0), ("0001003.png", 1, 1), ("0001004.png", 1, 1)]
+    assert len(ds.train) == 8 and {pid for _, pid, _ in ds.train} == {1, 485}
+    assert sorted(os.path.basename(p) for p, _, _ in ds.query) == ["0486001.png", "0486003.png", "0971001.png", "0971003.png"]
+    assert sorted((os.path.basename(p), cam) for p, _, cam in ds.gallery) == [
+        ("0486002.png", 0), ("0486004.png", 1), ("0971002.png", 0), ("0971004.png", 1)]
+
+
+def test_cuhk01_bad_names_and_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cuhk01/campus, which does not exist"):
+        CUHK01(str(tmp_path))
+    _touch(str(tmp_path / "cuhk01" / "campus"), ["0001001.png", "0001005.png"])
+    with pytest.raises(ValueError, match=r"1 files .* e.g. '0001005.png'"):
+        CUHK01(str(tmp_path))
+
+
+@requires_cuhk01
+def test_cuhk01_real_data_counts():
+    ds = CUHK01(SHARED_DATA)
+    assert (len(ds.train), len(ds.query), len(ds.gallery)) == (1940, 972, 972)
+    assert len({pid for _, pid, _ in ds.train}) == 485 and len({pid for _, pid, _ in ds.query}) == 486
+    # Each query has exactly one gallery image of its identity in the other camera.
+    gallery = {(pid, cam) for _, pid, cam in ds.gallery}
+    assert all((pid, 1 - cam) in gallery for _, pid, cam in ds.query)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 
 from .jaccard import compute_jaccard_distance
+from .knn import knn_graph
 
 
 @dataclass
@@ -49,15 +50,23 @@ def apply_outlier_policy(labels, policy="drop"):
     raise KeyError(f"Unknown outlier policy '{policy}', expected 'drop' or 'singleton'")
 
 
-def cluster_features(features, eps, k1=30, k2=6, min_samples=4, outliers="drop", knn_result=None, knn_backend="auto"):
+def cluster_features(features, eps, k1=30, k2=6, min_samples=4, outliers="drop", knn_result=None, knn_backend="auto",
+                     knn_options=None):
     """L2-normalised features (N x D) -> pseudo-labels, the reference's clustering step.
-    ``knn_result`` from :func:`pisl.cluster.knn` (k1 columns) reuses a search."""
+    ``knn_result`` (k1 columns, from :func:`pisl.cluster.knn_graph`) reuses a search; else
+    the search is ``knn_graph(features, k1, backend=knn_backend, **knn_options)``."""
+    seconds = {}
     start = time.perf_counter()
-    distance = compute_jaccard_distance(features, k1, k2, knn_backend=knn_backend, knn_result=knn_result, max_distance=eps)
-    jaccard_s = time.perf_counter() - start
+    if knn_result is None:
+        knn_result = knn_graph(features, k1, backend=knn_backend, **(knn_options or {}))
+        seconds["knn"] = time.perf_counter() - start
+    start = time.perf_counter()
+    distance = compute_jaccard_distance(features, k1, k2, knn_result=knn_result, max_distance=eps)
+    seconds["jaccard"] = time.perf_counter() - start
+    start = time.perf_counter()
     labels = dbscan_sparse(distance, eps, min_samples)
-    dbscan_s = time.perf_counter() - start - jaccard_s
-    return Clustering(apply_outlier_policy(labels, outliers), {"jaccard": jaccard_s, "dbscan": dbscan_s})
+    seconds["dbscan"] = time.perf_counter() - start
+    return Clustering(apply_outlier_policy(labels, outliers), seconds)
 
 
 def cluster_centroids(features, labels):

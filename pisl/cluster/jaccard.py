@@ -104,17 +104,41 @@ def query_expansion(V, rank, k2):
     return (mean @ V.astype(np.float64)).astype(np.float32).tocsr()
 
 
-def jaccard_from_encoding(V, max_distance=1.0, row_chunk=256):
+def _sums_above(keys, values, size, threshold):
+    """(keys, sums) of the distinct integer ``keys`` in [0, size) whose sum of ``values`` is
+    above ``threshold``. Each sum adds its values in array order, whichever way it is computed,
+    so the result is the same to the bit: a dense buffer of ``size`` when that costs less than
+    sorting the keys (below about 45,000 samples), else a stable sort, whose cost grows with
+    the number of keys, not with ``size``. (Measured on 2 cores: one key sorted costs about as
+    much as 40 buffer entries cleared and scanned.)"""
+    if size <= 40 * keys.size:
+        sums = np.bincount(keys, weights=values, minlength=size)
+        above = np.flatnonzero(sums > threshold)
+        return above, sums[above]
+    order = torch.sort(torch.from_numpy(keys), stable=True).indices.numpy()
+    keys = keys[order]
+    is_start = np.r_[True, keys[1:] != keys[:-1]]
+    # bincount adds in array order (np.add.reduceat sums pairwise, which changes the last bits).
+    sums = np.bincount(np.cumsum(is_start) - 1, weights=values[order])
+    above = sums > threshold
+    return keys[is_start][above], sums[above]
+
+
+def jaccard_from_encoding(V, max_distance=1.0, row_chunk=None):
     """d_J for every pair whose encodings share a column and whose distance is at most
     ``max_distance``, as a symmetric sparse CSR matrix.
 
     m_ij = sum_l min(V_il, V_jl) is symmetric, so only j >= i is computed: each nonzero V_il
-    meets the entries V_jl, j >= i, of its column l, and the minima are summed per (i, j) in a
-    chunk x N buffer (the reference's per-row ``temp_min``); the other half is mirrored.
+    meets the entries V_jl, j >= i, of its column l, and the minima are summed per (i, j)
+    (the reference's per-row ``temp_min``); the other half is mirrored. Time and memory grow
+    with the number of such meetings, about N x (nonzeros per row) x (per column) / 2, not
+    with N^2 (``_sums_above``). ``row_chunk`` rows are done at a time, by default as many as
+    keep a dense buffer within 2^23 entries (64 MiB).
     """
     V = V.tocsr()
     V.sort_indices()
     n, nnz = V.shape[0], V.nnz
+    row_chunk = row_chunk or max(16, min(1024, 2 ** 23 // max(n, 1)))
     rows = np.repeat(np.arange(n), np.diff(V.indptr))
     # The same entries in column-major order, and where each row-major entry lands there.
     order = np.lexsort((rows, V.indices))
@@ -132,14 +156,12 @@ def jaccard_from_encoding(V, max_distance=1.0, row_chunk=256):
         first = place[e]
         counts = col_end[V.indices[e]] - first  # column entries from row i on (i included)
         offsets = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        mins = np.minimum(np.repeat(V.data[e], counts), col_data[offsets])
+        mins = np.minimum(np.repeat(V.data[e], counts), col_data[offsets]).astype(np.float64)
         local_i = np.repeat(rows[e] - start, counts)
-        overlap = np.bincount(local_i * n + col_rows[offsets], weights=mins, minlength=(stop - start) * n)
-        flat = np.flatnonzero(overlap > min_overlap)
-        m = overlap[flat]
+        pairs, m = _sums_above(local_i * n + col_rows[offsets], mins, (stop - start) * n, min_overlap)
         d = np.maximum(1 - m / (2 - m), 0).astype(np.float32)
         keep = d <= max_distance
-        upper.append((flat[keep] // n + start, flat[keep] % n, d[keep]))
+        upper.append((pairs[keep] // n + start, pairs[keep] % n, d[keep]))
     r, c, d = (np.concatenate(x) for x in zip(*upper))
     off = r != c
     return sp.csr_matrix((np.concatenate([d, d[off]]), (np.concatenate([r, c[off]]), np.concatenate([c, r[off]]))),

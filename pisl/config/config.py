@@ -99,6 +99,8 @@ def _type_name(value):
 def _type_problem(full, default, value):
     """A line naming the key, the value given and the type its default has, with an example, or
     None when yacs would accept the value (it turns tuples into lists; ints pass as floats)."""
+    if isinstance(value, str):  # yacs reads strings as Python literals first ("5e-4" -> 0.0005)
+        value = _YacsCfgNode._decode_cfg_value(value)
     if isinstance(default, _YacsCfgNode) or value is None and default is None:
         return None
     kinds = {tuple: list}

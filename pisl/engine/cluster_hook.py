@@ -97,6 +97,8 @@ class ClusteringHook(HookBase):
         c = cfg.CLUSTER
         self.eps, self.min_samples, self.k1, self.k2 = c.EPS, c.MIN_SAMPLES, c.K1, c.K2
         self.outliers, self.knn_backend, self.max_degenerate = c.OUTLIERS, c.KNN_BACKEND, c.MAX_DEGENERATE_EPOCHS
+        self.knn_options = dict(method=c.KNN.METHOD, exact_below=c.KNN.EXACT_BELOW, pca_dim=c.KNN.PCA_DIM,
+                                refine=c.KNN.REFINE, cells=c.KNN.IVF_CELLS, probes=c.KNN.IVF_PROBES, seed=cfg.SEED)
         self.labels = None
         self.degenerate_epochs = 0
         self.history = []
@@ -140,7 +142,7 @@ class ClusteringHook(HookBase):
         labels = None
         if comm.is_main_process():
             result = cluster_features(feats["global"], self.eps, self.k1, self.k2, self.min_samples,
-                                      self.outliers, knn_backend=self.knn_backend)
+                                      self.outliers, knn_backend=self.knn_backend, knn_options=self.knn_options)
             labels, times = result.labels, {**times, **result.seconds}
             self._save_labels(labels)
         labels = comm.broadcast_object(labels)

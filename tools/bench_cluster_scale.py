@@ -1,0 +1,153 @@
+#!/usr/bin/env python
+"""The pseudo-label step at VeRi-Wild / MSMT17 scale: per-stage time (k-NN, Jaccard, DBSCAN),
+peak memory, recall@k of the k-NN against exact search and ARI of the labels against exact
+labels, for each k-NN method, on generated features with re-ID structure.
+
+    python tools/bench_cluster_scale.py --sizes 12936 32621 130000 280000 --dims 2048 1280 \\
+        --methods exact ivf:8 ivf:16
+    python tools/bench_cluster_scale.py --real feats.npz      # check the generator against real features
+
+Features (``reid_like_features``): identities with about IMAGES_PER_ID images over several
+cameras; each image is its identity's centre plus its camera's offset plus noise, in a
+low-rank subspace with a decaying spectrum, made non-negative (as pooled CNN features are) and
+L2-normalised. ``--real`` takes an .npz of real features (``tools/extract_features.py``)
+and prints, for them and for generated features of the same size and dimension, the exact
+method's cluster count and neighbour statistics, so that the generator's parameters can be
+checked against a trained model.
+
+Each (size, dim, method) runs in a process of its own, so that its peak resident memory
+(ru_maxrss) is its own. Recall@k is measured on --recall-queries random rows against their
+exact neighbours (brute force over all rows), so it is available at every size; ARI needs the
+exact labels and is given where the exact method ran (--exact-max).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import adjusted_rand_score
+from tabulate import tabulate
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pisl.cluster import cluster_features, knn, knn_graph  # noqa: E402
+
+K1, K2, EPS = 30, 6, 0.6
+
+
+def reid_like_features(n, dim, seed=0, images_per_id=9.5, cameras=6, rank=96, camera_scale=0.5, noise=0.75,
+                       isotropic=0.15):
+    """n L2-normalised, non-negative features of n / images_per_id identities seen by
+    ``cameras`` cameras. Returns (features, identity of each row)."""
+    gen = torch.Generator().manual_seed(seed)
+    num_ids = max(2, round(n / images_per_id))
+    # A shared low-rank basis with a power-law spectrum: most variance in few directions, as in
+    # real CNN features.
+    basis = torch.linalg.qr(torch.randn(dim, rank, generator=gen))[0] * torch.arange(1, rank + 1).pow(-0.5)
+    mean = torch.rand(dim, generator=gen) * 2
+    ids = torch.randint(num_ids, (n,), generator=gen)
+    cams = torch.randint(cameras, (n,), generator=gen)
+    centre = torch.randn(num_ids, rank, generator=gen)
+    camera = torch.randn(cameras, rank, generator=gen) * camera_scale
+    latent = centre[ids] + camera[cams] + noise * torch.randn(n, rank, generator=gen)
+    feats = mean + (latent @ basis.t()) * dim ** 0.5 / 4 + isotropic * torch.randn(n, dim, generator=gen)
+    return F.normalize(feats.clamp(min=0), dim=1), ids.numpy()
+
+
+def neighbour_stats(feats, labels):
+    """Cluster count, share clustered, and the mean squared distance to the 1st, 10th and 30th
+    neighbour (self excluded), from the exact search."""
+    dist = knn_graph(feats, K1 + 1, method="exact")[0]
+    return {"clusters": int(labels.max()) + 1, "clustered %": 100 * float((labels >= 0).mean()),
+            "d1": float(dist[:, 1].mean()), "d10": float(dist[:, 10].mean()), "d30": float(dist[:, 30].mean())}
+
+
+def check_against_real(path, seed):
+    real = torch.as_tensor(np.load(path)["features"]).float()
+    real = F.normalize(real, dim=1)
+    rows = []
+    for name, feats in (("real " + os.path.basename(path), real),
+                        ("generated", reid_like_features(len(real), real.shape[1], seed)[0])):
+        labels = cluster_features(feats, EPS, K1, K2, knn_options=dict(method="exact")).labels
+        rows.append({"features": name, "N x D": f"{len(feats)} x {feats.shape[1]}", **neighbour_stats(feats, labels)})
+    print(tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=".3f"))
+
+
+def recall_at_k(feats, knn_index, queries, seed):
+    rows = np.random.default_rng(seed).choice(len(feats), min(queries, len(feats)), replace=False)
+    exact = knn(feats[rows], feats, K1, backend="torch")[1]
+    return float(np.mean([len(np.intersect1d(a, b)) / K1 for a, b in zip(knn_index[rows], exact)]))
+
+
+def run_one(args):
+    """One (size, dim, method) in this process; prints one JSON line."""
+    feats, true_ids = reid_like_features(args.size, args.dim, args.seed)
+    method, _, param = args.method.partition(":")
+    options = dict(method=method, cells=args.cells, seed=args.seed)
+    if param:
+        options["probes" if method == "ivf" else "pca_dim"] = int(param)
+    start = time.perf_counter()
+    knn_result = knn_graph(feats, K1, **options)
+    knn_s = time.perf_counter() - start
+    result = cluster_features(feats, EPS, K1, K2, knn_result=knn_result)
+    labels = result.labels
+    out = {"N": args.size, "dim": args.dim, "method": args.method, "knn s": knn_s, **{f"{k} s": v for k, v in result.seconds.items()},
+           "total s": knn_s + sum(result.seconds.values()), "peak RSS GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+           "clusters": int(labels.max()) + 1, "ARI vs true ids": adjusted_rand_score(true_ids[labels >= 0], labels[labels >= 0])}
+    out["recall@30"] = 1.0 if method == "exact" else recall_at_k(feats, knn_result[1], args.recall_queries, args.seed)
+    if args.labels:
+        if method == "exact":
+            np.save(args.labels, labels)
+        elif os.path.isfile(args.labels):
+            out["ARI vs exact"] = adjusted_rand_score(np.load(args.labels), labels)
+    print(json.dumps(out), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[12936, 32621, 130000, 280000])
+    parser.add_argument("--dims", type=int, nargs="+", default=[2048])
+    parser.add_argument("--methods", nargs="+", default=["exact", "ivf:8", "ivf:16"],
+                        help="exact, ivf:PROBES (CLUSTER.KNN.IVF_PROBES) or pca:DIM (CLUSTER.KNN.PCA_DIM)")
+    parser.add_argument("--cells", type=int, default=0, help="CLUSTER.KNN.IVF_CELLS (0 = sqrt(N))")
+    parser.add_argument("--exact-max", type=int, default=140000, help="run the exact method up to this size")
+    parser.add_argument("--recall-queries", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--real", help="an .npz of real features: compare the generator with them and exit")
+    for name in ("--size", "--dim", "--method", "--labels"):  # one configuration, run in a child process
+        parser.add_argument(name, help=argparse.SUPPRESS, type=int if name in ("--size", "--dim") else str)
+    args = parser.parse_args()
+    if args.real:
+        return check_against_real(args.real, args.seed)
+    if args.size:
+        return run_one(args)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k1 {K1}, k2 {K2}, eps {EPS}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            for dim in args.dims:
+                labels = os.path.join(tmp, f"{size}_{dim}.npy")
+                for method in args.methods:
+                    if method == "exact" and size > args.exact_max:
+                        continue
+                    cmd = [sys.executable, __file__, "--size", str(size), "--dim", str(dim), "--method", method,
+                           "--labels", labels, "--cells", str(args.cells), "--seed", str(args.seed),
+                           "--recall-queries", str(args.recall_queries)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode:
+                        print(proc.stderr[-3000:], file=sys.stderr)
+                        continue
+                    rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                    print(json.dumps(rows[-1]), flush=True)
+    print(tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()
