@@ -2,6 +2,7 @@
 and pseudo-label montages, as matplotlib figures (``pip install -e ".[vis]"``). Each function
 returns a Figure; ``save`` writes it as PNG and closes it. tools/visualize.py is the CLI."""
 import json
+import os
 
 import numpy as np
 
@@ -20,8 +21,13 @@ def _pyplot():
 
 
 def save(fig, path):
+    """Write ``fig`` as a PNG at ``path`` (".png" added when it has no extension, as matplotlib
+    does) and return the path written."""
+    if not os.path.splitext(path)[1]:
+        path += ".png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
     _pyplot().close(fig)
+    return path
 
 
 def _show(ax, path, title=None, border=None):
@@ -70,7 +76,7 @@ def cmc_curve(curves):
 
 
 def read_epoch_metrics(metrics_json):
-    """{dataset: [(epoch, mAP, Rank-1), ...]} from a run's metrics.json."""
+    """{dataset: [(epoch, mAP, Rank-1), ...]} from a run's metrics file (metrics.jsonl)."""
     out = {}
     with open(metrics_json) as f:
         for record in map(json.loads, f):

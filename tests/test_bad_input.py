@@ -26,6 +26,10 @@ def test_used_output_dir_is_refused_then_overwritten_with_a_flag_after_overrides
     # The flag after the KEY VALUE overrides (before: "odd list" error).
     train_net(tmp_path, synthetic_root, overrides=ONE_EPOCH + ["--overwrite"])
     assert (tmp_path / "model_final.pth").stat().st_mtime_ns != first
+    assert not (tmp_path / ".lock").exists()  # a finished run leaves no lock file behind
+    log = (tmp_path / "log.txt").read_text()
+    assert log.count("Starting training") == 1  # --overwrite starts a clean log
+    assert log.count("Dataset Synthetic at") == 1  # trained and tested on: its table is printed once
 
 
 def test_live_run_locks_its_output_dir(synthetic_root, tmp_path):
@@ -46,7 +50,7 @@ def test_resumed_run_keeps_each_epoch_once_in_metrics(synthetic_root, tmp_path):
     ckpt["epoch"] = 1  # as if killed after the checkpoint of epoch 0: epoch 1 is redone
     torch.save(ckpt, tmp_path / "last_checkpoint.pth")
     train_net(tmp_path, synthetic_root, ["--resume"], overrides=["SOLVER.MAX_EPOCH", "2"])
-    with open(tmp_path / "metrics.json") as f:
+    with open(tmp_path / "metrics.jsonl") as f:
         steps = [(r["epoch"], r.get("iter")) for r in map(json.loads, f) if "iter" in r]
     assert len(steps) == len(set(steps)) and {e for e, _ in steps} == {0, 1}
 

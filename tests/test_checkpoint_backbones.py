@@ -1,3 +1,4 @@
+import logging
 import os
 
 import pytest
@@ -27,14 +28,21 @@ class _Net(nn.Module):
         self.classifier = nn.Linear(width, classes)
 
 
-def test_load_skips_data_sized_classifier_with_warning(tmp_path, caplog):
+def test_load_skips_data_sized_classifier_with_one_quiet_line(tmp_path, caplog):
     src = _Net(classes=5)
     atomic_save({"model": src.state_dict()}, str(tmp_path / "m.pth"))
     dst = _Net(classes=7)  # another clustering: another number of classes
+    caplog.set_level(logging.INFO)
     load_model_weights(dst, str(tmp_path / "m.pth"))
     assert torch.equal(dst.backbone.weight, src.backbone.weight)
-    assert "shape mismatch" in caplog.text and "classifier.weight" in caplog.text
-    assert "not in checkpoint" not in caplog.text  # the re-sized tensor is in the file: reported once
+    quiet = [r for r in caplog.records if "data-sized" in r.getMessage()]
+    assert len(quiet) == 1 and quiet[0].levelno == logging.INFO and "classifier.weight" in quiet[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # expected, so no warning
+    # A tensor of the architecture with another shape is still a warning (with PARTIAL_LOAD).
+    other = _Net(width=6, classes=5)
+    caplog.clear()
+    load_model_weights(other, str(tmp_path / "m.pth"), partial=True)
+    assert any(r.levelno == logging.WARNING and "backbone.weight" in r.getMessage() for r in caplog.records)
 
 
 def test_checkpoint_of_another_architecture_is_an_error_unless_partial(tmp_path):

@@ -76,6 +76,16 @@ def test_degenerate_run_exits_non_zero_without_results(synthetic_root, tmp_path)
     assert not (tmp_path / "results.json").exists() and "Final results" not in (tmp_path / "log.txt").read_text()
 
 
+def test_run_with_an_untrained_epoch_writes_results_and_exits_3(synthetic_root, tmp_path):
+    """One epoch, no usable cluster: it trains nothing, evaluates, and says so (before: exit 0)."""
+    proc = train_net(tmp_path, synthetic_root, config=CC_DEMO, check=False,
+                     overrides=["CLUSTER.EPS", "0.0001", "SOLVER.MAX_EPOCH", "1"])
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert (tmp_path / "results.json").exists()
+    log = (tmp_path / "log.txt").read_text()
+    assert "Epoch 0 trains no iteration" in log and "did not train as configured: epochs [0]" in log
+
+
 def test_unreadable_training_images_are_left_out_with_a_warning(synthetic_root, tmp_path, caplog):
     root = tmp_path / "data"
     shutil.copytree(synthetic_root, root)

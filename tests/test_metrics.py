@@ -68,3 +68,21 @@ def test_re_ranking_keeps_a_clear_structure():
     assert dist.shape == (10, 70)
     res = evaluate_rank(None, None, q_ids, g_ids, np.zeros(10), np.ones(70), distmat=dist)
     assert res["mAP"] > 90
+
+
+def test_evaluator_warns_when_most_queries_have_no_cross_camera_match(caplog):
+    from pisl.config import get_cfg
+    from pisl.evaluation.evaluator import ReidEvaluator
+
+    ev = ReidEvaluator.__new__(ReidEvaluator)  # no loader needed to rank given features
+    ev.cfg, ev.dataset_name = get_cfg(), "toy"
+    ev.query = [("q0", 0, 0), ("q1", 1, 0), ("q2", 2, 0)]
+    ev.gallery = [("g0", 0, 1), ("g1", 1, 0), ("g2", 2, 0), ("g3", 3, 1)]  # only q0 has a match in another camera
+    feats = torch.nn.functional.normalize(torch.randn(7, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    res = ev._rank(feats, torch.arange(7))
+    assert res["num_valid_queries"] == 1
+    assert "only 1 of 3 queries have a gallery match in another camera" in caplog.text
+    caplog.clear()
+    ev.gallery[1] = ("g1", 1, 1)  # now 2 of 3: no warning
+    ev._rank(feats, torch.arange(7))
+    assert "queries have a gallery match" not in caplog.text

@@ -46,7 +46,7 @@ def full_run(tmp_path_factory, synthetic_root):
 def test_training_writes_results_config_and_checkpoints(full_run):
     res = results(full_run)
     assert 0 <= res["mAP"] <= 100 and res["num_valid_queries"] == 20
-    for name in ("config.yaml", "log.txt", "metrics.json", "last_checkpoint.pth", "model_final.pth"):
+    for name in ("config.yaml", "log.txt", "metrics.jsonl", "last_checkpoint.pth", "model_final.pth"):
         assert os.path.isfile(full_run / name), name
 
 

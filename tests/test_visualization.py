@@ -87,3 +87,21 @@ def test_box_sources_tool_reports_every_source(pisl_run, synthetic_root):
     for source in ("STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"):
         assert f"\n{source} (20 images)\n|   part |" in proc.stdout
     assert proc.stdout.count("depth in the bound's tanh") == 3  # STN and both x0_hat, not the sample
+
+
+def test_metrics_file_is_jsonl_and_the_old_name_is_still_read(tmp_path):
+    from pisl.engine.hooks import metrics_file
+
+    assert metrics_file(str(tmp_path)) == str(tmp_path / "metrics.jsonl")  # a new run writes this
+    (tmp_path / "metrics.json").write_text("{}\n")  # a run from before the rename
+    assert metrics_file(str(tmp_path)) == str(tmp_path / "metrics.json")
+    (tmp_path / "metrics.jsonl").write_text("{}\n")
+    assert metrics_file(str(tmp_path)) == str(tmp_path / "metrics.jsonl")
+
+
+def test_save_adds_png_and_returns_the_written_path(tmp_path):
+    from pisl import visualization as vis
+
+    fig = vis._pyplot().figure()
+    written = vis.save(fig, str(tmp_path / "picture"))
+    assert written == str(tmp_path / "picture.png") and os.path.isfile(written)

@@ -69,15 +69,36 @@ def neighbour_stats(feats, labels):
             "d1": float(dist[:, 1].mean()), "d10": float(dist[:, 10].mean()), "d30": float(dist[:, 30].mean())}
 
 
-def check_against_real(path, seed):
-    real = torch.as_tensor(np.load(path)["features"]).float()
-    real = F.normalize(real, dim=1)
-    rows = []
+def check_against_real(path, methods, seed, recall_queries):
+    """Cluster count and neighbour statistics of real features and of generated ones of the same
+    size and dimension; then, on the real features, each approximate method's recall@30 and ARI
+    against the exact labels."""
+    real = F.normalize(torch.as_tensor(np.load(path)["features"]).float(), dim=1)
+    rows, exact_labels = [], None
     for name, feats in (("real " + os.path.basename(path), real),
                         ("generated", reid_like_features(len(real), real.shape[1], seed)[0])):
         labels = cluster_features(feats, EPS, K1, K2, knn_options=dict(method="exact")).labels
+        exact_labels = labels if exact_labels is None else exact_labels
         rows.append({"features": name, "N x D": f"{len(feats)} x {feats.shape[1]}", **neighbour_stats(feats, labels)})
     print(tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=".3f"))
+    rows = []
+    for method in methods:
+        if method == "exact":
+            continue
+        knn_result = knn_graph(real, K1, **method_options(method, 0, seed))
+        labels = cluster_features(real, EPS, K1, K2, knn_result=knn_result).labels
+        rows.append({"real features": method, "recall@30": recall_at_k(real, knn_result[1], recall_queries, seed),
+                     "clusters": int(labels.max()) + 1, "ARI vs exact": adjusted_rand_score(exact_labels, labels)})
+    print(tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=".3f"))
+
+
+def method_options(method, cells, seed):
+    """knn_graph's options for "exact", "ivf:PROBES" or "pca:DIM"."""
+    name, _, param = method.partition(":")
+    options = dict(method=name, cells=cells, seed=seed)
+    if param:
+        options["probes" if name == "ivf" else "pca_dim"] = int(param)
+    return options
 
 
 def recall_at_k(feats, knn_index, queries, seed):
@@ -89,10 +110,8 @@ def recall_at_k(feats, knn_index, queries, seed):
 def run_one(args):
     """One (size, dim, method) in this process; prints one JSON line."""
     feats, true_ids = reid_like_features(args.size, args.dim, args.seed)
-    method, _, param = args.method.partition(":")
-    options = dict(method=method, cells=args.cells, seed=args.seed)
-    if param:
-        options["probes" if method == "ivf" else "pca_dim"] = int(param)
+    options = method_options(args.method, args.cells, args.seed)
+    method = options["method"]
     start = time.perf_counter()
     knn_result = knn_graph(feats, K1, **options)
     knn_s = time.perf_counter() - start
@@ -125,7 +144,7 @@ def main():
         parser.add_argument(name, help=argparse.SUPPRESS, type=int if name in ("--size", "--dim") else str)
     args = parser.parse_args()
     if args.real:
-        return check_against_real(args.real, args.seed)
+        return check_against_real(args.real, args.methods, args.seed, args.recall_queries)
     if args.size:
         return run_one(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k1 {K1}, k2 {K2}, eps {EPS}", flush=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Print one markdown table from several output folders (results.json or eval_results.json,
-wall_seconds when present, and the per-epoch evaluations in metrics.json).
+wall_seconds when present, and the per-epoch evaluations in metrics.jsonl).
 
     python tools/collect_results.py logs/cuhk03np/cluster_contrast logs/cuhk03np/pisl
     python tools/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...]
@@ -25,6 +25,10 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pisl.engine.hooks import metrics_file  # noqa: E402
+
 
 def load(folder):
     for name in ("results.json", "eval_results.json"):
@@ -41,7 +45,7 @@ def wall(folder):
 
 
 def per_epoch(folder):
-    path = os.path.join(folder, "metrics.json")
+    path = metrics_file(folder)
     if not os.path.isfile(path):
         return ""
     out = []
@@ -54,7 +58,7 @@ def per_epoch(folder):
     return ", ".join(out)
 
 
-RECORDED = ["results.json", "eval_results.json", "metrics.json", "log.txt", "config.yaml", "wall_seconds"]
+RECORDED = ["results.json", "eval_results.json", "metrics.jsonl", "metrics.json", "log.txt", "config.yaml", "wall_seconds"]
 HISTORY = os.path.join("pseudo_labels", "history.json")
 
 

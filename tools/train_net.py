@@ -8,7 +8,8 @@
 The config's IMPORTS name the project modules to load; nothing project-specific is imported here.
 Exit status: 0 with results written, 1 when the run failed (no results written), 2 for bad
 input found before anything ran (config, dataset folders, weight files, OUTPUT_DIR, command
-line: every problem listed, one line each).
+line: every problem listed, one line each), 3 when results were written but some epoch
+trained no iteration (e.g. its clustering found no usable cluster).
 """
 import json
 import logging
@@ -34,6 +35,7 @@ logger = logging.getLogger("pisl.train_net")
 
 def main(args):
     cfg = setup(args)
+    untrained = []
     try:
         if args.eval_only:
             model = build_model(cfg)
@@ -46,6 +48,7 @@ def main(args):
             trainer = DefaultTrainer(cfg)
             trainer.resume_or_load(resume=args.resume)
             results = trainer.train()
+            untrained = trainer.untrained_epochs
     except TrainingError as err:
         logger.error(f"Training failed: {err}. No results written; completed epochs are checkpointed in {cfg.OUTPUT_DIR}")
         raise SystemExit(1)
@@ -54,6 +57,10 @@ def main(args):
         name = "eval_results.json" if args.eval_only else "results.json"
         with open(os.path.join(cfg.OUTPUT_DIR, name), "w") as f:
             json.dump(results, f, indent=1)
+    if not args.eval_only and untrained:
+        logger.error(f"The run did not train as configured: epochs {untrained} ran no iteration (see the warnings "
+                     f"above). Results were written, but they are not those of {cfg.SOLVER.MAX_EPOCH} trained epochs.")
+        raise SystemExit(3)
     return results
 
 

@@ -8,7 +8,7 @@
 
 ranked: random queries of the first test set with their top gallery images (green: same
 identity) and, beside it, the CMC curve (``<output>_cmc.png``). curves: mAP and rank-1 per
-evaluated epoch from the run's metrics.json. parts: the part boxes that the model's
+evaluated epoch from the run's metrics.jsonl. parts: the part boxes that the model's
 ``cluster_features`` gives (PISL: the DDIM-sampled boxes) on test images, and the spread of
 the boxes over --num-images images against the stripes. clusters: a montage of pseudo-
 identities and outliers of one epoch (default: the last) from the run's saved pseudo-labels.
@@ -28,6 +28,7 @@ from pisl.config import ConfigError  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
+from pisl.engine.hooks import metrics_file  # noqa: E402
 from pisl.evaluation import extract_features, pairwise_distance, rank_metrics  # noqa: E402
 
 
@@ -36,13 +37,13 @@ def ranked(args, cfg):
     predictor = Predictor(cfg)
     qf, gf = (predictor([p for p, _, _ in items]) for items in (dataset.query, dataset.gallery))
     dist = pairwise_distance(qf, gf, cfg.TEST.METRIC)
-    vis.save(vis.ranked_lists(dataset.query, dataset.gallery, dist, args.num_queries, args.topk, args.seed), args.output)
+    written = vis.save(vis.ranked_lists(dataset.query, dataset.gallery, dist, args.num_queries, args.topk, args.seed),
+                       args.output)
     as_tensor = lambda items, k: torch.tensor([item[k] for item in items])
     cmc, _, _, valid = rank_metrics(dist, as_tensor(dataset.query, 1), as_tensor(dataset.gallery, 1),
                                     as_tensor(dataset.query, 2), as_tensor(dataset.gallery, 2), max_rank=20)
     cmc_path = os.path.splitext(args.output)[0] + "_cmc.png"
-    vis.save(vis.cmc_curve({dataset.name: 100 * cmc[valid].float().mean(0).numpy()}), cmc_path)
-    return [args.output, cmc_path]
+    return [written, vis.save(vis.cmc_curve({dataset.name: 100 * cmc[valid].float().mean(0).numpy()}), cmc_path)]
 
 
 def parts(args, cfg):
@@ -52,13 +53,11 @@ def parts(args, cfg):
     feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
     if "thetas" not in feats:
         raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
-    vis.save(vis.part_boxes([items[i][0] for i in idx], feats["thetas"].numpy()), args.output)
-    return [args.output]
+    return [vis.save(vis.part_boxes([items[i][0] for i in idx], feats["thetas"].numpy()), args.output)]
 
 
 def curves(args):
-    vis.save(vis.epoch_curves(os.path.join(args.run, "metrics.json")), args.output)
-    return [args.output]
+    return [vis.save(vis.epoch_curves(metrics_file(args.run)), args.output)]
 
 
 def clusters(args):
@@ -70,9 +69,8 @@ def clusters(args):
     saved = np.load(path)
     with open(os.path.join(folder, "items.txt")) as f:
         paths = f.read().splitlines()
-    vis.save(vis.cluster_montage(paths, saved["labels"], saved["camids"], args.num_clusters, args.per_cluster, args.seed),
-             args.output)
-    return [args.output]
+    return [vis.save(vis.cluster_montage(paths, saved["labels"], saved["camids"], args.num_clusters, args.per_cluster,
+                                         args.seed), args.output)]
 
 
 @exit_on_bad_input

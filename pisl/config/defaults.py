@@ -113,7 +113,8 @@ _C.TEST.RERANK.ENABLED = False
 _C.TEST.RERANK.K1 = 20
 _C.TEST.RERANK.K2 = 6
 _C.TEST.RERANK.LAMBDA = 0.3
-# Query rows per chunk when ranking the gallery; bounds memory on MSMT17-size matrices.
+# Query rows per chunk when ranking the gallery (at most; fewer for a large gallery, so that a
+# chunk holds at most 2^25 query-gallery pairs, about 1.3 GB): bounds memory at MSMT17 size.
 _C.TEST.CHUNK_SIZE = 1024
 
 # Pseudo-labels of unsupervised methods (the ClusteringHook, enabled by HOOKS).

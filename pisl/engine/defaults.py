@@ -1,7 +1,10 @@
 """The standard pieces every training script shares: argument parser, setup, DefaultTrainer."""
 import argparse
+import atexit
+import glob
 import logging
 import os
+import shutil
 import sys
 
 import torch
@@ -74,10 +77,14 @@ def claim_output_dir(output_dir, resume=False, overwrite=False, eval_only=False)
     os.makedirs(output_dir, exist_ok=True)
     _lock(output_dir)
     if overwrite and not resume:
-        # Gone before the new run writes anything: a crash cannot leave old results looking new.
-        for name in RUN_FILES:
-            if os.path.isfile(os.path.join(output_dir, name)):
-                os.remove(os.path.join(output_dir, name))
+        # Gone before the new run writes anything: a crash cannot leave old results looking new,
+        # and the new log, metrics and TensorBoard events start clean instead of appending.
+        old = [os.path.join(output_dir, n)
+               for n in RUN_FILES + ("log.txt", "metrics.jsonl", "metrics.json", "eval_results.json")]
+        for path in old + glob.glob(os.path.join(output_dir, "events.out.tfevents.*")):
+            if os.path.isfile(path):
+                os.remove(path)
+        shutil.rmtree(os.path.join(output_dir, "pseudo_labels"), ignore_errors=True)
 
 
 def _lock(output_dir):
@@ -100,6 +107,17 @@ def _lock(output_dir):
     lock.write(str(os.getpid()))
     lock.flush()
     _OUTPUT_LOCK = lock
+    atexit.register(_release_lock, lock)
+
+
+def _release_lock(lock):
+    """Remove the lock file when the run's process exits, however it exits short of being killed
+    (then the OS drops the lock and a stale file is harmless: the next run takes it)."""
+    try:
+        os.remove(lock.name)
+    except OSError:
+        pass
+    lock.close()
 
 
 def setup(args):

@@ -93,7 +93,7 @@ class EvalHook(HookBase):
 
 class MetricsWriter(HookBase):
     """Logs losses, LR, speed and ETA every ``period`` iterations, and a summary line per
-    epoch, to the console and to ``metrics.json`` (one JSON object a line), and to TensorBoard
+    epoch, to the console and to ``metrics.jsonl`` (JSON Lines), and to TensorBoard
     when it is installed. A resumed run first drops the records of the epochs it redoes, so
     the file holds each epoch once."""
 
@@ -105,17 +105,16 @@ class MetricsWriter(HookBase):
     def before_train(self):
         if not comm.is_main_process():
             return
-        path = os.path.join(self.output_dir, "metrics.json")
-        kept = _records_before(path, self.trainer.start_epoch)
+        kept = _records_before(metrics_file(self.output_dir), self.trainer.start_epoch)
         os.makedirs(self.output_dir, exist_ok=True)
-        self._json = open(path, "w")
+        self._json = open(os.path.join(self.output_dir, METRICS_FILE), "w")
         self._json.writelines(kept)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(self.output_dir)
         except ImportError:
-            logger.info("TensorBoard is not installed (pip install tensorboard): metrics go to metrics.json only")
+            logger.info("TensorBoard is not installed (pip install tensorboard): metrics go to {METRICS_FILE} only")
             self._tb = None
         self._start = time.perf_counter()
         self._steps_done = 0
@@ -168,8 +167,19 @@ class MetricsWriter(HookBase):
             self._tb.close()
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
+def metrics_file(run_dir):
+    """A run's metrics file: metrics.jsonl, or metrics.json as runs before it wrote (the same
+    JSON Lines under a misleading name)."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    old = os.path.join(run_dir, "metrics.json")
+    return old if not os.path.isfile(path) and os.path.isfile(old) else path
+
+
 def _records_before(path, epoch):
-    """The lines of a metrics.json written by epochs before ``epoch`` (none if no file)."""
+    """The lines of a metrics file written by epochs before ``epoch`` (none if no file)."""
     if not os.path.isfile(path):
         return []
     with open(path) as f:

@@ -48,6 +48,7 @@ class TrainerBase:
         self._hooks = []
         self.start_epoch, self.max_epoch, self.epoch, self.iter = 0, 0, 0, 0
         self.storage = {}
+        self.untrained_epochs = []  # epochs that ran no iteration (e.g. no usable clusters)
 
     def register_hooks(self, hooks):
         for hook in hooks:
@@ -67,6 +68,9 @@ class TrainerBase:
         try:
             for self.epoch in range(start_epoch, max_epoch):
                 self.before_epoch()
+                if self.iters_per_epoch == 0:
+                    self.untrained_epochs.append(self.epoch)
+                    logger.warning(f"Epoch {self.epoch} trains no iteration: the run will not train as configured")
                 for self.iter in range(self.iters_per_epoch):
                     self._call("before_step")
                     self.run_step()

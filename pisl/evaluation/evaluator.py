@@ -99,6 +99,12 @@ class ReidEvaluator:
             distmat = re_ranking(qf, gf, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA)
         results = evaluate_rank(qf, gf, pids[is_query], pids[~is_query], cams[is_query], cams[~is_query],
                                 metric=t.METRIC, chunk_size=t.CHUNK_SIZE, distmat=distmat)
+        valid, total = results["num_valid_queries"], int(is_query.sum())
+        if valid < total / 2:
+            # The metrics then speak for a minority of the queries: a camera or split problem.
+            logger.warning(f"{self.dataset_name}: only {valid} of {total} queries have a gallery match in another "
+                           f"camera (same-identity same-camera gallery images are dropped); the metrics cover those "
+                           f"{valid} alone. Check the camera ids and the query / gallery split.")
         return results
 
 

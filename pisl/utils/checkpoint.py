@@ -96,7 +96,14 @@ def load_model_weights(model, path, checkpoint=None, partial=False):
             f"not know ({_some(unexpected)}). Is it a checkpoint of another architecture or config? To load only "
             f"the tensors that fit, set MODEL.PARTIAL_LOAD True.")
     absent = [k for k in own if k not in state]  # the mismatched ones are reported once, above
+    # Classifiers and loss state follow the data (a dataset's identities, an epoch's clusters):
+    # that they differ is expected and worth one quiet line, not a warning.
+    data_sized = [k for k in mismatched + absent if any(part in k for part in _DATA_SIZED)]
+    if data_sized:
+        logger.info(f"Loading {path}: {len(data_sized)} data-sized tensors (classifiers, loss state) not loaded; "
+                    f"they are rebuilt from the data: {_some(data_sized, 4)}")
     for what, keys in (("shape mismatch, skipped", mismatched), ("not in checkpoint", absent), ("not in model", unexpected)):
+        keys = [k for k in keys if k not in data_sized]
         if keys:
             logger.warning(f"Loading {path}: {len(keys)} keys {what}: {_some(keys)}")
     unwrap(model).load_state_dict(fitting, strict=False)

@@ -84,7 +84,12 @@ def dataset_problems(cfg):
     return list(dict.fromkeys(problems))  # a dataset used for training and testing is reported once
 
 
+_SUMMARISED = set()  # datasets whose table this process has logged
+
+
 def build_dataset(name, cfg):
     dataset = DATASET_REGISTRY.get(name).from_config(cfg)
-    dataset.log_summary()
+    if (name, dataset.dataset_dir) not in _SUMMARISED:  # a dataset trained and tested on is listed once
+        _SUMMARISED.add((name, dataset.dataset_dir))
+        dataset.log_summary()
     return dataset
