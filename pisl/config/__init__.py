@@ -1,12 +1,11 @@
 from .config import (
-    CfgNode,
-    ConfigError,
+    check_config,
+    config_value_problems,
     get_cfg,
     import_projects,
     load_config,
     read_imports,
-    check_config,
-    config_value_problems,
     register_config_check,
     register_config_extension,
 )
+from .node import CfgNode, ConfigError

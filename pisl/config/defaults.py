@@ -1,5 +1,5 @@
 """Default values of every core config key. Projects add theirs through an extension."""
-from .config import CfgNode as CN
+from .node import CfgNode as CN
 
 _C = CN()
 
