@@ -15,7 +15,7 @@ from pisl.cluster.knn import knn_pca
 
 from conftest import REPO
 
-spec = importlib.util.spec_from_file_location("bench_cluster", os.path.join(REPO, "tools", "bench_cluster.py"))
+spec = importlib.util.spec_from_file_location("bench_cluster", os.path.join(REPO, "benchmarks", "bench_cluster.py"))
 bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 

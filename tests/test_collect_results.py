@@ -1,4 +1,4 @@
-"""tools/collect_results.py: records of finished runs and the mean +- std table over seeds."""
+"""benchmarks/collect_results.py: records of finished runs and the mean +- std table over seeds."""
 import json
 import os
 import sys
@@ -8,7 +8,7 @@ import torch
 
 from conftest import REPO
 
-sys.path.insert(0, os.path.join(REPO, "tools"))
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import collect_results  # noqa: E402
 
 

@@ -108,17 +108,19 @@ def test_missing_input_of_a_tool_exits_2(tmp_path):
 
 
 def scripts():
-    """Every runnable script under tools/ and projects/*/."""
-    python = [p for p in glob.glob(os.path.join(REPO, "tools", "*.py")) + glob.glob(os.path.join(REPO, "projects", "*", "**", "*.py"), recursive=True)
-              if "__main__" in open(p).read()]
-    shell = glob.glob(os.path.join(REPO, "tools", "**", "*.sh"), recursive=True) + glob.glob(
-        os.path.join(REPO, "projects", "*", "**", "*.sh"), recursive=True)
-    return sorted(python + shell)
+    """Every runnable script under tools/, benchmarks/ and projects/*/."""
+    found = []
+    for pattern in ("tools/**/*", "benchmarks/**/*", "projects/*/**/*"):
+        for path in glob.glob(os.path.join(REPO, pattern), recursive=True):
+            if path.endswith(".sh") or path.endswith(".py") and "__main__" in open(path).read():
+                found.append(path)
+    return sorted(found)
 
 
 def test_every_script_is_found():
     names = {os.path.relpath(p, REPO) for p in scripts()}
-    assert {"tools/train_net.py", "tools/visualize.py", "projects/PISL/run_cuhk03_seeds.sh"} <= names, names
+    assert {"tools/train_net.py", "tools/visualize.py", "benchmarks/bench_cluster_scale.py",
+            "projects/PISL/tools/box_sources.py", "projects/PISL/run_cuhk03_seeds.sh"} <= names, names
 
 
 @pytest.mark.parametrize("script", scripts(), ids=lambda p: os.path.relpath(p, REPO))

@@ -1,5 +1,5 @@
 """tools/visualize.py on the synthetic data: every picture is written and is a real PNG; the
-geometry and the metrics reading against hand cases. tools/box_sources.py on the same run."""
+geometry and the metrics reading against hand cases. projects/PISL/tools/box_sources.py on the same run."""
 import json
 import os
 import subprocess
@@ -78,7 +78,7 @@ def test_each_picture_is_written(command, pisl_run, synthetic_root, tmp_path):
 
 
 def test_box_sources_tool_reports_every_source(pisl_run, synthetic_root):
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "box_sources.py"), "--config-file",
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "projects", "PISL", "tools", "box_sources.py"), "--config-file",
                            os.path.join(REPO, PISL_DEMO), "--num-images", "20", "--timesteps", "0,999",
                            "MODEL.WEIGHTS", str(pisl_run / "model_final.pth"), "DATASETS.ROOT", synthetic_root,
                            "MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[64, 32]", "DATALOADER.NUM_WORKERS", "0"],

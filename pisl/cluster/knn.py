@@ -170,7 +170,7 @@ def knn_ivf(features, k, cells=0, probes=8, seed=0):
     nearest to their cell's centre (its own first). One matrix product per cell, instead of
     faiss's per-query scan of the lists, keeps the CPU's BLAS busy. Cost is about
     probes / cells of an exact search plus the k-means; recall grows with ``probes``
-    (``tools/bench_cluster_scale.py`` measures it).
+    (``benchmarks/bench_cluster_scale.py`` measures it).
     """
     feats = torch.as_tensor(features).float()
     if torch.cuda.is_available():
@@ -222,7 +222,7 @@ def knn_pca(features, k, dim=256, refine=3, backend="auto", chunk_size=512):
 
     Pooled CNN features put most of their variance in a few hundred directions, so the
     projected search finds the true neighbours among its candidates at D / dim of the exact
-    search's cost (``tools/bench_cluster_scale.py`` measures the recall).
+    search's cost (``benchmarks/bench_cluster_scale.py`` measures the recall).
     """
     feats = torch.as_tensor(features).float()
     if torch.cuda.is_available():

@@ -239,7 +239,7 @@ class DiffusionSTNParts(nn.Module):
 
     @torch.no_grad()
     def box_sources(self, feature_map, global_feature, timesteps=(0, 500, 999), seed=0):
-        """Diagnostics (``tools/box_sources.py``): where a trained model's boxes come from.
+        """Diagnostics (``projects/PISL/tools/box_sources.py``): where a trained model's boxes come from.
 
         Returns {source: (thetas N x 6P, depth 6P or None)} for the STN's theta, the DDIM
         sample, and the x0_hat that the denoiser recovers from the STN's theta noised to each

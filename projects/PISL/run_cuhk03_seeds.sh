@@ -31,7 +31,7 @@ config() {
 }
 if [ ! -f "$RECORD_ROOT/imagenet/eval_results.json" ]; then
   python tools/train_net.py --config-file projects/PISL/configs/cuhk03np.yml --eval-only --overwrite OUTPUT_DIR "$LOG_ROOT/imagenet"
-  python tools/collect_results.py --record "$LOG_ROOT/imagenet" "$RECORD_ROOT/imagenet"
+  python benchmarks/collect_results.py --record "$LOG_ROOT/imagenet" "$RECORD_ROOT/imagenet"
 fi
 for seed in $SEEDS; do
   for row in $ROWS; do
@@ -40,7 +40,7 @@ for seed in $SEEDS; do
     start=$(date +%s)
     python tools/train_net.py --config-file "$(config "$row")" --overwrite SEED "$seed" "${SCHEDULE[@]}" "$@" OUTPUT_DIR "$out"
     echo $(( $(date +%s) - start )) > "$out/wall_seconds"
-    python tools/collect_results.py --record "$out" "$RECORD_ROOT/seed$seed/$row"
+    python benchmarks/collect_results.py --record "$out" "$RECORD_ROOT/seed$seed/$row"
   done
 done
-python tools/collect_results.py --seeds "$RECORD_ROOT" $ROWS
+python benchmarks/collect_results.py --seeds "$RECORD_ROOT" $ROWS

@@ -2,7 +2,7 @@
 # Reproduce the CUHK03-NP comparison table of projects/PISL/README.md (CPU, about an hour):
 #   bash projects/PISL/run_cuhk03_table.sh [extra KEY VALUE overrides]
 # Each run writes $LOG_ROOT/<name>/{log.txt,results.json,wall_seconds} (LOG_ROOT defaults to
-# logs/cuhk03np); the table is printed at the end by tools/collect_results.py. Another seed:
+# logs/cuhk03np); the table is printed at the end by benchmarks/collect_results.py. Another seed:
 #   LOG_ROOT=logs/cuhk03np_seed2 bash projects/PISL/run_cuhk03_table.sh SEED 2
 set -euo pipefail
 # --help: the comment block above.
@@ -21,4 +21,4 @@ run cluster_contrast projects/ClusterContrast/configs/cuhk03np.yml "$@"
 run pisl_stripes projects/PISL/configs/cuhk03np_stripes.yml "$@"
 run pisl_no_cam projects/PISL/configs/cuhk03np_no_cam.yml "$@"
 run pisl projects/PISL/configs/cuhk03np.yml "$@"
-python tools/collect_results.py "$LOG_ROOT"/{imagenet,cluster_contrast,pisl_stripes,pisl_no_cam,pisl}
+python benchmarks/collect_results.py "$LOG_ROOT"/{imagenet,cluster_contrast,pisl_stripes,pisl_no_cam,pisl}

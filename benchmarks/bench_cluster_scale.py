@@ -3,9 +3,9 @@
 peak memory, recall@k of the k-NN against exact search and ARI of the labels against exact
 labels, for each k-NN method, on generated features with re-ID structure.
 
-    python tools/bench_cluster_scale.py --sizes 12936 32621 130000 280000 --dims 2048 1280 \\
+    python benchmarks/bench_cluster_scale.py --sizes 12936 32621 130000 280000 --dims 2048 1280 \\
         --methods exact ivf:8 ivf:16
-    python tools/bench_cluster_scale.py --real feats.npz      # check the generator against real features
+    python benchmarks/bench_cluster_scale.py --real feats.npz      # check the generator against real features
 
 Features (``reid_like_features``): identities with about IMAGES_PER_ID images over several
 cameras; each image is its identity's centre plus its camera's offset plus noise, in a

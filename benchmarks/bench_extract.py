@@ -3,7 +3,7 @@
 training set (``extract_features`` with the model's ``cluster_features``), sharded over ranks
 and gathered.
 
-    python tools/bench_extract.py --config-file projects/PISL/configs/cuhk03np.yml --procs 1,2 \\
+    python benchmarks/bench_extract.py --config-file projects/PISL/configs/cuhk03np.yml --procs 1,2 \\
         MODEL.BACKBONE.PRETRAIN_PATH ../shared/weights/mobilenet_v2_imagenet.pth
 
 Prints the seconds per process count (one untimed warm-up batch first), the speed-up, and the

@@ -3,7 +3,7 @@
 (11,659 queries x 82,161 gallery images, 2048-d by default, 15 cameras), and the check that the
 chunked result equals one computed in a single chunk on a subset.
 
-    python tools/bench_eval_scale.py [--queries 11659 --gallery 82161 --dim 2048 --chunk-size 1024]
+    python benchmarks/bench_eval_scale.py [--queries 11659 --gallery 82161 --dim 2048 --chunk-size 1024]
 
 Peak memory is the process's peak resident set size (ru_maxrss), features included.
 """

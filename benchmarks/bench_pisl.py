@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Cost of PISL's diffusion-STN parts against PPLR's stripes, on the same backbone and batch.
 
-    python tools/bench_pisl.py                       # cuhk03np.yml vs cuhk03np_stripes.yml
-    python tools/bench_pisl.py --iters 20 MODEL.DEVICE cuda
+    python benchmarks/bench_pisl.py                       # cuhk03np.yml vs cuhk03np_stripes.yml
+    python benchmarks/bench_pisl.py --iters 20 MODEL.DEVICE cuda
 
 Times (medians, the two models taking turns) (1) one training iteration (SimpleTrainer's
 step: forward, all configured losses, backward, optimizer step) and (2) the per-epoch feature

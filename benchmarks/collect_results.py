@@ -2,9 +2,9 @@
 """Print one markdown table from several output folders (results.json or eval_results.json,
 wall_seconds when present, and the per-epoch evaluations in metrics.jsonl).
 
-    python tools/collect_results.py logs/cuhk03np/cluster_contrast logs/cuhk03np/pisl
-    python tools/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...]
-    python tools/collect_results.py --record RUN_DIR RECORD_DIR
+    python benchmarks/collect_results.py logs/cuhk03np/cluster_contrast logs/cuhk03np/pisl
+    python benchmarks/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...]
+    python benchmarks/collect_results.py --record RUN_DIR RECORD_DIR
 
 ``--seeds`` reads LOG_ROOT/seed*/ROW for each row and prints mean +- std (sample std) over the
 seeds that finished, the global+parts mAP where evaluated, and the last clustering's

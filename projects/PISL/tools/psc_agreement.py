@@ -2,7 +2,7 @@
 """Does the PSC agreement score separate reliable from unreliable parts? Measured on a model's
 training-set features, for the ``mmd`` and ``jaccard`` scores.
 
-    python tools/psc_agreement.py --config-file projects/PISL/configs/cuhk03np.yml [MODEL.WEIGHTS F] [KEY VALUE ...]
+    python projects/PISL/tools/psc_agreement.py --config-file projects/PISL/configs/cuhk03np.yml [MODEL.WEIGHTS F] [KEY VALUE ...]
 
 For every image n and part p, the part's *reliability* is the share of its k nearest
 neighbours in part-p space that have n's true identity (true ids are read for this
@@ -20,7 +20,7 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402

@@ -4,7 +4,7 @@ implementation of the reference algorithm, on random L2-normalised features, and
 both give identical labels. The reference searches with a full faiss k-NN, as its code does;
 pisl uses its symmetric self-search (knn_self).
 
-    python tools/bench_cluster.py --sizes 12936 32621 --dim 2048
+    python benchmarks/bench_cluster.py --sizes 12936 32621 --dim 2048
 
 Features are drawn as noisy copies of random "identity" centres so that DBSCAN finds real
 clusters (pure noise would give none and test nothing). Peak memory is the process's peak

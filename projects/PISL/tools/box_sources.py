@@ -3,7 +3,7 @@
 DDIM sample (what clustering and testing use), and the denoiser's x0_hat from the STN's theta
 noised to several t (what training cuts patches with).
 
-    python tools/box_sources.py --config-file RUN/config.yaml MODEL.WEIGHTS RUN/model_final.pth
+    python projects/PISL/tools/box_sources.py --config-file RUN/config.yaml MODEL.WEIGHTS RUN/model_final.pth
 
 For each source: the box statistics that training logs before each epoch (centres, heights,
 distance from the stripes, spread over images; ``box_statistics``) and how deep in the box
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.config import ConfigError  # noqa: E402
