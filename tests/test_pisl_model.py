@@ -40,8 +40,8 @@ def test_gradients_reach_stn_and_denoiser():
     notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
     batch = {"images": images, "targets": torch.tensor(labels), "camids": torch.tensor(cams), "index": torch.arange(8)}
     losses = model(batch)
-    assert set(losses) == {"PSCLoss", "SoftTripletLoss", "CameraContrastLoss", "SCDLoss/noise", "SCDLoss/consistency",
-                           "SCDLoss/contrast"}
+    assert set(losses) == {"PSCLoss/global", "PSCLoss/part_ce", "PSCLoss/part_kl", "SoftTripletLoss",
+                           "CameraContrastLoss", "SCDLoss/noise", "SCDLoss/consistency", "SCDLoss/contrast"}
     sum(losses.values()).backward()
     gen = model.part_generator
     for name, param in [("stn last fc", gen.stn.features[-1].weight), ("stn last fc bias", gen.stn.features[-1].bias),

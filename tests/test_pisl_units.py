@@ -12,8 +12,9 @@ import_projects(["projects.PISL"])
 from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistency_scores, max_discrepancy,  # noqa: E402
                                        mmd_discrepancy, neighbours)
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
-from projects.PISL.losses import (agreement_aware_smoothing, camera_contrast, noise_loss, refined_targets,  # noqa: E402
-                                  scd_loss, supervised_contrastive)
+from projects.PISL.losses import (PSCLoss, agreement_aware_smoothing, agreement_aware_terms, camera_contrast,  # noqa: E402
+                                  noise_loss, refined_targets, scd_loss, supervised_contrastive)
+from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
                                            box_statistics, cut_patches, stripe_thetas)
 
@@ -98,6 +99,38 @@ def test_agreement_aware_smoothing_hand_computed():
     ce = -math.log(0.75)
     kl = 0.5 * (math.log(0.5) - math.log(0.25)) + 0.5 * (math.log(0.5) - math.log(0.75))
     assert agreement_aware_smoothing(logits, torch.tensor([1]), a).item() == pytest.approx(0.4 * ce + 0.6 * kl, rel=1e-6)
+
+
+def test_agreement_aware_terms_of_a_confident_classifier_hand_computed():
+    """A confident part classifier (logit gap 20 over 4 classes) with a low agreement: the
+    uniform-KL term is large and dominates, which is what makes PSC's loss climb as the
+    classifiers sharpen (issue 25)."""
+    logits = torch.tensor([[20.0, 0.0, 0.0, 0.0]])
+    a = torch.tensor([0.2])
+    log_z = math.log(math.exp(20.0) + 3.0)
+    ce = log_z - 20.0  # -log p_0, about 6e-9
+    kl = 0.25 * sum(math.log(0.25) - (logit - log_z) for logit in (20.0, 0.0, 0.0, 0.0))  # about 13.6
+    ce_term, kl_term = agreement_aware_terms(logits, torch.tensor([0]), a)
+    assert ce_term.item() == pytest.approx(0.2 * ce, abs=1e-6) and kl_term.item() == pytest.approx(0.8 * kl, rel=1e-5)
+    assert kl_term.item() > 10
+
+
+def test_psc_loss_logs_its_terms_and_they_sum_to_the_loss():
+    loss = PSCLoss(lam=0.5, ls_start_epoch=1, epsilon=0.1, scale=2.0)
+    loss.agreement = torch.tensor([[0.3, 0.6], [0.9, 0.1]])
+    outputs = {"logits": torch.tensor([[1.0, 0.0], [0.0, 2.0]]),
+               "part_logits": [torch.tensor([[0.5, 0.0], [0.0, 0.5]]), torch.tensor([[3.0, 0.0], [0.0, 1.0]])]}
+    batch = {"targets": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}
+    before = loss(outputs, batch)  # epoch 0 < 1: plain label smoothing, no KL term
+    assert set(before) == {"global", "part_ce", "part_kl"} and before["part_kl"].item() == 0
+    ls = torch.stack([cross_entropy_label_smooth(z, batch["targets"], 0.1) for z in outputs["part_logits"]]).mean()
+    assert before["part_ce"].item() == pytest.approx(2.0 * ls.item())
+    loss.epoch = 1
+    after = loss(outputs, batch)
+    smoothing = torch.stack([agreement_aware_smoothing(z, batch["targets"], loss.agreement[:, p])
+                             for p, z in enumerate(outputs["part_logits"])]).mean()
+    assert (after["part_ce"] + after["part_kl"]).item() == pytest.approx(2.0 * smoothing.item(), rel=1e-6)
+    assert after["global"].item() == pytest.approx(before["global"].item())
 
 
 def test_camera_contrast_hand_computed():

@@ -25,13 +25,19 @@ def refined_targets(targets, part_logits, agreement, lam):
     return lam * onehot + (1 - lam) * ensemble
 
 
-def agreement_aware_smoothing(logits, targets, agreement):
-    """mean_i [a_i CE(z_i, y_i) + (1 - a_i) KL(u || softmax(z_i))]."""
+def agreement_aware_terms(logits, targets, agreement):
+    """The two terms of agreement-aware smoothing: mean_i a_i CE(z_i, y_i) and
+    mean_i (1 - a_i) KL(u || softmax(z_i))."""
     log_probs = F.log_softmax(logits, dim=1)
     ce = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
     c = logits.shape[1]
     kl_uniform = (-torch.log(torch.tensor(float(c))) - log_probs).sum(1) / c
-    return (agreement * ce + (1 - agreement) * kl_uniform).mean()
+    return (agreement * ce).mean(), ((1 - agreement) * kl_uniform).mean()
+
+
+def agreement_aware_smoothing(logits, targets, agreement):
+    """mean_i [a_i CE(z_i, y_i) + (1 - a_i) KL(u || softmax(z_i))]."""
+    return sum(agreement_aware_terms(logits, targets, agreement))
 
 
 def camera_contrast(features, targets, camids, proxies, proxy_pids, proxy_cids, temperature=0.07, num_hard=50):
@@ -118,14 +124,19 @@ class PSCLoss(ReidLoss):
         logger.info(f"PSC agreement ({self.score}, k={self.k}) before epoch {state.epoch}:\n{table}")
 
     def forward(self, outputs, batch):
+        """Three logged terms: ``global`` (label-refined CE), ``part_ce`` and ``part_kl`` (their
+        mean over parts: the agreement-weighted CE and uniform-KL of the smoothing, or the plain
+        label-smoothing CE and 0 before ``ls_start_epoch``)."""
         targets = batch["targets"].to(outputs["logits"].device)
         agreement = self.agreement[batch["index"].to(self.agreement.device)]
         global_loss = soft_target_cross_entropy(outputs["logits"], refined_targets(targets, outputs["part_logits"], agreement, self.lam))
         if self.epoch >= self.ls_start_epoch:
-            part_losses = [agreement_aware_smoothing(z, targets, agreement[:, p]) for p, z in enumerate(outputs["part_logits"])]
+            terms = [agreement_aware_terms(z, targets, agreement[:, p]) for p, z in enumerate(outputs["part_logits"])]
         else:
-            part_losses = [cross_entropy_label_smooth(z, targets, self.epsilon) for z in outputs["part_logits"]]
-        return self.scale * (global_loss + torch.stack(part_losses).mean())
+            zero = global_loss.new_zeros(())
+            terms = [(cross_entropy_label_smooth(z, targets, self.epsilon), zero) for z in outputs["part_logits"]]
+        part_ce, part_kl = (torch.stack(t).mean() for t in zip(*terms))
+        return {"global": self.scale * global_loss, "part_ce": self.scale * part_ce, "part_kl": self.scale * part_kl}
 
 
 @LOSS_REGISTRY.register()
