@@ -99,3 +99,8 @@ def test_unsupervised_two_processes_match_one(config, synthetic_root, tmp_path):
     assert one_proc.keys() == two_proc.keys()
     for key in one_proc:
         assert two_proc[key] == pytest.approx(one_proc[key], abs=1e-4), key
+    # The saved model is the evaluated one: re-evaluating model_final reproduces the run's own
+    # final table (before: each process extracted with its own BatchNorm statistics).
+    run = results(two)
+    for key in one_proc:
+        assert one_proc[key] == pytest.approx(run[key], abs=1e-4), key

@@ -26,6 +26,7 @@ def extract_features(model, loader, feature_fn=None, desc="Extracting features",
     as fp32."""
     was_training = model.training
     model.eval()
+    comm.broadcast_buffers(model)  # under DDP: every process extracts with rank 0's (saved) model
     feature_fn = feature_fn or (lambda batch: {"global": model(batch)})
     chunks, indices = defaultdict(list), []
     start = time.perf_counter()

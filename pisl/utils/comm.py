@@ -92,6 +92,17 @@ def create_ddp_model(model):
                                    find_unused_parameters=True)
 
 
+def broadcast_buffers(module, src=0):
+    """Copy ``src``'s buffers (BatchNorm running statistics) to every process. Each process
+    updates its own in training, so without this every process would extract with other
+    statistics than the model that rank 0 saves."""
+    if get_world_size() == 1:
+        return
+    with torch.no_grad():
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=src)
+
+
 def broadcast_object(obj, src=0):
     if get_world_size() == 1:
         return obj
