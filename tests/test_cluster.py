@@ -8,10 +8,9 @@ import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
-                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_ivf, knn_self,
+                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_pca, knn_self,
                           knn_torch)
 from pisl.cluster.jaccard import _sums_above, expanded_sets, pair_distances
-from pisl.cluster.knn import knn_pca
 
 from conftest import REPO
 
@@ -166,15 +165,6 @@ def test_pca_knn_is_exact_when_the_features_span_fewer_directions():
     # Too few directions lose neighbours: the recall measures something.
     coarse = knn_pca(feats, 10, dim=2, refine=1)[1]
     assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(coarse, exact[1])]) < 9.5
-
-
-def test_ivf_knn_is_exact_when_every_cell_is_probed():
-    feats = low_rank_features(dim=16, rank=16)
-    exact = knn_self(feats, 10)
-    approx = knn_ivf(feats, 10, cells=6, probes=6)
-    assert np.array_equal(approx[1], exact[1]) and np.allclose(approx[0], exact[0], atol=1e-5)
-    partial = knn_ivf(feats, 10, cells=20, probes=1)[1]
-    assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(partial, exact[1])]) < 9.5
 
 
 def test_knn_graph_auto_switches_at_the_threshold():

@@ -1,9 +1,9 @@
 """k-nearest-neighbour search on L2-normalised features: exact (faiss when installed, GPU index
 when faiss-gpu and CUDA are there, else a chunked torch search; a self-search that computes each
-pair's distance once) and, for hundreds of thousands of samples on a CPU, an approximate
-inverted-file search (``knn_ivf``). ``knn_graph`` picks one from the CLUSTER.KNN keys."""
+pair's distance once) and, for hundreds of thousands of samples on a CPU, an approximate search
+in the features' principal directions (``knn_pca``). ``knn_graph`` picks one from the
+CLUSTER.KNN keys."""
 import logging
-import math
 
 import numpy as np
 import torch
@@ -135,74 +135,6 @@ def knn_self(features, k, backend="auto", block_size=1024):
     return selector.result()
 
 
-def kmeans(features, num_cells, iters=10, sample_per_cell=32, seed=0):
-    """Lloyd's k-means of the rows of ``features`` (on their device), trained on a random
-    sample of ``sample_per_cell`` rows per cell as faiss does; an emptied cell takes a random
-    sample row. Returns the centres, num_cells x D."""
-    gen = torch.Generator().manual_seed(seed)
-    n = len(features)
-    sample = features[torch.randperm(n, generator=gen)[: min(n, num_cells * sample_per_cell)].to(features.device)]
-    centres = sample[torch.randperm(len(sample), generator=gen)[:num_cells].to(features.device)].clone()
-    for _ in range(iters):
-        assign = nearest_centre(sample, centres)
-        counts = torch.bincount(assign, minlength=num_cells)
-        sums = torch.zeros_like(centres).index_add_(0, assign, sample)
-        empty = counts == 0
-        centres = sums / counts.clamp(min=1).unsqueeze(1).to(sums.dtype)
-        refill = torch.randint(len(sample), (int(empty.sum()),), generator=gen).to(features.device)
-        centres[empty] = sample[refill]
-    return centres
-
-
-def nearest_centre(features, centres, chunk_size=16384):
-    """Index of the nearest centre (squared L2) of each row, chunked over rows."""
-    half_sq = centres.pow(2).sum(1) / 2
-    return torch.cat([torch.addmm(half_sq, features[i: i + chunk_size], centres.t(), alpha=-1).argmin(1)
-                      for i in range(0, len(features), chunk_size)])
-
-
-def knn_ivf(features, k, cells=0, probes=8, seed=0):
-    """Approximate k-NN of every row among all rows (itself included), as (squared distances,
-    indices) NumPy arrays N x k, nearest first: an inverted file, batched per cell.
-
-    The rows are split into ``cells`` k-means cells (0: sqrt(N)); the rows of one cell are
-    searched together, exactly, among the rows of the ``probes`` cells whose centres are
-    nearest to their cell's centre (its own first). One matrix product per cell, instead of
-    faiss's per-query scan of the lists, keeps the CPU's BLAS busy. Cost is about
-    probes / cells of an exact search plus the k-means; recall grows with ``probes``
-    (``benchmarks/bench_cluster_scale.py`` measures it).
-    """
-    feats = torch.as_tensor(features).float()
-    if torch.cuda.is_available():
-        feats = feats.cuda()
-    n = len(feats)
-    if k > n:
-        raise ValueError(f"k={k} neighbours asked among only {n} samples")
-    cells = min(cells or max(1, round(math.sqrt(n))), n)
-    probes = min(probes, cells)
-    centres = kmeans(feats, cells, seed=seed)
-    assign = nearest_centre(feats, centres)
-    order = torch.argsort(assign, stable=True)
-    sorted_feats, sorted_sq = feats[order], feats[order].pow(2).sum(1)
-    ends = torch.cumsum(torch.bincount(assign, minlength=cells), 0).tolist()
-    starts = [0] + ends[:-1]
-    probe_cells = torch.topk(torch.cdist(centres, centres), probes, dim=1, largest=False).indices.tolist()
-    dist = torch.full((n, k), float("inf"), device=feats.device)
-    index = torch.zeros((n, k), dtype=torch.long, device=feats.device)
-    for cell in range(cells):
-        if starts[cell] == ends[cell]:
-            continue
-        rows = slice(starts[cell], ends[cell])
-        cand = torch.cat([torch.arange(starts[c], ends[c], device=feats.device) for c in probe_cells[cell]])
-        d = torch.addmm(sorted_sq[rows, None] + sorted_sq[None, cand], sorted_feats[rows], sorted_feats[cand].t(), alpha=-2)
-        top = d.topk(min(k, len(cand)), dim=1, largest=False, sorted=True)
-        dist[rows, : top.values.shape[1]], index[rows, : top.values.shape[1]] = top.values, cand[top.indices]
-    # Back to the rows' own order and ids; a cell whose probes hold fewer than k rows keeps inf.
-    out_dist, out_index = torch.empty_like(dist), torch.empty_like(index)
-    out_dist[order], out_index[order] = dist, order[index]
-    return out_dist.cpu().numpy(), out_index.cpu().numpy()
-
-
 def pca_basis(features, dim, chunk_size=16384):
     """The top-``dim`` principal directions of the rows (D x dim) and their mean, from the
     D x D covariance accumulated over row chunks."""
@@ -246,18 +178,15 @@ def knn_pca(features, k, dim=256, refine=3, backend="auto", chunk_size=512):
     return torch.cat(dist).cpu().numpy(), torch.cat(index).cpu().numpy()
 
 
-def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", cells=0, probes=8, pca_dim=256,
-              refine=3, seed=0):
+def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca_dim=256, refine=3):
     """The k-NN of every row among all rows for the pseudo-labels, as (squared distances,
-    indices) N x k, nearest first. ``method``: "exact" (``knn_self``), "ivf" (``knn_ivf``
-    with ``cells`` and ``probes``), "pca" (``knn_pca`` with ``pca_dim`` and ``refine``), or
-    "auto": exact below ``exact_below`` rows or on CUDA (where exact is fast), else pca."""
+    indices) N x k, nearest first. ``method``: "exact" (``knn_self``), "pca" (``knn_pca``
+    with ``pca_dim`` and ``refine``), or "auto": exact below ``exact_below`` rows or on CUDA
+    (where exact is fast), else pca."""
     if method == "auto":
         method = "exact" if len(features) < exact_below or torch.cuda.is_available() else "pca"
     if method == "exact":
         return knn_self(features, k, backend=backend)
-    if method == "ivf":
-        return knn_ivf(features, k, cells=cells, probes=probes, seed=seed)
     if method == "pca":
         return knn_pca(features, k, dim=pca_dim, refine=refine, backend=backend)
-    raise KeyError(f"Unknown k-NN method '{method}': use exact, ivf, pca or auto")
+    raise KeyError(f"Unknown k-NN method '{method}': use exact, pca or auto")

@@ -20,14 +20,11 @@ def core_checks(cfg):
                         f"use e.g. {max(instances, batch - batch % instances)}")
     if not 0 < cfg.CLUSTER.EPS < 1:
         problems.append(f"CLUSTER.EPS is {cfg.CLUSTER.EPS}: it is a Jaccard distance, so 0 < EPS < 1 (typically 0.4-0.7)")
-    if cfg.CLUSTER.KNN.METHOD not in ("auto", "exact", "pca", "ivf"):
-        problems.append(f"CLUSTER.KNN.METHOD is '{cfg.CLUSTER.KNN.METHOD}': use auto, exact, pca or ivf")
+    if cfg.CLUSTER.KNN.METHOD not in ("auto", "exact", "pca"):
+        problems.append(f"CLUSTER.KNN.METHOD is '{cfg.CLUSTER.KNN.METHOD}': use auto, exact or pca")
     if cfg.CLUSTER.KNN.PCA_DIM < 1 or cfg.CLUSTER.KNN.REFINE < 1:
         problems.append(f"CLUSTER.KNN.PCA_DIM ({cfg.CLUSTER.KNN.PCA_DIM}) and CLUSTER.KNN.REFINE "
                         f"({cfg.CLUSTER.KNN.REFINE}) must be at least 1")
-    if cfg.CLUSTER.KNN.IVF_PROBES < 1 or cfg.CLUSTER.KNN.IVF_CELLS < 0:
-        problems.append(f"CLUSTER.KNN.IVF_PROBES ({cfg.CLUSTER.KNN.IVF_PROBES}) must be at least 1 and "
-                        f"CLUSTER.KNN.IVF_CELLS ({cfg.CLUSTER.KNN.IVF_CELLS}) 0 (= sqrt(N)) or more")
     if cfg.CLUSTER.MIN_SAMPLES < 1:
         problems.append(f"CLUSTER.MIN_SAMPLES is {cfg.CLUSTER.MIN_SAMPLES}: must be at least 1")
     problems += _size_problems("INPUT.SIZE_TRAIN", cfg.INPUT.SIZE_TRAIN)

@@ -127,15 +127,12 @@ _C.CLUSTER.OUTLIERS = "drop"  # drop (reference) | singleton
 _C.CLUSTER.KNN_BACKEND = "auto"  # top-k selection of the exact search: auto (faiss when installed) | faiss | torch
 # The k-NN search under the Jaccard distance (pisl.cluster.knn_graph; README "Scale"):
 # exact | pca (exact search in the top PCA_DIM principal directions for REFINE x K1
-# candidates, re-ranked exactly) | ivf (inverted file, batched per cell) | auto (exact below
-# EXACT_BELOW samples or on CUDA, else pca).
+# candidates, re-ranked exactly) | auto (exact below EXACT_BELOW samples or on CUDA, else pca).
 _C.CLUSTER.KNN = CN()
 _C.CLUSTER.KNN.METHOD = "auto"
 _C.CLUSTER.KNN.EXACT_BELOW = 50000
 _C.CLUSTER.KNN.PCA_DIM = 256
 _C.CLUSTER.KNN.REFINE = 3
-_C.CLUSTER.KNN.IVF_CELLS = 0  # k-means cells; 0 = sqrt(N)
-_C.CLUSTER.KNN.IVF_PROBES = 8  # cells searched per cell; more = higher recall, slower
 _C.CLUSTER.SAMPLER = "CameraAwareSampler"
 # Stop (cleanly) after this many consecutive epochs with fewer than 2 clusters; 0 = never.
 _C.CLUSTER.MAX_DEGENERATE_EPOCHS = 3

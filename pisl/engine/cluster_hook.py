@@ -98,7 +98,7 @@ class ClusteringHook(HookBase):
         self.eps, self.min_samples, self.k1, self.k2 = c.EPS, c.MIN_SAMPLES, c.K1, c.K2
         self.outliers, self.knn_backend, self.max_degenerate = c.OUTLIERS, c.KNN_BACKEND, c.MAX_DEGENERATE_EPOCHS
         self.knn_options = dict(method=c.KNN.METHOD, exact_below=c.KNN.EXACT_BELOW, pca_dim=c.KNN.PCA_DIM,
-                                refine=c.KNN.REFINE, cells=c.KNN.IVF_CELLS, probes=c.KNN.IVF_PROBES, seed=cfg.SEED)
+                                refine=c.KNN.REFINE)
         self.labels = None
         self.degenerate_epochs = 0
         self.history = []
