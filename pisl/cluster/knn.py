@@ -141,13 +141,13 @@ def pca_basis(features, dim, chunk_size=16384):
     mean = features.mean(0)
     cov = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64, device=features.device)
     for i in range(0, len(features), chunk_size):
-        centred = (features[i: i + chunk_size] - mean).double()
-        cov += centred.t() @ centred
+        centred = features[i: i + chunk_size] - mean
+        cov += (centred.t() @ centred).double()  # float32 products (fast), float64 sum over chunks
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
     return eigenvectors[:, -dim:].flip(1).float(), mean
 
 
-def knn_pca(features, k, dim=256, refine=3, backend="auto", chunk_size=512):
+def knn_pca(features, k, dim=128, refine=3, backend="auto", chunk_size=512):
     """Approximate k-NN of every row among all rows (itself included), as (squared distances,
     indices) N x k, nearest first: an exact search on the rows projected to their top ``dim``
     principal directions gives ``refine`` x k candidates, whose exact distances pick the k.
@@ -170,7 +170,8 @@ def knn_pca(features, k, dim=256, refine=3, backend="auto", chunk_size=512):
     dist, index = [], []
     for i in range(0, n, chunk_size):
         cand = candidates[i: i + chunk_size]
-        dots = torch.bmm(feats[cand], feats[i: i + chunk_size, :, None]).squeeze(2)
+        gathered = torch.index_select(feats, 0, cand.reshape(-1)).view(*cand.shape, -1)  # faster than feats[cand]
+        dots = torch.bmm(gathered, feats[i: i + chunk_size, :, None]).squeeze(2)
         d = sq_norms[i: i + chunk_size, None] + sq_norms[cand] - 2 * dots
         top = d.topk(k, dim=1, largest=False, sorted=True)
         dist.append(top.values)
@@ -178,7 +179,7 @@ def knn_pca(features, k, dim=256, refine=3, backend="auto", chunk_size=512):
     return torch.cat(dist).cpu().numpy(), torch.cat(index).cpu().numpy()
 
 
-def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca_dim=256, refine=3):
+def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca_dim=128, refine=3):
     """The k-NN of every row among all rows for the pseudo-labels, as (squared distances,
     indices) N x k, nearest first. ``method``: "exact" (``knn_self``), "pca" (``knn_pca``
     with ``pca_dim`` and ``refine``), or "auto": exact below ``exact_below`` rows or on CUDA
