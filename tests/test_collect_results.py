@@ -42,8 +42,9 @@ def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
     assert cells[6] == "15 +- 7" and cells[-1] == "0.500 +- 0.000"
 
 
-def test_unfinished_run_is_not_recorded(tmp_path):
+def test_unfinished_run_is_not_recorded(tmp_path, capsys):
     os.makedirs(tmp_path / "run")
-    with pytest.raises(SystemExit, match="did not finish"):
+    with pytest.raises(SystemExit) as exit_info:
         collect_results.record(str(tmp_path / "run"), str(tmp_path / "record"))
+    assert exit_info.value.code == 2 and "did not finish" in capsys.readouterr().err
     assert not (tmp_path / "record").exists()
