@@ -14,6 +14,7 @@ from ..data.datasets import dataset_problems
 from ..modeling import META_ARCH_REGISTRY
 from ..modeling.backbones import backbone_weight_problems
 from ..utils.checkpoint import checkpoint_file_problem
+from ..utils.paths import unwritable_ancestor
 from .hooks import HOOK_REGISTRY, Checkpointer
 
 # The files by which a folder is recognised as holding an earlier run.
@@ -25,11 +26,9 @@ def output_dir_problems(output_dir, resume=False, overwrite=False, eval_only=Fal
     not replace an earlier run's files unasked."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         return [f"OUTPUT_DIR '{output_dir}' is a file, not a folder"]
-    existing = output_dir
-    while existing and not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.access(existing or ".", os.W_OK):
-        return [f"OUTPUT_DIR '{output_dir}' cannot be written ({existing or '.'} is not writable)"]
+    blocked = unwritable_ancestor(output_dir)
+    if blocked:
+        return [f"OUTPUT_DIR '{output_dir}' cannot be written ({blocked} is not a writable folder)"]
     earlier = [f for f in RUN_FILES if os.path.isfile(os.path.join(output_dir, f))]
     if earlier and not (resume or overwrite or eval_only):
         return [f"OUTPUT_DIR {output_dir} holds an earlier run ({', '.join(earlier)}). Continue it with --resume, "

@@ -41,21 +41,19 @@ class ReidDataset:
         return type(self).__name__
 
     @classmethod
-    def missing_paths_problem(cls, name, dataset_dir, names, key="DATASETS.ROOT", value=None, layout_help=None):
-        """One line when ``dataset_dir`` or any of ``names`` in it is missing, else None. ``key``
-        (and its ``value``) is the config key that would fix it."""
-        value = os.path.dirname(dataset_dir) if value is None else value
-        layout = f" (expected {(layout_help or cls.layout_help).strip()})"
+    def missing_paths_problems(cls, name, dataset_dir, names, root):
+        """[one line] when ``dataset_dir`` or any of ``names`` in it is missing, else []; the
+        line names DATASETS.ROOT (``root``), the key that would fix it."""
+        layout = f" (expected {cls.layout_help.strip()})"
         if not os.path.isdir(dataset_dir):
-            return f"{key} '{value}': {name} needs the folder {dataset_dir}, which does not exist{layout}"
+            return [f"DATASETS.ROOT '{root}': {name} needs the folder {dataset_dir}, which does not exist{layout}"]
         missing = [n for n in names if not os.path.exists(os.path.join(dataset_dir, n))]
         if missing:
-            return f"{key} '{value}': {name} at {dataset_dir} lacks {', '.join(missing)}{layout}"
-        return None
+            return [f"DATASETS.ROOT '{root}': {name} at {dataset_dir} lacks {', '.join(missing)}{layout}"]
+        return []
 
     @staticmethod
     def raise_problems(problems):
-        problems = [p for p in problems if p]
         if problems:
             raise FileNotFoundError("\n".join(problems))
 

@@ -23,7 +23,7 @@ class CUHK01(ReidDataset):
 
     def __init__(self, root):
         super().__init__(root)
-        self.raise_problems(self.data_problems_at(root))
+        self.raise_problems(self.missing_paths_problems(self.name, self.dataset_dir, [], root))
         unmatched = []
         for path in sorted(glob.glob(os.path.join(self.dataset_dir, "*.png"))):
             match = _NAME.match(os.path.basename(path))
@@ -47,9 +47,6 @@ class CUHK01(ReidDataset):
                                     f"(identities 1-{self.num_train_ids} train, the rest test)")
 
     @classmethod
-    def data_problems_at(cls, root):
-        return [p for p in [cls.missing_paths_problem(cls.__name__, os.path.join(root, cls.dataset_dir), [], value=root)] if p]
-
-    @classmethod
     def data_problems(cls, cfg):
-        return cls.data_problems_at(cfg.DATASETS.ROOT)
+        root = cfg.DATASETS.ROOT
+        return cls.missing_paths_problems(cls.__name__, os.path.join(root, cls.dataset_dir), [], root)

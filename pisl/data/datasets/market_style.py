@@ -56,7 +56,7 @@ class MarketLayoutDataset(ReidDataset):
 
     def __init__(self, root):
         super().__init__(root)
-        self.raise_problems([self.folder_problem(self.name, self.dataset_dir, self.folders, root)])
+        self.raise_problems(self.folder_problems(self.name, self.dataset_dir, self.folders, root))
         paths = [os.path.join(self.dataset_dir, folder) for folder in self.folders]
         self.train, self.query, self.gallery = (
             parse_folder(p, self.pattern, self.pid_range, self.cam_range, self.extensions) for p in paths
@@ -65,13 +65,13 @@ class MarketLayoutDataset(ReidDataset):
             raise FileNotFoundError(f"{self.name}: no {' or '.join(self.extensions)} image in {paths[0]}")
 
     @classmethod
-    def folder_problem(cls, name, dataset_dir, folders, root):
-        return cls.missing_paths_problem(name, dataset_dir, folders, value=root)
+    def folder_problems(cls, name, dataset_dir, folders, root):
+        return cls.missing_paths_problems(name, dataset_dir, folders, root)
 
     @classmethod
     def data_problems(cls, cfg):
         root = cfg.DATASETS.ROOT
-        return [p for p in [cls.folder_problem(cls.__name__, os.path.join(root, cls.dataset_dir), cls.folders, root)] if p]
+        return cls.folder_problems(cls.__name__, os.path.join(root, cls.dataset_dir), cls.folders, root)
 
 
 @DATASET_REGISTRY.register()
@@ -126,18 +126,18 @@ class MarketLayout(MarketLayoutDataset):
         c = cfg.DATASETS.MARKET_LAYOUT
         return cls(cfg.DATASETS.ROOT, c.DIR, c.PATTERN, c.EXTENSIONS, c.FOLDERS)
 
-    def folder_problem(self, name, dataset_dir, folders, root):
+    def folder_problems(self, name, dataset_dir, folders, root):
         """Your own folder: a missing dataset folder is DATASETS.MARKET_LAYOUT.DIR's (or the
         root's) to fix, missing sub-folders DATASETS.MARKET_LAYOUT.FOLDERS's."""
         if not os.path.isdir(dataset_dir):
-            return (f"DATASETS.MARKET_LAYOUT.DIR '{os.path.relpath(dataset_dir, root)}': the folder {dataset_dir} does "
-                    f"not exist (DIR is relative to DATASETS.ROOT '{root}'; expected {self.layout_help.strip()})")
+            return [f"DATASETS.MARKET_LAYOUT.DIR '{os.path.relpath(dataset_dir, root)}': the folder {dataset_dir} does "
+                    f"not exist (DIR is relative to DATASETS.ROOT '{root}'; expected {self.layout_help.strip()})"]
         missing = [f for f in folders if not os.path.isdir(os.path.join(dataset_dir, f))]
         if missing:
             present = sorted(d for d in os.listdir(dataset_dir) if os.path.isdir(os.path.join(dataset_dir, d)))
-            return (f"DATASETS.MARKET_LAYOUT.FOLDERS {list(folders)}: {dataset_dir} has no {', '.join(missing)} "
-                    f"(its folders: {', '.join(present) or 'none'}); set the train, query and gallery folders' names")
-        return None
+            return [f"DATASETS.MARKET_LAYOUT.FOLDERS {list(folders)}: {dataset_dir} has no {', '.join(missing)} "
+                    f"(its folders: {', '.join(present) or 'none'}); set the train, query and gallery folders' names"]
+        return []
 
     @classmethod
     def data_problems(cls, cfg):
@@ -147,9 +147,8 @@ class MarketLayout(MarketLayoutDataset):
             dataset._describe(c.DIR, c.PATTERN, c.EXTENSIONS, c.FOLDERS)
         except ValueError as err:
             return [str(err)]
-        problem = dataset.folder_problem(dataset.name, os.path.join(cfg.DATASETS.ROOT, c.DIR), dataset.folders,
-                                         cfg.DATASETS.ROOT)
-        return [problem] if problem else []
+        return dataset.folder_problems(dataset.name, os.path.join(cfg.DATASETS.ROOT, c.DIR), dataset.folders,
+                                       cfg.DATASETS.ROOT)
 
     @property
     def name(self):

@@ -31,7 +31,7 @@ class MSMT17(ReidDataset):
     def __init__(self, root):
         super().__init__(root)
         d = self.dataset_dir
-        self.raise_problems([self.missing_paths_problem(self.name, d, self.required, value=root)])
+        self.raise_problems(self.missing_paths_problems(self.name, d, self.required, root))
         lists = {k: os.path.join(d, f"list_{k}.txt") for k in ("train", "val", "query", "gallery")}
         # The official protocol trains on train + val.
         self.train = parse_list(lists["train"], os.path.join(d, "train")) + parse_list(
@@ -43,5 +43,4 @@ class MSMT17(ReidDataset):
     @classmethod
     def data_problems(cls, cfg):
         root = cfg.DATASETS.ROOT
-        return [p for p in [cls.missing_paths_problem(cls.__name__, os.path.join(root, cls.dataset_dir), cls.required,
-                                                      value=root)] if p]
+        return cls.missing_paths_problems(cls.__name__, os.path.join(root, cls.dataset_dir), cls.required, root)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ...utils import comm
+from ...utils.paths import unwritable_ancestor
 from .bases import DATASET_REGISTRY
 from .market_style import MarketLayoutDataset
 
@@ -188,11 +189,8 @@ class Synthetic(MarketLayoutDataset):
         s, root = cfg.DATASETS.SYNTHETIC, cfg.DATASETS.ROOT
         problems = [] if s.IMAGES_PER_CAMERA >= 2 and s.NUM_CAMERAS >= 2 else [
             "DATASETS.SYNTHETIC: Synthetic needs at least 2 cameras and 2 images per camera"]
-        existing = root
-        while existing and not os.path.exists(existing):
-            existing = os.path.dirname(existing)
-        existing = existing or "."
-        if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
+        blocked = unwritable_ancestor(root)
+        if blocked:
             problems.append(f"DATASETS.ROOT '{root}': the synthetic dataset is drawn there on first use, but "
-                            f"{existing} is not a writable folder")
+                            f"{blocked} is not a writable folder")
         return problems
