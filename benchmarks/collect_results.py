@@ -3,12 +3,15 @@
 wall_seconds when present, and the per-epoch evaluations in metrics.jsonl).
 
     python benchmarks/collect_results.py logs/cuhk03np/cluster_contrast logs/cuhk03np/pisl
-    python benchmarks/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...]
+    python benchmarks/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...] [--paired-to REF [REF ...]]
     python benchmarks/collect_results.py --record RUN_DIR RECORD_DIR
 
 ``--seeds`` reads LOG_ROOT/seed*/ROW for each row and prints mean +- std (sample std) over the
 seeds that finished, the global+parts mAP where evaluated, and the last clustering's
-diagnostics (means over seeds) from the runs' clustering histories.
+diagnostics (means over seeds) from the runs' clustering histories; the starting model
+(LOG_ROOT/imagenet or LOG_ROOT/source, evaluated once) comes first. ``--paired-to`` adds, for
+each row and reference row, the mean +- std over their common seeds of the per-seed mAP
+difference (row - reference).
 
 ``--record`` copies what a finished run is judged by (results, per-step metrics, log, config,
 wall time, clustering history; not the checkpoints) into RECORD_DIR, small enough to commit:
@@ -107,10 +110,10 @@ def seeds_table(log_root, rows):
     diag_formats = {"clusters": "{:.0f}", "clustered images": "{:.0f}", "multi-camera clusters %": "{:.1f}",
                     "purity %": "{:.1f}", "ARI": "{:.3f}"}
     table = []
-    imagenet = load(os.path.join(log_root, "imagenet"))
-    if imagenet:
-        table.append(["ImageNet start", 1, f"{imagenet['mAP']:.2f}", f"{imagenet['Rank-1']:.2f}", "-", "-"]
-                     + ["-"] * len(diag_formats))
+    for start, label in (("imagenet", "ImageNet start"), ("source", "source model")):
+        res = load(os.path.join(log_root, start))
+        if res:
+            table.append([label, 1, f"{res['mAP']:.2f}", f"{res['Rank-1']:.2f}", "-", "-"] + ["-"] * len(diag_formats))
     for row in rows:
         folders = sorted(f for f in glob.glob(os.path.join(log_root, "seed*", row))
                          if os.path.isfile(os.path.join(f, "results.json")))
@@ -130,6 +133,32 @@ def seeds_table(log_root, rows):
     print(tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True))  # keep "1.00" as written
 
 
+def seed_maps(log_root, row):
+    """{seed folder name: final mAP} of a row's finished runs."""
+    found = {}
+    for folder in glob.glob(os.path.join(log_root, "seed*", row)):
+        res = load(folder) if os.path.isfile(os.path.join(folder, "results.json")) else None
+        if res:
+            found[os.path.basename(os.path.dirname(folder))] = res["mAP"]
+    return found
+
+
+def paired_table(log_root, rows, references):
+    """Per-seed mAP differences of each row to each reference row, on their common seeds."""
+    table = []
+    for ref in references:
+        ref_maps = seed_maps(log_root, ref)
+        for row in rows:
+            if row == ref:
+                continue
+            maps = seed_maps(log_root, row)
+            common = sorted(set(maps) & set(ref_maps))
+            diffs = [maps[s] - ref_maps[s] for s in common]
+            table.append([f"{row} - {ref}", len(common), mean_std(diffs), ", ".join(f"{d:+.2f}" for d in diffs)])
+    print(tabulate(table, headers=["paired mAP difference", "seeds", "mean +- std", "per seed"], tablefmt="pipe",
+                   disable_numparse=True))
+
+
 def main(folders):
     rows = []
     for folder in folders:
@@ -147,7 +176,12 @@ if __name__ == "__main__":
         print(__doc__, file=sys.stdout if sys.argv[1:] else sys.stderr)
         sys.exit(0 if sys.argv[1:] else 2)
     if sys.argv[1:2] == ["--seeds"]:
-        seeds_table(sys.argv[2], sys.argv[3:])
+        args = sys.argv[3:]
+        split = args.index("--paired-to") if "--paired-to" in args else len(args)
+        seeds_table(sys.argv[2], args[:split])
+        if args[split + 1:]:
+            print()
+            paired_table(sys.argv[2], args[:split], args[split + 1:])
     elif sys.argv[1:2] == ["--record"] and len(sys.argv) == 4:
         record(sys.argv[2], sys.argv[3])
     else:

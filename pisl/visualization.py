@@ -87,22 +87,30 @@ def read_epoch_metrics(metrics_json):
     return out
 
 
-def epoch_curves(metrics_json):
-    """mAP and rank-1 after each evaluated epoch, one line per evaluated dataset/feature."""
+def epoch_curves(metrics_files, title=None):
+    """mAP and rank-1 after each evaluated epoch, one line per run and evaluated
+    dataset/feature. ``metrics_files``: a run's metrics file, or {run label: metrics file} to
+    compare runs; ``title`` heads the figure."""
     plt = _pyplot()
-    series = read_epoch_metrics(metrics_json)
+    if not isinstance(metrics_files, dict):
+        metrics_files = {"": metrics_files}
+    series = {(f"{run}: " if run else "") + name: points for run, path in metrics_files.items()
+              for name, points in read_epoch_metrics(path).items()}
     if not series:
-        raise ValueError(f"{metrics_json} holds no evaluation (was TEST.EVAL_PERIOD 0 and the run unfinished?)")
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+        raise ValueError(f"{', '.join(map(str, metrics_files.values()))}: no evaluation "
+                         "(was TEST.EVAL_PERIOD 0 and the run unfinished?)")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
     for name, points in series.items():
         epochs, maps, r1s = zip(*points)
         axes[0].plot(epochs, maps, marker="o", label=name)
         axes[1].plot(epochs, r1s, marker="o", label=name)
     for ax, metric in zip(axes, ("mAP (%)", "rank-1 (%)")):
-        ax.set(xlabel="epoch", ylabel=metric)
+        ax.set(xlabel="epoch", ylabel=metric, title=f"{metric[:-4]} per evaluated epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -113,20 +121,23 @@ def affine_box_corners(theta):
     return corners @ np.asarray(theta, dtype=float).reshape(2, 3).T
 
 
-def part_boxes(paths, thetas, num_images=6):
-    """Left: ``num_images`` images with their P part boxes (one colour per part). Right: every
-    image's boxes over one frame of the image's shape (the spread of the boxes over the set),
-    with the stripes dashed. ``thetas``: N x P x 6. Boxes that reach beyond the image are
-    drawn whole: the axes grow to hold them."""
+def part_boxes(paths, thetas, num_images=6, title=None, per_row=8):
+    """Left: ``num_images`` images with their P part boxes (one colour per part), ``per_row`` a
+    row. Right: every image's boxes over one frame of the image's shape (the spread of the
+    boxes over the set), with the stripes dashed; the legend sits under it, off the boxes.
+    ``thetas``: N x P x 6. Boxes that reach beyond the image are drawn whole: the axes grow to
+    hold them."""
     plt = _pyplot()
     thetas = np.asarray(thetas).reshape(len(paths), -1, 6)
     num_parts, shown = thetas.shape[1], min(num_images, len(paths))
+    cols, rows = min(per_row, shown), -(-shown // per_row)
     colours = plt.get_cmap("tab10").colors
     corners = np.stack([affine_box_corners(t) for t in thetas.reshape(-1, 6)])
     reach = max(1.1, 1.05 * np.abs(corners).max())  # in [-1, 1] map units
-    fig, axes = plt.subplots(1, shown + 1, figsize=(1.6 * (shown + 2), 4.2), squeeze=False,
-                             gridspec_kw={"width_ratios": [1] * shown + [2]})
-    for i, ax in enumerate(axes[0, :shown]):
+    fig = plt.figure(figsize=(1.3 * cols + 3.2, 3.0 * rows + 0.8), layout="constrained")
+    grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [2.2])
+    for i in range(shown):
+        ax = fig.add_subplot(grid[i // cols, i % cols])
         image = read_image(paths[i])
         _show(ax, paths[i])
         w, h = image.size
@@ -134,24 +145,28 @@ def part_boxes(paths, thetas, num_images=6):
         for p in range(num_parts):
             ax.plot(*to_pixels(affine_box_corners(thetas[i, p])), color=colours[p % 10], lw=1.5)
         ax.set(xlim=((1 - reach) * w / 2, (1 + reach) * w / 2), ylim=((1 + reach) * h / 2, (1 - reach) * h / 2))
-    ax = axes[0, shown]
+    ax = fig.add_subplot(grid[:, cols])
     for p in range(num_parts):
         for theta in thetas[:, p]:
             xy = affine_box_corners(theta)
-            ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], alpha=max(0.02, 1.0 / len(paths)), lw=1)
+            ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], alpha=max(0.05, 1.0 / len(paths)), lw=1)
         stripe = np.array([1, 0, 0, 0, 1 / num_parts, (2 * p + 1) / num_parts - 1])
         xy = affine_box_corners(stripe)
-        ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], ls="--", lw=1.5, label=f"part {p} stripe")
+        ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], ls="--", lw=1.5, label=f"part {p} (dashed: its stripe)")
     h, w = read_image(paths[0]).size[::-1]
-    ax.set(xlim=(-reach, reach), ylim=(reach, -reach), aspect=h / w, title=f"{len(paths)} images (dashed: stripes)")
+    ax.set(xlim=(-reach, reach), ylim=(reach, -reach), aspect=h / w, title=f"all {len(paths)} images' boxes")
+    ax.set_xticks([])
+    ax.set_yticks([])
     ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, color="k", lw=0.8))
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=1, frameon=False)
+    fig.suptitle(f"Part boxes{': ' + title if title else ''}", fontsize=10)
     return fig
 
 
-def cluster_montage(paths, labels, camids=None, num_clusters=5, per_cluster=8, seed=0):
+def cluster_montage(paths, labels, camids=None, num_clusters=5, per_cluster=8, seed=0, title=None):
     """Rows of images of ``num_clusters`` random pseudo-identities (and one row of outliers,
-    label -1, when there are any), with each image's camera in its title."""
+    label -1, when there are any), with each image's camera (counted from 1, as in the
+    datasets' file names) in its title; ``title`` (e.g. the run and epoch) heads the figure."""
     plt = _pyplot()
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -169,7 +184,9 @@ def cluster_montage(paths, labels, camids=None, num_clusters=5, per_cluster=8, s
             if j >= len(picked):
                 ax.axis("off")
                 continue
-            cam = f" c{camids[picked[j]]}" if camids is not None else ""
+            cam = f" cam {camids[picked[j]] + 1}" if camids is not None else ""
             _show(ax, paths[picked[j]], f"{name if j == 0 else ''}{cam}")
         ax_row[0].set_ylabel(f"{len(members)} images", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig

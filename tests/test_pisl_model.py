@@ -7,11 +7,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pisl.config import load_config
 from pisl.data.datasets import Synthetic
 from pisl.engine import PseudoLabels, notify_pseudo_labels
 from pisl.modeling import build_model
+from pisl.solver import build_optimizer
 from projects.PISL.part_generators import box_statistics
 
 from conftest import MOBILENET_WEIGHTS, REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
@@ -77,10 +79,10 @@ def test_box_statistics_of_a_tiny_model(caplog):
     images = torch.rand(6, 3, 64, 32)
     thetas = model.cluster_features({"images": images})["thetas"].view(6, 3, 6)
     untrained = box_statistics(thetas)
-    assert all(row[5] < 1e-4 and row[6] < 1e-4 for row in untrained)  # on the stripes, the same for all images
+    assert all(row[6] < 1e-4 and row[7] < 1e-4 for row in untrained)  # on the stripes, the same for all images
     torch.nn.init.normal_(model.part_generator.denoiser.net[-1].weight, std=0.05)
     moved = box_statistics(model.cluster_features({"images": images})["thetas"].view(6, 3, 6))
-    assert all(row[5] > 1e-3 and row[6] > 1e-4 for row in moved)
+    assert all(row[6] > 1e-3 and row[7] > 1e-4 for row in moved)
     labels = [0, 0, 1, 1, 2, 2]
     with caplog.at_level("INFO"):
         notify_pseudo_labels(model, _pseudo_labels(model, images, labels, [0, 1] * 3))
@@ -114,6 +116,14 @@ def test_pisl_trains_with_p_parts(parts, synthetic_root, tmp_path):
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["model"]
     assert state["part_generator.stn.features.8.bias"].numel() == 6 * parts
     assert f"part_classifiers.{parts - 1}.weight" in state
+    # PartBoxHook: the picture after the only epoch; the box diagnostics in the epoch's metrics
+    assert (tmp_path / "part_boxes" / "epoch_000.png").stat().st_size > 10_000
+    assert f"Part-box pictures: {tmp_path / 'part_boxes' / 'epoch_000.png'}" in log
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    epoch_record = next(r for r in records if "cluster/clusters" in r)
+    assert {f"parts/centre_y_std/p{p}" for p in range(parts)} <= set(epoch_record)
+    assert {f"parts/iou_next/p{p}" for p in range(parts - 1)} <= set(epoch_record)
+    assert f"parts/at_bound_pct/p{parts - 1}" in epoch_record
 
 
 def _write_standin(src, root, name):
@@ -168,3 +178,30 @@ def test_pisl_short_run_on_cuhk03(tmp_path):
     log, res = _log_and_results(tmp_path, "CUHK03NP")
     assert res["num_valid_queries"] > 1300 and 0 < res["mAP"] < 100
     assert "Clustering before epoch 0" in log and "epoch 0 iter 3/3" in log and "CameraContrastLoss" in log
+
+
+def test_part_generator_has_its_own_weight_decay_group():
+    cfg = _demo_cfg("SOLVER.WEIGHT_DECAY", "5e-4", "PISL.DIFFUSION.WEIGHT_DECAY", "0.0")
+    model = build_model(cfg)
+    groups = build_optimizer(cfg, model).param_groups
+    generator = {id(p) for p in model.part_generator.parameters()}
+    assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]
+    assert {id(p) for p in groups[1]["params"]} == generator and not generator & {id(p) for p in groups[0]["params"]}
+    assert sum(len(g["params"]) for g in groups) == sum(p.requires_grad for p in model.parameters())
+    stripes = _demo_cfg("PISL.PART_GENERATOR", "stripes", "MODEL.LOSSES.NAMES", '["PSCLoss"]')
+    assert len(build_optimizer(stripes, build_model(stripes)).param_groups) == 1  # no empty group
+
+
+def test_denoiser_condition_is_scaled_to_the_time_embedding():
+    """COND_SCALE s: the first layer sees s c; at s = 16 a unit condition has the norm of the
+    512-d time embedding (sqrt(256))."""
+    from projects.PISL.diffusion import Denoiser, timestep_embedding
+    assert timestep_embedding(torch.tensor([7]), 512).norm().item() == pytest.approx(16.0, rel=1e-5)
+    torch.manual_seed(0)
+    plain, scaled = Denoiser(6, 4, time_dim=8), Denoiser(6, 4, time_dim=8, cond_scale=16.0)
+    torch.nn.init.normal_(plain.net[-1].weight)
+    scaled.load_state_dict(plain.state_dict())
+    cond, x_t, t = F.normalize(torch.randn(2, 4), dim=1), torch.randn(2, 6), torch.tensor([3, 3])
+    first = lambda c: plain.net[0](torch.cat([x_t, c, timestep_embedding(t, 8)], dim=1))
+    assert torch.allclose(scaled(x_t, t, cond), plain.net[1:](first(16.0 * cond)), atol=1e-5)
+    assert not torch.allclose(scaled(x_t, t, cond), plain(x_t, t, cond), atol=1e-3)

@@ -16,7 +16,7 @@ from projects.PISL.losses import (PSCLoss, agreement_aware_smoothing, agreement_
                                   noise_loss, refined_targets, scd_loss, supervised_contrastive)
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
-                                           box_statistics, cut_patches, stripe_thetas)
+                                           box_metrics, box_statistics, cut_patches, neighbour_iou, stripe_thetas)
 
 
 def test_cosine_schedule_matches_reference_values():
@@ -248,10 +248,24 @@ def test_box_statistics_hand_case():
     stripes = stripe_thetas(2).flatten(1)  # 2 x 6; stripe centres y = -0.5, 0.5
     thetas = torch.stack([stripes, stripes]).clone()
     thetas[0, 1, 5] += 0.2  # image 0: part 1 moved down by 0.2
-    rows = box_statistics(thetas)
-    assert rows[0][1:] == pytest.approx([-0.5, -0.5, 0.0, 0.5, 0.0, 0.0])
-    # part 1: centre mean 0.6, std 0.1; offset mean (0.2 + 0) / 2; variance of ty 0.01, of the others 0
-    assert rows[1][1:] == pytest.approx([0.5, 0.6, 0.1, 0.5, 0.1, math.sqrt(0.01 / 6)])
+    limits = torch.tensor([0.1, 0.1, 0.1, 0.1, 0.1, 0.2]).repeat(2)  # ty may move 0.2: image 0's part 1 is at it
+    rows = box_statistics(thetas, limits)
+    # part 0: stripe y, centre y, its std, height, height std, offset, spread, at bound %, IoU next.
+    # Image 0: part 1 spans y 0.2-1.2 and x -1..1, part 0 y -1..0: no overlap; image 1: they touch.
+    assert rows[0][1:] == pytest.approx([-0.5, -0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    # part 1: centre mean 0.6, std 0.1; offset mean (0.2 + 0) / 2; variance of ty 0.01, of the
+    # others 0; 1 of its 12 parameters at its bound; no next part
+    assert rows[1][1:9] == pytest.approx([0.5, 0.6, 0.1, 0.5, 0.0, 0.1, math.sqrt(0.01 / 6), 100 / 12])
+    assert math.isnan(rows[1][9]) and all(math.isnan(row[8]) for row in box_statistics(thetas))  # no limits
+
+
+def test_neighbour_iou_hand_case():
+    """Two boxes of half-height 0.5 (1 high, 2 wide) whose centres are 0.5 apart overlap by
+    half their height: IoU = 1 / (2 + 2 - 1) = 1/3."""
+    thetas = torch.tensor([[[1.0, 0, 0, 0, 0.5, -0.25], [1.0, 0, 0, 0, 0.5, 0.25]]])
+    assert neighbour_iou(thetas).tolist() == [[pytest.approx(1 / 3)]]
+    assert box_metrics(thetas) == {"parts/centre_y_std/p0": 0.0, "parts/centre_y_std/p1": 0.0, "parts/height_std/p0": 0.0,
+                                   "parts/height_std/p1": 0.0, "parts/iou_next/p0": pytest.approx(1 / 3)}
 
 
 def test_identical_spaces_agree_fully():
@@ -389,3 +403,16 @@ def test_denoiser_piecewise_first_layer_equals_the_concatenated_mlp():
     x_t, cond, t = torch.randn(5, 6), torch.randn(5, 10), torch.tensor([3, 999, 3, 0, 500])
     expected = den.net(torch.cat([x_t, cond, timestep_embedding(t, 8)], dim=1))
     assert torch.allclose(den(x_t, t, cond), expected, atol=1e-5)
+
+
+def test_cosine_part_classifier_bounds_logits_whatever_the_feature_norm():
+    """PISL.PSC.PART_LOGIT_SCALE s: logits = s cos(f, w), hand-computed; scaling the feature by
+    100 changes the plain classifier's logits 100-fold and the cosine ones not at all."""
+    from pisl.modeling.heads.embedding_head import ResizableClassifier
+    plain, cosine = ResizableClassifier(2, 2), ResizableClassifier(2, 2, logit_scale=10.0)
+    for clf in (plain, cosine):
+        clf.reset(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    f = torch.tensor([[3.0, 4.0]])  # |f| = 5: cos to the rows 0.6 and 0.8
+    assert cosine(f)[0].tolist() == pytest.approx([6.0, 8.0])
+    assert cosine(100 * f)[0].tolist() == pytest.approx([6.0, 8.0])
+    assert plain(f)[0].tolist() == pytest.approx([3.0, 8.0]) and plain(100 * f)[0].tolist() == pytest.approx([300.0, 800.0])

@@ -120,7 +120,7 @@ def scripts():
 def test_every_script_is_found():
     names = {os.path.relpath(p, REPO) for p in scripts()}
     assert {"tools/train_net.py", "tools/visualize.py", "benchmarks/bench_cluster_scale.py",
-            "projects/PISL/tools/box_sources.py", "projects/PISL/run_cuhk03_seeds.sh"} <= names, names
+            "projects/PISL/tools/box_sources.py", "projects/PISL/run_seeds.sh"} <= names, names
 
 
 @pytest.mark.parametrize("script", scripts(), ids=lambda p: os.path.relpath(p, REPO))

@@ -105,3 +105,12 @@ def test_save_adds_png_and_returns_the_written_path(tmp_path):
     fig = vis._pyplot().figure()
     written = vis.save(fig, str(tmp_path / "picture"))
     assert written == str(tmp_path / "picture.png") and os.path.isfile(written)
+
+
+def test_curves_of_several_runs_in_one_picture(tmp_path):
+    for run, maps in (("a", (5.0, 7.0)), ("b", (6.0, 4.0))):
+        (tmp_path / run).mkdir()
+        records = [{"epoch": e, "X/mAP": m, "X/Rank-1": m / 2} for e, m in enumerate(maps)]
+        (tmp_path / run / "metrics.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
+    _visualize("curves", "--run", str(tmp_path / "a"), str(tmp_path / "b"), "--output", str(tmp_path / "c.png"))
+    _assert_png(tmp_path / "c.png")

@@ -2,23 +2,25 @@
 """Pictures of a trained model or a run, as PNG files (needs matplotlib: pip install -e ".[vis]").
 
     python tools/visualize.py ranked   --config-file F --output ranked.png MODEL.WEIGHTS W   # + ranked_cmc.png
-    python tools/visualize.py curves   --run OUTPUT_DIR --output curves.png
+    python tools/visualize.py curves   --run OUTPUT_DIR [OUTPUT_DIR ...] --output curves.png
     python tools/visualize.py parts    --config-file F --output parts.png MODEL.WEIGHTS W    # PISL part boxes
     python tools/visualize.py clusters --run OUTPUT_DIR [--epoch E] --output clusters.png
 
 ranked: random queries of the first test set with their top gallery images (green: same
 identity) and, beside it, the CMC curve (``<output>_cmc.png``). curves: mAP and rank-1 per
-evaluated epoch from the run's metrics.jsonl. parts: the part boxes that the model's
-``cluster_features`` gives (PISL: the DDIM-sampled boxes) on test images, and the spread of
-the boxes over --num-images images against the stripes. clusters: a montage of pseudo-
+evaluated epoch from the runs' metrics.jsonl, one line per run and feature. parts: the part boxes that the model's
+``cluster_features`` gives (PISL: the DDIM-sampled boxes) on 16 test images, and the spread of
+the boxes over --num-images images against the stripes; their statistics are printed. clusters: a montage of pseudo-
 identities and outliers of one epoch (default: the last) from the run's saved pseudo-labels.
 """
+import argparse
 import glob
 import os
 import sys
 
 import numpy as np
 import torch
+from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -53,11 +55,23 @@ def parts(args, cfg):
     feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
     if "thetas" not in feats:
         raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
-    return [vis.save(vis.part_boxes([items[i][0] for i in idx], feats["thetas"].numpy()), args.output)]
+    from projects.PISL.part_generators import BOX_STATISTICS_HEADERS, box_statistics  # only models with parts get here
+
+    thetas = feats["thetas"].view(len(idx), -1, 6)
+    limits = getattr(getattr(model, "part_generator", None), "limits", None)
+    print(tabulate(box_statistics(thetas, limits), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f"))
+    return [vis.save(vis.part_boxes([items[i][0] for i in idx], thetas.numpy(), 16, f"{len(idx)} images of {dataset.name}"),
+                     args.output)]
 
 
 def curves(args):
-    return [vis.save(vis.epoch_curves(metrics_file(args.run)), args.output)]
+    if len(args.run) == 1:
+        name = os.path.basename(os.path.normpath(args.run[0]))
+        return [vis.save(vis.epoch_curves(metrics_file(args.run[0]), title=f"run {name}"), args.output)]
+    # Runs of a benchmark often share their last folder name (seed1/row, seed2/row): label by the last two.
+    labels = [os.path.join(*os.path.normpath(run).split(os.sep)[-2:]) for run in args.run]
+    return [vis.save(vis.epoch_curves({label: metrics_file(run) for label, run in zip(labels, args.run)},
+                                      title=f"{len(args.run)} runs"), args.output)]
 
 
 def clusters(args):
@@ -69,8 +83,10 @@ def clusters(args):
     saved = np.load(path)
     with open(os.path.join(folder, "items.txt")) as f:
         paths = f.read().splitlines()
+    epoch = int(os.path.basename(path)[len("epoch_"):-len(".npz")])
+    title = f"run {os.path.basename(os.path.normpath(args.run))}: pseudo-identities of epoch {epoch}"
     return [vis.save(vis.cluster_montage(paths, saved["labels"], saved["camids"], args.num_clusters, args.per_cluster,
-                                         args.seed), args.output)]
+                                         args.seed, title), args.output)]
 
 
 @exit_on_bad_input
@@ -83,22 +99,26 @@ def main():
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     command = sys.argv[1]
-    parser = ConfigArgumentParser(prog=f"visualize.py {command}")
+    with_config = command in ("ranked", "parts")
+    # Only the config commands take KEY VALUE overrides (and flags among them); the others
+    # need plain argparse, whose --run takes several folders.
+    parser = (ConfigArgumentParser if with_config else argparse.ArgumentParser)(prog=f"visualize.py {command}")
     parser.add_argument("--output", required=True, help="the PNG to write")
     parser.add_argument("--seed", type=int, default=0, help="which random queries / images / clusters")
-    if command in ("ranked", "parts"):
+    if with_config:
         parser.add_argument("--config-file", required=True)
         parser.add_argument("--num-queries", type=int, default=6)
         parser.add_argument("--topk", type=int, default=8)
         parser.add_argument("--num-images", type=int, default=200)
         parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     else:
-        parser.add_argument("--run", required=True, help="the run's OUTPUT_DIR")
+        parser.add_argument("--run", required=True, nargs="+" if command == "curves" else None,
+                            help="the run's OUTPUT_DIR (curves: one or more, drawn together)")
         parser.add_argument("--epoch", type=int, default=None)
         parser.add_argument("--num-clusters", type=int, default=5)
         parser.add_argument("--per-cluster", type=int, default=8)
     args = parser.parse_args(sys.argv[2:])
-    if command in ("ranked", "parts"):
+    if with_config:
         written = commands[command](args, checked_config(args.config_file, args.opts, need_weights=True))
     else:
         written = commands[command](args)

@@ -4,7 +4,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -30,7 +30,8 @@ class PseudoLabels:
     ``features`` hold every training image's features by name (``global`` and whatever else the
     model's ``cluster_features`` returns), ``labels``/``camids`` are per training image
     (-1 = outlier), and ``clustered`` indexes the images used for training this epoch, in the
-    order of the pseudo-labelled dataset (its ``index`` field).
+    order of the pseudo-labelled dataset (its ``index`` field). Modules may add scalars to
+    ``metrics`` (e.g. diagnostics of their own); they are written with the epoch's metrics.
     """
 
     epoch: int
@@ -39,6 +40,7 @@ class PseudoLabels:
     camids: np.ndarray
     clustered: np.ndarray
     num_clusters: int
+    metrics: dict = field(default_factory=dict)
 
 
 def notify_pseudo_labels(model, state):
@@ -195,6 +197,7 @@ class ClusteringHook(HookBase):
         t.train_loader = build_train_loader(self.cfg, pseudo_items, self.cfg.CLUSTER.SAMPLER)
         state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1)
         notify_pseudo_labels(unwrap(t.model), state)
+        t.epoch_metrics.update(state.metrics)
         reset_stale_optimizer_state(t.optimizer)
         if comm.get_world_size() > 1:
             # Classifiers may have changed shape: DDP's buckets must be rebuilt, and the old
@@ -208,6 +211,7 @@ class ClusteringHook(HookBase):
         stats = {k: v.item() if isinstance(v, np.generic) else v for k, v in stats.items()}
         stats = {**stats, **{f"{k} s": float(v) for k, v in times.items()}}
         self.history.append({"epoch": self.trainer.epoch, **stats})
+        self.trainer.epoch_metrics.update({f"cluster/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
         if comm.is_main_process():
             with open(os.path.join(self.cfg.OUTPUT_DIR, "pseudo_labels", "history.json"), "w") as f:
                 json.dump(self.history, f, indent=1)

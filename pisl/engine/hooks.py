@@ -92,10 +92,10 @@ class EvalHook(HookBase):
 
 
 class MetricsWriter(HookBase):
-    """Logs losses, LR, speed and ETA every ``period`` iterations, and a summary line per
-    epoch, to the console and to ``metrics.jsonl`` (JSON Lines), and to TensorBoard
-    when it is installed. A resumed run first drops the records of the epochs it redoes, so
-    the file holds each epoch once."""
+    """Logs losses, LR, speed and ETA every ``period`` iterations, a summary line per epoch
+    and the epoch's ``trainer.epoch_metrics``, to the console and to ``metrics.jsonl`` (JSON
+    Lines), and to TensorBoard when it is installed. A resumed run first drops the records of
+    the epochs it redoes, so the file holds each epoch once."""
 
     def __init__(self, output_dir, period=20):
         self.output_dir, self.period = output_dir, period
@@ -147,10 +147,13 @@ class MetricsWriter(HookBase):
             mean = f"mean loss {float(self._epoch_loss) / steps:.4g}" if steps else "no training data"
             logger.info(f"Epoch {self.trainer.epoch} done: {steps} iterations in "
                         f"{time.perf_counter() - self._epoch_start:.1f} s, {mean}")
-        if results and comm.is_main_process():
-            step = (self.trainer.epoch + 1) * self.trainer.iters_per_epoch
-            for name, metrics in results.items():
-                self._write({"epoch": self.trainer.epoch, **{f"{name}/{k}": v for k, v in metrics.items()}}, step)
+        if not comm.is_main_process():
+            return
+        step = (self.trainer.epoch + 1) * self.trainer.iters_per_epoch
+        if self.trainer.epoch_metrics:
+            self._write({"epoch": self.trainer.epoch, **self.trainer.epoch_metrics}, step)
+        for name, metrics in (results or {}).items():
+            self._write({"epoch": self.trainer.epoch, **{f"{name}/{k}": v for k, v in metrics.items()}}, step)
 
     def _write(self, record, step):
         self._json.write(json.dumps(record) + "\n")

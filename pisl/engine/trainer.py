@@ -42,12 +42,13 @@ class TrainerBase:
     """Runs ``run_step`` ``iters_per_epoch`` times per epoch, from ``start_epoch`` to
     ``max_epoch``, calling hooks around. ``epoch`` is the current 0-based epoch; ``iter`` counts
     iterations within it. ``storage`` holds the latest scalars (numbers or 0-d tensors) for
-    writers."""
+    writers; ``epoch_metrics`` the scalars that hooks measure once an epoch (e.g. clustering
+    diagnostics), written with the epoch's summary."""
 
     def __init__(self):
         self._hooks = []
         self.start_epoch, self.max_epoch, self.epoch, self.iter = 0, 0, 0, 0
-        self.storage = {}
+        self.storage, self.epoch_metrics = {}, {}
         self.untrained_epochs = []  # epochs that ran no iteration (e.g. no usable clusters)
 
     def register_hooks(self, hooks):
@@ -80,6 +81,7 @@ class TrainerBase:
             self._call("after_train")
 
     def before_epoch(self):
+        self.epoch_metrics = {}
         self._call("before_epoch")
 
     def _call(self, name):

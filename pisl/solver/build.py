@@ -3,12 +3,20 @@ import torch
 
 
 def build_optimizer(cfg, model):
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam or SGD over the trainable parameters. A model with ``param_groups(cfg)`` (a list of
+    optimizer groups, e.g. one with its own weight decay) gives its groups; each group's
+    trainable parameters are kept (empty groups dropped), and the SOLVER's values are the
+    defaults."""
+    if hasattr(model, "param_groups"):
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in model.param_groups(cfg)]
+        groups = [g for g in groups if g["params"]]  # e.g. a part generator without parameters
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
     s = cfg.SOLVER
     if s.OPTIMIZER == "Adam":
-        return torch.optim.Adam(params, lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY)
+        return torch.optim.Adam(groups, lr=s.BASE_LR, weight_decay=s.WEIGHT_DECAY)
     if s.OPTIMIZER == "SGD":
-        return torch.optim.SGD(params, lr=s.BASE_LR, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY, nesterov=True)
+        return torch.optim.SGD(groups, lr=s.BASE_LR, momentum=s.MOMENTUM, weight_decay=s.WEIGHT_DECAY, nesterov=True)
     raise KeyError(f"Unknown SOLVER.OPTIMIZER '{s.OPTIMIZER}', expected Adam or SGD")
 
 

@@ -28,18 +28,33 @@ def add_pisl_config(cfg):
     cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
     # Share of the training samples whose part patches are cut with the STN's theta rather than
     # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only;
-    # tried at 0.5 on CUHK03-NP: no gain, the STN's boxes still the same for every image; PISL README).
+    # tried at 0.5 on CUHK03-NP: no gain, the STN's boxes still the same for every image; docs/pisl_cuhk03np.md).
     cfg.PISL.DIFFUSION.STN_PATCH_SHARE = 0.0
+    # The denoiser's condition (the unit-norm global feature) times this, against a time
+    # embedding of norm 16: 16 puts both on the same scale (1: the condition is drowned).
+    cfg.PISL.DIFFUSION.COND_SCALE = 16.0
+    # Weight decay of the part generator (STN and denoiser), its own optimizer group: Adam's
+    # coupled decay (SOLVER.WEIGHT_DECAY) kept shrinking the denoiser's weights on the condition.
+    cfg.PISL.DIFFUSION.WEIGHT_DECAY = 0.0
 
     cfg.PISL.PSC = CN()
     # jaccard (PPLR's cross-agreement; the default: measured to separate reliable parts) | mmd
-    # (PISL's multi-kernel MMD score, nearly constant over samples: projects/PISL/README.md).
+    # (PISL's multi-kernel MMD score, nearly constant over samples: docs/pisl_cuhk03np.md).
     cfg.PISL.PSC.SCORE = "jaccard"
     cfg.PISL.PSC.K = 20
     cfg.PISL.PSC.REFINE_LAMBDA = 0.5  # weight of the one-hot target in label refinement
     cfg.PISL.PSC.LS_START_EPOCH = 5  # agreement-aware smoothing from this epoch on
     cfg.PISL.PSC.EPSILON = 0.1  # plain label smoothing before that
     cfg.PISL.PSC.SCALE = 1.0
+    # Part classifiers' logits: 0 = the reference's (BN-neck feature . unit centroid rows, whose
+    # scale is the feature norm); s > 0 = s * cosine. See docs/deviations.md.
+    cfg.PISL.PSC.PART_LOGIT_SCALE = 10.0
+
+    # PartBoxHook: pictures of the part boxes on NUM_IMAGES test images after these epochs
+    # (-1: the last; [] none), in OUTPUT_DIR/part_boxes/.
+    cfg.PISL.BOX_PICTURE = CN()
+    cfg.PISL.BOX_PICTURE.EPOCHS = [0, -1]
+    cfg.PISL.BOX_PICTURE.NUM_IMAGES = 16
 
     cfg.PISL.CAM = CN()
     cfg.PISL.CAM.SCALE = 0.5  # W_cam (1.0 for MSMT17)
@@ -57,7 +72,7 @@ def add_pisl_config(cfg):
     cfg.PISL.SCD.SNR_GAMMA = 5.0
     # Weight of the penalty on box offsets more than one BOX_LIMIT deep in the bound's tanh
     # (part_generators.saturation), on the STN's theta and the denoiser's correction. 0: off
-    # (tried at 10 on CUHK03-NP: no gain, boxes still the same for every image; PISL README).
+    # (tried at 10 on CUHK03-NP: no gain, boxes still the same for every image; docs/pisl_cuhk03np.md).
     cfg.PISL.SCD.W_BOUND = 0.0
 
 
@@ -74,6 +89,11 @@ def check_pisl_config(cfg):
                         "[sx, shx, tx, shy, sy, ty] (sy and ty in stripe heights)")
     if not 0 <= p.DIFFUSION.STN_PATCH_SHARE <= 1:
         problems.append(f"PISL.DIFFUSION.STN_PATCH_SHARE is {p.DIFFUSION.STN_PATCH_SHARE}: must be between 0 and 1")
+    if p.DIFFUSION.COND_SCALE <= 0 or p.DIFFUSION.WEIGHT_DECAY < 0:
+        problems.append(f"PISL.DIFFUSION.COND_SCALE ({p.DIFFUSION.COND_SCALE}) must be positive and "
+                        f"PISL.DIFFUSION.WEIGHT_DECAY ({p.DIFFUSION.WEIGHT_DECAY}) at least 0")
+    if p.PSC.PART_LOGIT_SCALE < 0:
+        problems.append(f"PISL.PSC.PART_LOGIT_SCALE is {p.PSC.PART_LOGIT_SCALE}: use 0 (plain logits) or a positive scale")
     if p.PSC.K < 1:
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
     if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):

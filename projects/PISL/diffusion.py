@@ -26,12 +26,17 @@ def timestep_embedding(t, dim=512):
 
 
 class Denoiser(nn.Module):
-    """An MLP on [x_t ; c ; emb(t)] -> 1024 -> 512 -> dim(x). Its last layer starts at 0, so at
-    first it adds nothing to the prior it corrects (see DiffusionSTNParts.predict_start)."""
+    """An MLP on [x_t ; s c ; emb(t)] -> 1024 -> 512 -> dim(x). Its last layer starts at 0, so at
+    first it adds nothing to the prior it corrects (see DiffusionSTNParts.predict_start).
 
-    def __init__(self, x_dim, cond_dim, time_dim=512):
+    ``cond_scale`` s multiplies the (unit-norm) condition c. The time embedding's norm is
+    sqrt(time_dim / 2) (16 for 512): with s = 1 the condition's share of the first layer's
+    input is 16x smaller than the time's at init, and nothing made the output depend on it,
+    so a trained denoiser ignored the image (the same boxes for every image)."""
+
+    def __init__(self, x_dim, cond_dim, time_dim=512, cond_scale=1.0):
         super().__init__()
-        self.x_dim, self.cond_dim, self.time_dim = x_dim, cond_dim, time_dim
+        self.x_dim, self.cond_dim, self.time_dim, self.cond_scale = x_dim, cond_dim, time_dim, cond_scale
         self.net = nn.Sequential(
             nn.Linear(x_dim + cond_dim + time_dim, 1024), nn.ReLU(inplace=True),
             nn.Linear(1024, 512), nn.ReLU(inplace=True), nn.Linear(512, x_dim),
@@ -49,7 +54,7 @@ class Denoiser(nn.Module):
         """
         first = self.net[0]
         w_x, w_c, w_t = first.weight.split([self.x_dim, self.cond_dim, self.time_dim], dim=1)
-        cond_part = F.linear(cond, w_c, first.bias)
+        cond_part = F.linear(self.cond_scale * cond, w_c, first.bias)
 
         def denoise(x_t, t):
             """``t``: one step per row (a tensor), or one step for all rows (an int, as in

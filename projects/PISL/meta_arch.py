@@ -10,7 +10,7 @@ from pisl.modeling.heads import BNNeck, ResizableClassifier
 from pisl.modeling.losses import compute_losses
 from pisl.modeling.meta_arch import META_ARCH_REGISTRY, Baseline
 
-from .part_generators import BOX_STATISTICS_HEADERS, PART_GENERATOR_REGISTRY, box_statistics
+from .part_generators import BOX_STATISTICS_HEADERS, PART_GENERATOR_REGISTRY, box_metrics, box_statistics
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +28,13 @@ class PISL(Baseline):
     """
 
     def __init__(self, backbone, heads, losses, pixel_mean, pixel_std, part_generator, num_parts, test_with_parts=False,
-                 evaluate_both=True):
+                 evaluate_both=True, part_logit_scale=0.0):
         super().__init__(backbone, heads, losses, pixel_mean, pixel_std)
         self.evaluate_both = evaluate_both
         c = backbone.out_channels
         self.part_generator = part_generator
         self.part_necks = nn.ModuleList(BNNeck(c) for _ in range(num_parts))
-        self.part_classifiers = nn.ModuleList(ResizableClassifier(c, 1) for _ in range(num_parts))
+        self.part_classifiers = nn.ModuleList(ResizableClassifier(c, 1, part_logit_scale) for _ in range(num_parts))
         self.test_with_parts = test_with_parts
 
     @classmethod
@@ -42,7 +42,14 @@ class PISL(Baseline):
         base = Baseline.from_config(cfg, max(num_classes, 1))
         generator = PART_GENERATOR_REGISTRY.get(cfg.PISL.PART_GENERATOR).from_config(cfg, base.backbone.out_channels)
         return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
-                   cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH)
+                   cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH, cfg.PISL.PSC.PART_LOGIT_SCALE)
+
+    def param_groups(self, cfg):
+        """Optimizer groups: the part generator (STN and denoiser) with its own weight decay
+        (``PISL.DIFFUSION.WEIGHT_DECAY``), everything else with the SOLVER's."""
+        generator = set(map(id, self.part_generator.parameters()))
+        return [{"params": [p for p in self.parameters() if id(p) not in generator]},
+                {"params": list(self.part_generator.parameters()), "weight_decay": cfg.PISL.DIFFUSION.WEIGHT_DECAY}]
 
     def _part_necks(self, parts):
         return torch.stack([neck(p) for neck, p in zip(self.part_necks, parts.unbind(1))], dim=1)
@@ -86,10 +93,12 @@ class PISL(Baseline):
 
     def on_pseudo_labels(self, state):
         """Classifiers re-sized to this epoch's clusters and set to the L2-normalised centroids;
-        the part boxes' statistics are logged."""
+        the part boxes' statistics are logged, and go to the epoch's metrics."""
         thetas = state.features["thetas"].view(len(state.labels), len(self.part_necks), 6)
-        table = tabulate(box_statistics(thetas), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
-        logger.info(f"Part boxes before epoch {state.epoch}:\n{table}")
+        limits = getattr(self.part_generator, "limits", None)  # bounded generators have them
+        table = tabulate(box_statistics(thetas, limits), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
+        logger.info(f"Part boxes of the {len(thetas)} training images before epoch {state.epoch}:\n{table}")
+        state.metrics.update(box_metrics(thetas, limits))
         keep = state.clustered
         labels = state.labels[keep]
         self.heads.classifier.reset(cluster_centroids(state.features["global"][keep], labels))

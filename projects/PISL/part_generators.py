@@ -23,24 +23,53 @@ def stripe_thetas(num_parts):
     return theta
 
 
-def box_statistics(thetas):
-    """How far sampled part boxes are from the stripes and how much they vary over images.
+def neighbour_iou(thetas):
+    """N x (P - 1): the IoU of each part's box with the next part's, the boxes taken axis-aligned
+    (centre (tx, ty), half-extents |sx| and |sy|; the small shears are ignored)."""
+    lo_x, hi_x = thetas[..., 2] - thetas[..., 0].abs(), thetas[..., 2] + thetas[..., 0].abs()
+    lo_y, hi_y = thetas[..., 5] - thetas[..., 4].abs(), thetas[..., 5] + thetas[..., 4].abs()
+    overlap = lambda lo, hi: (torch.minimum(hi[:, :-1], hi[:, 1:]) - torch.maximum(lo[:, :-1], lo[:, 1:])).clamp(min=0)
+    inter = overlap(lo_x, hi_x) * overlap(lo_y, hi_y)
+    area = (hi_x - lo_x) * (hi_y - lo_y)
+    return inter / (area[:, :-1] + area[:, 1:] - inter).clamp(min=1e-12)
+
+
+def box_statistics(thetas, limits=None):
+    """How the part boxes vary over images, how far they are from the stripes, whether they
+    sit at their bounds and how much neighbouring parts overlap.
 
     ``thetas``: N x P x 6 affine parameters [sx, shx, tx, shy, sy, ty] (the grid maps the
     patch to x' = sx x + shx y + tx, y' = shy x + sy y + ty in [-1, 1] map coordinates: the box
-    is centred at (tx, ty) with half-extents about (sx, sy)). Returns rows [part, stripe centre
-    y, centre y mean, centre y std, height (sy) mean, |theta - stripe| mean, spread], where
-    spread is the root mean variance of the six parameters over images: 0 for a generator
-    whose boxes do not depend on the image.
+    is centred at (tx, ty) with half-extents about (sx, sy)). ``limits``: the generator's 6P
+    bounds on the offsets from the stripes (``box_limits``), None for unbounded boxes.
+    Returns rows [part, stripe centre y, centre y mean, centre y std, height (sy) mean, height
+    std, |theta - stripe| mean, spread, % of parameters within 2 % of their bound, IoU with
+    the next part] where spread is the root mean variance of the six parameters over images
+    (0 for a generator whose boxes do not depend on the image); the last two are nan where
+    they do not apply (no bounds; the last part).
     """
     stripes = stripe_thetas(thetas.shape[1]).flatten(1).to(thetas)
     offset = (thetas - stripes).norm(dim=2).mean(0)
     spread = thetas.var(dim=0, unbiased=False).mean(1).sqrt()
+    nan = torch.full((thetas.shape[1],), float("nan"))
+    at_bound = nan if limits is None else 100 * ((thetas - stripes).abs() >= 0.98 * limits.view_as(stripes).to(thetas)).float().mean((0, 2))
+    iou = torch.cat([neighbour_iou(thetas).mean(0), nan[:1]])
     return [[p, stripes[p, 5].item(), thetas[:, p, 5].mean().item(), thetas[:, p, 5].std(unbiased=False).item(),
-             thetas[:, p, 4].mean().item(), offset[p].item(), spread[p].item()] for p in range(thetas.shape[1])]
+             thetas[:, p, 4].mean().item(), thetas[:, p, 4].std(unbiased=False).item(), offset[p].item(), spread[p].item(),
+             at_bound[p].item(), iou[p].item()] for p in range(thetas.shape[1])]
 
 
-BOX_STATISTICS_HEADERS = ["part", "stripe y", "centre y", "centre y std", "height sy", "|theta - stripe|", "spread"]
+def box_metrics(thetas, limits=None):
+    """``box_statistics`` as flat scalars for the metrics file and TensorBoard, e.g.
+    ``parts/centre_y_std/p0``; nan entries are left out."""
+    names = ["centre_y_std", "height_std", "at_bound_pct", "iou_next"]
+    columns = [3, 5, 8, 9]
+    return {f"parts/{name}/p{row[0]}": row[c] for row in box_statistics(thetas, limits)
+            for name, c in zip(names, columns) if row[c] == row[c]}
+
+
+BOX_STATISTICS_HEADERS = ["part", "stripe y", "centre y", "centre y std", "height sy", "height std", "|theta - stripe|",
+                          "spread", "at bound %", "IoU next"]
 
 
 def box_limits(limits, num_parts):
@@ -57,9 +86,9 @@ def bound_boxes(thetas, stripes, limits):
     stripe + limits * tanh((theta - stripe) / limits). The slope is 1 on the stripes, so an
     untrained model is unchanged. Far out it is nearly 0: trained on CUHK03-NP the denoiser's
     correction ends 2-12 limits deep (slope < 0.07), so boxes sit at the limits
-    (projects/PISL/README.md).
+    (docs/pisl_cuhk03np.md).
     Why: with only a wide clamp, the part losses grew every box to the whole map (sy and ty at
-    the clamp by epoch 5 on CUHK03-NP, projects/PISL/README.md), and parts that all see the
+    the clamp by epoch 5 on CUHK03-NP, docs/pisl_cuhk03np.md), and parts that all see the
     whole map add nothing to the global feature."""
     return stripes + limits * torch.tanh((thetas - stripes) / limits)
 
@@ -76,7 +105,7 @@ def saturation(offsets, limits):
     ``bound_boxes``' slope is at least 0.42. Penalised (``PISL.SCD.W_BOUND``), it keeps the
     part losses' gradient reaching the denoiser: unpenalised, the seed-1 CUHK03-NP run ended
     with corrections 2-12 limits deep; with W_BOUND 10 about 1 deep, but the boxes were the
-    same for every image either way (projects/PISL/README.md)."""
+    same for every image either way (docs/pisl_cuhk03np.md)."""
     return F.relu(bound_depth(offsets, limits) - 1).pow(2).mean()
 
 
@@ -187,12 +216,13 @@ class DiffusionSTNParts(nn.Module):
     """
 
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
-                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0):
+                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0,
+                 cond_scale=1.0):
         super().__init__()
         self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
         self.stn = Localisation(in_channels, num_parts, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
-        self.denoiser = Denoiser(6 * num_parts, in_channels)
+        self.denoiser = Denoiser(6 * num_parts, in_channels, cond_scale=cond_scale)
         self.register_buffer("prior_theta", stripe_thetas(num_parts).flatten(), persistent=False)
         self.register_buffer("limits", box_limits(limits, num_parts), persistent=False)
         # The sampler's start, drawn once on the CPU: the same on every device, and a constant
@@ -204,7 +234,7 @@ class DiffusionSTNParts(nn.Module):
     def from_config(cls, cfg, in_channels):
         d = cfg.PISL.DIFFUSION
         return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
-                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS, d.STN_PATCH_SHARE)
+                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS, d.STN_PATCH_SHARE, d.COND_SCALE)
 
     def bound(self, thetas):
         return bound_boxes(thetas, self.prior_theta, self.limits)

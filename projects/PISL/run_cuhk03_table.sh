@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the CUHK03-NP comparison table of projects/PISL/README.md (CPU, about an hour):
+# Reproduce the CUHK03-NP comparison table of docs/pisl_cuhk03np.md (CPU, about an hour):
 #   bash projects/PISL/run_cuhk03_table.sh [extra KEY VALUE overrides]
 # Each run writes $LOG_ROOT/<name>/{log.txt,results.json,wall_seconds} (LOG_ROOT defaults to
 # logs/cuhk03np); the table is printed at the end by benchmarks/collect_results.py. Another seed:

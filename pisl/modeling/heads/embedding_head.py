@@ -39,11 +39,12 @@ class BNNeck(nn.BatchNorm1d):
 
 class ResizableClassifier(nn.Module):
     """A bias-free linear classifier whose class count can change between epochs (clustering
-    finds a new number of pseudo-identities each time)."""
+    finds a new number of pseudo-identities each time). ``logit_scale`` > 0 makes it a cosine
+    classifier, ``logit_scale * cos(x, w_c)``: its logits no longer grow with the feature norm."""
 
-    def __init__(self, in_dim, num_classes):
+    def __init__(self, in_dim, num_classes, logit_scale=0.0):
         super().__init__()
-        self.in_dim = in_dim
+        self.in_dim, self.logit_scale = in_dim, logit_scale
         self.weight = nn.Parameter(torch.empty(num_classes, in_dim))
         nn.init.normal_(self.weight, std=0.001)
 
@@ -58,6 +59,8 @@ class ResizableClassifier(nn.Module):
         self.weight.data = weight.detach().to(self.weight.device, self.weight.dtype).clone()
 
     def forward(self, x):
+        if self.logit_scale > 0:
+            return self.logit_scale * F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
         return F.linear(x, self.weight)
 
 

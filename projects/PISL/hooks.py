@@ -1,0 +1,77 @@
+"""PISL's training hook: pictures of the part boxes during training."""
+import logging
+import os
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+from pisl.data import ImageListDataset, build_dataset, build_transforms
+from pisl.engine.hooks import HOOK_REGISTRY
+from pisl.engine.trainer import HookBase
+from pisl.utils import comm
+from pisl.utils.checkpoint import unwrap
+
+from .part_generators import BOX_STATISTICS_HEADERS, box_statistics
+
+logger = logging.getLogger(__name__)
+
+
+@HOOK_REGISTRY.register()
+class PartBoxHook(HookBase):
+    """After the epochs in ``PISL.BOX_PICTURE.EPOCHS`` (-1: the last), draws the part boxes of
+    ``NUM_IMAGES`` fixed test images (the first test set's gallery) into
+    ``OUTPUT_DIR/part_boxes/epoch_NNN.png`` and logs their box statistics. Main process only:
+    the model runs on these few images without any collective, so DDP ranks do not wait."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.epochs, self.num_images = list(cfg.PISL.BOX_PICTURE.EPOCHS), cfg.PISL.BOX_PICTURE.NUM_IMAGES
+        self.folder = os.path.join(cfg.OUTPUT_DIR, "part_boxes")
+        self.written = []
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg)
+
+    def before_train(self):
+        if not comm.is_main_process() or not self.epochs:
+            return
+        gallery = build_dataset(self.cfg.DATASETS.TESTS[0], self.cfg).gallery
+        order = np.random.default_rng(0).permutation(len(gallery))[: self.num_images]
+        self.items = [gallery[i] for i in sorted(order)]
+
+    def _due(self):
+        last = self.trainer.max_epoch - 1
+        return self.trainer.epoch in {last if e == -1 else e for e in self.epochs}
+
+    def after_epoch(self):
+        if not comm.is_main_process() or not self.epochs or not self._due():
+            return
+        try:
+            from pisl import visualization as vis
+
+            vis._pyplot()
+        except ImportError:
+            logger.info("Part-box pictures need matplotlib (pip install -e \".[vis]\"); none drawn")
+            self.epochs = []
+            return
+        model = unwrap(self.trainer.model)
+        model.eval()
+        images = torch.stack([ImageListDataset(self.items, build_transforms(self.cfg, is_train=False))[i]["images"]
+                              for i in range(len(self.items))])
+        with torch.no_grad():
+            thetas = model.cluster_features({"images": images})["thetas"].cpu().view(len(self.items), -1, 6)
+        epoch = self.trainer.epoch
+        os.makedirs(self.folder, exist_ok=True)
+        title = f"epoch {epoch}, {len(self.items)} test images"
+        path = vis.save(vis.part_boxes([p for p, _, _ in self.items], thetas.numpy(), len(self.items), title),
+                        os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
+        self.written.append(path)
+        limits = getattr(model.part_generator, "limits", None)
+        table = tabulate(box_statistics(thetas, limits), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
+        logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n{table}")
+
+    def after_train(self):
+        if self.written:
+            logger.info(f"Part-box pictures: {', '.join(self.written)}")

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# The multi-seed benchmarks of projects/PISL/README.md, printed as mean +- std with paired
+# differences:
+#   bash projects/PISL/run_seeds.sh PROTOCOL [extra KEY VALUE overrides]
+# PROTOCOL:
+#   cuhk03np  unsupervised CUHK03-NP from ImageNet (6 epochs x 100 iterations, evaluated at
+#             the end; about 25 min a run on 2 CPU cores).
+#   cuhk01    cross-domain CUHK03-NP (labelled) -> CUHK01 (unlabelled): every row starts from
+#             the supervised CUHK03-NP model SOURCE (default logs/source_cuhk03np/model_final.pth,
+#             trained first with configs/CUHK03NP/baseline.yml, 7 epochs, about 30 min, when
+#             missing), trains on CUHK01's 1,940 training crops with the configs' 6 epochs x 50
+#             iterations and is evaluated on CUHK01's test split after every epoch (the table
+#             reports the final epoch; no test-set model selection). About 14 min a run.
+# SEEDS (default "1 2 3") and ROWS (default: the protocol's rows) choose what runs. A row is a
+# config and overrides (see row() below). The starting model (cuhk03np: ImageNet; cuhk01: the
+# source model) is evaluated once, as is. Each run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it
+# finishes, what it is judged by (results, metrics, log, config, wall time, clustering history;
+# no checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
+# committed), and a run with a record is skipped: a benchmark longer than one session
+# continues from its records in the next one. Seeds run in turn, all rows of a seed before the
+# next seed, so a benchmark stopped early still compares the rows on the same seeds. The table
+# is printed from the records, with each row's paired difference to PAIRED_TO (default: the
+# protocol's reference rows).
+set -euo pipefail
+# --help: the comment block above.
+case "${1:-}" in -h|--help|"") awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; [ -n "${1:-}" ] || exit 2; exit 0 ;; esac
+cd "$(dirname "$0")/../.."
+PROTOCOL=$1; shift
+SEEDS=${SEEDS:-"1 2 3"}
+LOG_ROOT=${LOG_ROOT:-logs/${PROTOCOL}_seeds}
+RECORD_ROOT=${RECORD_ROOT:-projects/PISL/results/${PROTOCOL}_seeds}
+SOURCE=${SOURCE:-logs/source_cuhk03np/model_final.pth}
+case $PROTOCOL in
+  cuhk03np)
+    START=imagenet
+    ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl pisl_no_scd pisl_no_psc pisl_no_cam"}
+    PAIRED_TO=${PAIRED_TO:-"pisl_stripes"}
+    PROTOCOL_ARGS=(TEST.EVAL_PERIOD 0 SOLVER.ITERS_PER_EPOCH 100) ;;
+  cuhk01)
+    START=source
+    ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl pisl_no_scd pisl_no_psc"}
+    PAIRED_TO=${PAIRED_TO:-"pisl_stripes cluster_contrast"}
+    PROTOCOL_ARGS=(TEST.EVAL_PERIOD 1 DATASETS.NAMES '["CUHK01"]' DATASETS.TESTS '["CUHK01"]'
+                   MODEL.WEIGHTS "$SOURCE" MODEL.PARTIAL_LOAD True)
+    if [ ! -f "$SOURCE" ]; then
+      python tools/train_net.py --config-file configs/CUHK03NP/baseline.yml --overwrite SOLVER.MAX_EPOCH 7 \
+        SOLVER.STEPS "[5]" TEST.EVAL_PERIOD 7 OUTPUT_DIR "$(dirname "$SOURCE")"
+    fi ;;
+  *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np or cuhk01" >&2; exit 2 ;;
+esac
+# row NAME: the config file, then the row's own overrides, one per line.
+row() {
+  case $1 in
+    source) echo configs/CUHK03NP/baseline.yml; printf '%s\n' --eval-only ;;
+    imagenet) echo projects/PISL/configs/cuhk03np.yml; printf '%s\n' --eval-only ;;
+    cluster_contrast) echo projects/ClusterContrast/configs/cuhk03np.yml ;;
+    pisl) echo projects/PISL/configs/cuhk03np.yml ;;
+    # PSC variants: plain label smoothing throughout; the reference's part logits.
+    *_plain_ls) row "${1%_plain_ls}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 99 ;;
+    *_ref_logits) row "${1%_ref_logits}"; printf '%s\n' PISL.PSC.PART_LOGIT_SCALE 0.0 ;;
+    *) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
+  esac
+}
+train() {  # train NAME OUT [overrides]: one run, recorded when it finishes
+  local name=$1 out=$2 start spec; shift 2
+  mapfile -t spec < <(row "$name")
+  start=$(date +%s)
+  python tools/train_net.py --config-file "${spec[0]}" --overwrite "${spec[@]:1}" "${PROTOCOL_ARGS[@]}" "$@" OUTPUT_DIR "$out"
+  echo $(( $(date +%s) - start )) > "$out/wall_seconds"
+}
+if [ ! -f "$RECORD_ROOT/$START/eval_results.json" ]; then
+  train "$START" "$LOG_ROOT/$START"
+  python benchmarks/collect_results.py --record "$LOG_ROOT/$START" "$RECORD_ROOT/$START"
+fi
+for seed in $SEEDS; do
+  for name in $ROWS; do
+    out=$LOG_ROOT/seed$seed/$name
+    [ -f "$RECORD_ROOT/seed$seed/$name/results.json" ] && continue
+    train "$name" "$out" SEED "$seed" "$@"
+    python benchmarks/collect_results.py --record "$out" "$RECORD_ROOT/seed$seed/$name"
+  done
+done
+python benchmarks/collect_results.py --seeds "$RECORD_ROOT" $ROWS --paired-to $PAIRED_TO
