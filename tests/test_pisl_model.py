@@ -124,6 +124,12 @@ def test_pisl_trains_with_p_parts(parts, synthetic_root, tmp_path):
     assert {f"parts/centre_y_std/p{p}" for p in range(parts)} <= set(epoch_record)
     assert {f"parts/iou_next/p{p}" for p in range(parts - 1)} <= set(epoch_record)
     assert f"parts/at_bound_pct/p{parts - 1}" in epoch_record
+    # every loss term's epoch mean, and the PSC agreement that weights the smoothing
+    assert {"epoch_mean/loss", "epoch_mean/PSCLoss/part_kl", "epoch_mean/SCDLoss/noise", "epoch_mean/grad_norm",
+            "PSCLoss/agreement_mean/p0"} <= set(epoch_record)
+    terms = [v for k, v in epoch_record.items() if k.startswith("epoch_mean/") and k not in ("epoch_mean/loss",
+                                                                                          "epoch_mean/grad_norm")]
+    assert epoch_record["epoch_mean/loss"] == pytest.approx(sum(terms), rel=1e-4)  # the loss is the sum of its terms
 
 
 def _write_standin(src, root, name):

@@ -93,7 +93,8 @@ class EvalHook(HookBase):
 
 class MetricsWriter(HookBase):
     """Logs losses, LR, speed and ETA every ``period`` iterations, a summary line per epoch
-    and the epoch's ``trainer.epoch_metrics``, to the console and to ``metrics.jsonl`` (JSON
+    (the epoch's mean of the loss and of each term, ``epoch_mean/<name>``) and the epoch's
+    ``trainer.epoch_metrics``, to the console and to ``metrics.jsonl`` (JSON
     Lines), and to TensorBoard when it is installed. A resumed run first drops the records of
     the epochs it redoes, so the file holds each epoch once."""
 
@@ -120,14 +121,17 @@ class MetricsWriter(HookBase):
         self._steps_done = 0
 
     def before_epoch(self):
-        self._epoch_start, self._epoch_loss, self._epoch_steps = time.perf_counter(), 0.0, 0
+        self._epoch_start, self._epoch_sums, self._epoch_steps = time.perf_counter(), {}, 0
 
     def after_step(self):
         t = self.trainer
         if not comm.is_main_process():
             return
         self._steps_done += 1
-        self._epoch_loss, self._epoch_steps = self._epoch_loss + t.storage["loss"], self._epoch_steps + 1  # on device
+        self._epoch_steps += 1
+        for key, value in t.storage.items():  # the loss, each term and the gradient norm, summed on the device
+            if isinstance(value, torch.Tensor):
+                self._epoch_sums[key] = self._epoch_sums.get(key, 0.0) + value
         last_iter = t.iter + 1 == t.iters_per_epoch
         if (t.iter + 1) % self.period and not last_iter:
             return
@@ -142,16 +146,18 @@ class MetricsWriter(HookBase):
 
     def after_epoch(self):
         results = self.trainer.storage.pop("eval", None)
-        if comm.is_main_process():
-            steps = self._epoch_steps
-            mean = f"mean loss {float(self._epoch_loss) / steps:.4g}" if steps else "no training data"
-            logger.info(f"Epoch {self.trainer.epoch} done: {steps} iterations in "
-                        f"{time.perf_counter() - self._epoch_start:.1f} s, {mean}")
         if not comm.is_main_process():
             return
+        steps = self._epoch_steps
+        means = {k: float(v) / steps for k, v in self._epoch_sums.items()} if steps else {}
+        terms = ", ".join(f"{k} {v:.4g}" for k, v in means.items() if k != "loss")
+        mean = f"mean loss {means['loss']:.4g} ({terms})" if steps else "no training data"
+        logger.info(f"Epoch {self.trainer.epoch} done: {steps} iterations in "
+                    f"{time.perf_counter() - self._epoch_start:.1f} s, {mean}")
         step = (self.trainer.epoch + 1) * self.trainer.iters_per_epoch
-        if self.trainer.epoch_metrics:
-            self._write({"epoch": self.trainer.epoch, **self.trainer.epoch_metrics}, step)
+        epoch_record = {**{f"epoch_mean/{k}": v for k, v in means.items()}, **self.trainer.epoch_metrics}
+        if epoch_record:
+            self._write({"epoch": self.trainer.epoch, **epoch_record}, step)
         for name, metrics in (results or {}).items():
             self._write({"epoch": self.trainer.epoch, **{f"{name}/{k}": v for k, v in metrics.items()}}, step)
 

@@ -119,6 +119,8 @@ class PSCLoss(ReidLoss):
         scores = consistency_scores(state.features["global"], state.features["parts"], self.k, self.score, self.knn_backend)
         self.agreement = scores[torch.as_tensor(state.clustered)].to(self.agreement.device)
         self.epoch = state.epoch
+        # The mean agreement weights the smoothing's CE (and 1 minus it, its KL to uniform).
+        state.metrics.update({f"PSCLoss/agreement_mean/p{p}": a.item() for p, a in enumerate(self.agreement.mean(0))})
         table = tabulate(agreement_summary(scores), headers=["part", "p10", "p50", "p90", "std", "weight spread"],
                          tablefmt="pipe", floatfmt=".3f")
         logger.info(f"PSC agreement ({self.score}, k={self.k}) before epoch {state.epoch}:\n{table}")
