@@ -5,6 +5,7 @@ wall_seconds when present, and the per-epoch evaluations in metrics.jsonl).
     python benchmarks/collect_results.py logs/cuhk03np/cluster_contrast logs/cuhk03np/pisl
     python benchmarks/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...] [--paired-to REF [REF ...]]
     python benchmarks/collect_results.py --record RUN_DIR RECORD_DIR
+    python benchmarks/collect_results.py --terms RUN_DIR [PREFIX]
 
 ``--seeds`` reads LOG_ROOT/seed*/ROW for each row and prints mean +- std (sample std) over the
 seeds that finished, the global+parts mAP where evaluated, and the last clustering's
@@ -12,6 +13,10 @@ diagnostics (means over seeds) from the runs' clustering histories; the starting
 (LOG_ROOT/imagenet or LOG_ROOT/source, evaluated once) comes first. ``--paired-to`` adds, for
 each row and reference row, the mean +- std over their common seeds of the per-seed mAP
 difference (row - reference).
+
+``--terms`` prints a run's epoch means of the loss and of each term (``epoch_mean/*`` in its
+metrics; PREFIX, e.g. PSCLoss, keeps the terms that start with it and adds their sum) and its
+mAP after each evaluated epoch.
 
 ``--record`` copies what a finished run is judged by (results, per-step metrics, log, config,
 wall time, clustering history; not the checkpoints) into RECORD_DIR, small enough to commit:
@@ -159,6 +164,25 @@ def paired_table(log_root, rows, references):
                    disable_numparse=True))
 
 
+def epoch_terms(run_dir, prefix=""):
+    """Rows [epoch, loss, each term ..., (their sum,) mAP] from a run's metrics file."""
+    by_epoch = {}
+    with open(metrics_file(run_dir)) as f:
+        for record in map(json.loads, f):
+            row = by_epoch.setdefault(record["epoch"], {})
+            row.update({k[len("epoch_mean/"):]: v for k, v in record.items() if k.startswith("epoch_mean/")})
+            row.update({"mAP": v for k, v in record.items() if k.endswith("/mAP") and k.count("/") == 1})
+    names = sorted({k for row in by_epoch.values() for k in row if k not in ("mAP", "loss", "grad_norm")
+                    and k.startswith(prefix)})
+    rows = []
+    for epoch, row in sorted(by_epoch.items()):
+        terms = [row.get(k, float("nan")) for k in names]
+        rows.append([epoch, row.get("loss", float("nan")), *terms, *([sum(terms)] if prefix else []),
+                     row.get("mAP", float("nan"))])
+    headers = ["epoch", "loss", *names, *([f"{prefix} sum"] if prefix else []), "mAP"]
+    print(tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f"))
+
+
 def main(folders):
     rows = []
     for folder in folders:
@@ -182,6 +206,8 @@ if __name__ == "__main__":
         if args[split + 1:]:
             print()
             paired_table(sys.argv[2], args[:split], args[split + 1:])
+    elif sys.argv[1:2] == ["--terms"] and len(sys.argv) in (3, 4):
+        epoch_terms(*sys.argv[2:])
     elif sys.argv[1:2] == ["--record"] and len(sys.argv) == 4:
         record(sys.argv[2], sys.argv[3])
     else:

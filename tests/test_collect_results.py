@@ -48,3 +48,24 @@ def test_unfinished_run_is_not_recorded(tmp_path, capsys):
         collect_results.record(str(tmp_path / "run"), str(tmp_path / "record"))
     assert exit_info.value.code == 2 and "did not finish" in capsys.readouterr().err
     assert not (tmp_path / "record").exists()
+
+
+def test_paired_differences_use_the_common_seeds(tmp_path, capsys):
+    for seed, (a, b) in {"seed1": (2.0, 1.0), "seed2": (5.0, 2.0), "seed3": (4.0, None)}.items():
+        _fake_run(tmp_path / seed / "a", a, 10)
+        if b is not None:
+            _fake_run(tmp_path / seed / "b", b, 10)
+    collect_results.paired_table(str(tmp_path), ["a", "b"], ["b"])
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| a - b"))
+    # seeds 1-2 only: differences +1 and +3, mean 2, sample std sqrt(2)
+    assert [c.strip() for c in line.strip("|").split("|")] == ["a - b", "2", "2.00 +- 1.41", "+1.00, +3.00"]
+
+
+def test_epoch_terms_sum_a_loss_prefix(tmp_path, capsys):
+    records = [{"epoch": 0, "iter": 5, "loss": 9.0}, {"epoch": 0, "epoch_mean/loss": 3.0, "epoch_mean/P/a": 1.0,
+                                                      "epoch_mean/P/b": 0.5, "epoch_mean/Q": 1.5},
+               {"epoch": 0, "D/mAP": 7.0, "D/global+parts/mAP": 8.0}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
+    collect_results.epoch_terms(str(tmp_path), "P")
+    row = [c.strip() for c in capsys.readouterr().out.splitlines()[-1].strip("|").split("|")]
+    assert row == ["0", "3.000", "1.000", "0.500", "1.500", "7.000"]  # epoch, loss, P/a, P/b, their sum, mAP
