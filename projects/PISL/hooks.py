@@ -35,8 +35,10 @@ class PartBoxHook(HookBase):
         return cls(cfg)
 
     def before_train(self):
-        if not comm.is_main_process() or not self.epochs:
+        if not self.epochs:
             return
+        # Built on every process: a dataset may synchronise them (the synthetic one is drawn
+        # once, by rank 0, behind a barrier).
         gallery = build_dataset(self.cfg.DATASETS.TESTS[0], self.cfg).gallery
         order = np.random.default_rng(0).permutation(len(gallery))[: self.num_images]
         self.items = [gallery[i] for i in sorted(order)]

@@ -55,9 +55,11 @@ row() {
     imagenet) echo projects/PISL/configs/cuhk03np.yml; printf '%s\n' --eval-only ;;
     cluster_contrast) echo projects/ClusterContrast/configs/cuhk03np.yml ;;
     pisl) echo projects/PISL/configs/cuhk03np.yml ;;
-    # PSC variants: plain label smoothing throughout; the reference's part logits.
-    *_plain_ls) row "${1%_plain_ls}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 99 ;;
-    *_ref_logits) row "${1%_ref_logits}"; printf '%s\n' PISL.PSC.PART_LOGIT_SCALE 0.0 ;;
+    # PSC's part smoothing (docs/pisl_cuhk01.md): agreement-aware from epoch 2 with the
+    # reference's part logits, or with cosine logits at scale 10 (the cuhk03np configs' default
+    # is plain label smoothing throughout, with the reference's logits).
+    *_psc_reference) row "${1%_psc_reference}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 0.0 ;;
+    *_psc_cosine) row "${1%_psc_cosine}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 10.0 ;;
     *) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
   esac
 }
