@@ -86,7 +86,7 @@ def test_box_statistics_of_a_tiny_model(caplog):
     labels = [0, 0, 1, 1, 2, 2]
     with caplog.at_level("INFO"):
         notify_pseudo_labels(model, _pseudo_labels(model, images, labels, [0, 1] * 3))
-    assert "Part boxes before epoch 0" in caplog.text and "PSC agreement (jaccard, k=20)" in caplog.text
+    assert "Part boxes of the 6 training images before epoch 0" in caplog.text and "PSC agreement (jaccard, k=20)" in caplog.text
 
 
 def test_cluster_features_are_deterministic_and_normalised():
