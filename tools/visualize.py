@@ -20,7 +20,6 @@ import sys
 
 import numpy as np
 import torch
-from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -55,11 +54,11 @@ def parts(args, cfg):
     feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
     if "thetas" not in feats:
         raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
-    from projects.PISL.part_generators import BOX_STATISTICS_HEADERS, box_statistics  # only models with parts get here
+    from projects.PISL.part_generators import box_table  # only models with parts get here
 
     thetas = feats["thetas"].view(len(idx), -1, 6)
     limits = getattr(getattr(model, "part_generator", None), "limits", None)
-    print(tabulate(box_statistics(thetas, limits), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f"))
+    print(box_table(thetas, limits))
     return [vis.save(vis.part_boxes([items[i][0] for i in idx], thetas.numpy(), 16, f"{len(idx)} images of {dataset.name}"),
                      args.output)]
 

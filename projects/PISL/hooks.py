@@ -4,7 +4,6 @@ import os
 
 import numpy as np
 import torch
-from tabulate import tabulate
 
 from pisl.data import ImageListDataset, build_dataset, build_transforms
 from pisl.engine.hooks import HOOK_REGISTRY
@@ -12,7 +11,7 @@ from pisl.engine.trainer import HookBase
 from pisl.utils import comm
 from pisl.utils.checkpoint import unwrap
 
-from .part_generators import BOX_STATISTICS_HEADERS, box_statistics
+from .part_generators import box_table
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +59,8 @@ class PartBoxHook(HookBase):
             return
         model = unwrap(self.trainer.model)
         model.eval()
-        images = torch.stack([ImageListDataset(self.items, build_transforms(self.cfg, is_train=False))[i]["images"]
-                              for i in range(len(self.items))])
+        dataset = ImageListDataset(self.items, build_transforms(self.cfg, is_train=False))
+        images = torch.stack([dataset[i]["images"] for i in range(len(dataset))])
         with torch.no_grad():
             thetas = model.cluster_features({"images": images})["thetas"].cpu().view(len(self.items), -1, 6)
         epoch = self.trainer.epoch
@@ -71,8 +70,8 @@ class PartBoxHook(HookBase):
                         os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
         self.written.append(path)
         limits = getattr(model.part_generator, "limits", None)
-        table = tabulate(box_statistics(thetas, limits), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
-        logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n{table}")
+        logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n"
+                    f"{box_table(thetas, limits)}")
 
     def after_train(self):
         if self.written:

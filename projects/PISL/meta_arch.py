@@ -2,7 +2,6 @@ import logging
 
 import torch
 import torch.nn as nn
-from tabulate import tabulate
 import torch.nn.functional as F
 
 from pisl.cluster import cluster_centroids
@@ -10,7 +9,7 @@ from pisl.modeling.heads import BNNeck, ResizableClassifier
 from pisl.modeling.losses import compute_losses
 from pisl.modeling.meta_arch import META_ARCH_REGISTRY, Baseline
 
-from .part_generators import BOX_STATISTICS_HEADERS, PART_GENERATOR_REGISTRY, box_metrics, box_statistics
+from .part_generators import PART_GENERATOR_REGISTRY, box_metrics, box_table
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +95,7 @@ class PISL(Baseline):
         the part boxes' statistics are logged, and go to the epoch's metrics."""
         thetas = state.features["thetas"].view(len(state.labels), len(self.part_necks), 6)
         limits = getattr(self.part_generator, "limits", None)  # bounded generators have them
-        table = tabulate(box_statistics(thetas, limits), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
-        logger.info(f"Part boxes of the {len(thetas)} training images before epoch {state.epoch}:\n{table}")
+        logger.info(f"Part boxes of the {len(thetas)} training images before epoch {state.epoch}:\n{box_table(thetas, limits)}")
         state.metrics.update(box_metrics(thetas, limits))
         keep = state.clustered
         labels = state.labels[keep]

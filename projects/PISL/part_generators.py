@@ -5,6 +5,7 @@ Both are registered in PART_GENERATOR_REGISTRY and chosen by ``PISL.PART_GENERAT
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tabulate import tabulate
 
 from pisl.utils.registry import Registry
 
@@ -70,6 +71,11 @@ def box_metrics(thetas, limits=None):
 
 BOX_STATISTICS_HEADERS = ["part", "stripe y", "centre y", "centre y std", "height sy", "height std", "|theta - stripe|",
                           "spread", "at bound %", "IoU next"]
+
+
+def box_table(thetas, limits=None):
+    """``box_statistics`` as a markdown table, as the logs and tools print it."""
+    return tabulate(box_statistics(thetas, limits), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
 
 
 def box_limits(limits, num_parts):

@@ -16,7 +16,6 @@ import sys
 
 import numpy as np
 import torch
-from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
@@ -25,7 +24,7 @@ from pisl.config import ConfigError  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from projects.PISL.part_generators import BOX_STATISTICS_HEADERS, box_statistics  # noqa: E402
+from projects.PISL.part_generators import box_table  # noqa: E402
 
 
 @exit_on_bad_input
@@ -54,8 +53,7 @@ def main():
     sources = generator.box_sources(torch.cat(maps), torch.cat(globals_), args.timesteps, args.seed)
     parts = generator.num_parts
     for name, (thetas, depth) in sources.items():
-        table = tabulate(box_statistics(thetas.cpu().view(len(thetas), parts, 6)), headers=BOX_STATISTICS_HEADERS,
-                         tablefmt="pipe", floatfmt=".3f")
+        table = box_table(thetas.cpu().view(len(thetas), parts, 6))
         print(f"\n{name} ({len(thetas)} images)\n{table}")
         if depth is not None:
             d = depth.cpu()
