@@ -151,12 +151,13 @@ def seed_maps(log_root, row):
 def paired_table(log_root, rows, references):
     """Per-seed mAP differences of each row to each reference row, on their common seeds."""
     table = []
+    maps_of = {name: seed_maps(log_root, name) for name in {*rows, *references}}  # each record read once
     for ref in references:
-        ref_maps = seed_maps(log_root, ref)
+        ref_maps = maps_of[ref]
         for row in rows:
             if row == ref:
                 continue
-            maps = seed_maps(log_root, row)
+            maps = maps_of[row]
             common = sorted(set(maps) & set(ref_maps))
             diffs = [maps[s] - ref_maps[s] for s in common]
             table.append([f"{row} - {ref}", len(common), mean_std(diffs), ", ".join(f"{d:+.2f}" for d in diffs)])
