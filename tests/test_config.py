@@ -70,6 +70,7 @@ def test_integers_for_float_keys_are_accepted(tmp_path):
     (["IMPORTS", "['projects.PISL']", "PISL.NUM_PARTS", "0"], "PISL.NUM_PARTS is 0"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.BOX_LIMITS", "[0.5, 0.5]"], r"BOX_LIMITS is \[0.5, 0.5\]: give six"),
     (["IMPORTS", "['projects.PISL']", "PISL.SCD.W_BOUND", "-1.0"], "PISL.SCD.W_BOUND is -1.0"),
+    (["IMPORTS", "['projects.PISL']", "PISL.SCD.W_OVERLAP", "-1.0"], "PISL.SCD.W_OVERLAP is -1.0"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.STN_PATCH_SHARE", "1.5"], "STN_PATCH_SHARE is 1.5"),
 ])
 def test_invalid_values_fail_up_front_naming_the_key(tmp_path, opts, message):

@@ -14,7 +14,7 @@ from pisl.data.datasets import Synthetic
 from pisl.engine import PseudoLabels, notify_pseudo_labels
 from pisl.modeling import build_model
 from pisl.solver import build_optimizer
-from projects.PISL.part_generators import box_statistics
+from projects.PISL.part_generators import box_statistics, neighbour_iou
 
 from conftest import MOBILENET_WEIGHTS, REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
 from test_train_e2e import train_net
@@ -58,9 +58,9 @@ def test_gradients_reach_stn_and_denoiser():
     assert model.heads.classifier.num_classes == 4 and model.part_classifiers[1].num_classes == 4
 
 
-def test_bound_penalty_is_a_logged_scd_term_only_when_weighted():
+def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
     torch.manual_seed(0)
-    model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0"))
+    model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0", "PISL.SCD.W_OVERLAP", "1.0"))
     images = torch.rand(4, 3, 64, 32)
     labels, cams = [0, 0, 1, 1], [0, 1, 0, 1]
     notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
@@ -69,8 +69,13 @@ def test_bound_penalty_is_a_logged_scd_term_only_when_weighted():
     batch = {"images": images, "targets": torch.tensor(labels), "camids": torch.tensor(cams), "index": torch.arange(4)}
     losses = model(batch)
     assert losses["SCDLoss/bound"].item() == pytest.approx(0.1 * 2.0 * 4.0, rel=1e-4)  # SCD.SCALE * W_BOUND * (3-1)^2
-    model.losses["SCDLoss"].w_bound = 0.0
-    assert "SCDLoss/bound" not in model(batch)
+    # Every patch box is the stripe plus tanh(3) limits: taller than a stripe, so neighbours overlap.
+    gen = model.part_generator
+    boxes = gen.bound(gen.prior_theta + 3 * gen.limits).view(1, 3, 6)
+    assert losses["SCDLoss/overlap"].item() == pytest.approx(0.1 * neighbour_iou(boxes).mean().item(), rel=1e-4)
+    assert losses["SCDLoss/overlap"].item() > 0
+    model.losses["SCDLoss"].w_bound = model.losses["SCDLoss"].w_overlap = 0.0
+    assert not {"SCDLoss/bound", "SCDLoss/overlap"} & set(model(batch))
 
 
 def test_box_statistics_of_a_tiny_model(caplog):

@@ -16,7 +16,8 @@ from projects.PISL.losses import (PSCLoss, agreement_aware_smoothing, agreement_
                                   noise_loss, refined_targets, scd_loss, supervised_contrastive)
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
-                                           box_metrics, box_statistics, cut_patches, neighbour_iou, stripe_thetas)
+                                           box_metrics, box_statistics, cut_patches, neighbour_iou, part_overlap,
+                                           stripe_thetas)
 
 
 def test_cosine_schedule_matches_reference_values():
@@ -377,6 +378,24 @@ def test_training_step_reports_the_saturation_of_the_denoisers_correction():
     assert out["saturation"].item() == pytest.approx(4.0, rel=1e-5)
     out["saturation"].backward()
     assert (gen.denoiser.net[-1].bias.grad > 0).all()
+
+
+def test_overlap_penalty_is_the_iou_of_the_patch_boxes_and_pushes_the_parts_apart():
+    # Two parts, stripes at ty -0.5 and 0.5 with half-height 0.5 (they touch), and a denoiser
+    # whose correction moves each centre one limit (0.25) towards the other: the bounded centres
+    # move by 0.25 tanh(1) each, the boxes overlap 0.5 tanh(1) in y over the full width, IoU
+    # o / (2 - o). Its gradient moves the centres apart again.
+    gen = DiffusionSTNParts(16, 2, stn_channels=8).train()
+    with torch.no_grad():
+        gen.denoiser.net[-1].bias[5] = gen.limits[5]
+        gen.denoiser.net[-1].bias[11] = -gen.limits[11]
+    out = gen(torch.randn(4, 16, 6, 4), torch.randn(4, 16))
+    o = 0.5 * math.tanh(1.0)
+    assert out["overlap"].item() == pytest.approx(o / (2 - o), rel=1e-5)
+    out["overlap"].backward()
+    grad = gen.denoiser.net[-1].bias.grad
+    assert grad[5] > 0 and grad[11] < 0
+    assert part_overlap(stripe_thetas(1).flatten(1).unsqueeze(0)).item() == 0.0  # one part: nothing to overlap
 
 
 @pytest.mark.parametrize("share", [0.0, 1.0])

@@ -74,6 +74,9 @@ def add_pisl_config(cfg):
     # (part_generators.saturation), on the STN's theta and the denoiser's correction. 0: off
     # (tried at 10 on CUHK03-NP: no gain, boxes still the same for every image; docs/pisl_cuhk03np.md).
     cfg.PISL.SCD.W_BOUND = 0.0
+    # Weight of the mean IoU of neighbouring parts' patch boxes (part_generators.part_overlap),
+    # a diversity penalty that keeps the parts on different regions. 0: off.
+    cfg.PISL.SCD.W_OVERLAP = 0.0
 
 
 @register_config_check
@@ -98,8 +101,9 @@ def check_pisl_config(cfg):
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
     if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):
         problems.append(f"PISL.SCD.NOISE_WEIGHTING is '{p.SCD.NOISE_WEIGHTING}': use min_snr or none")
-    if p.SCD.W_BOUND < 0:
-        problems.append(f"PISL.SCD.W_BOUND is {p.SCD.W_BOUND}: must be 0 (off) or positive")
+    for key in ("W_BOUND", "W_OVERLAP"):
+        if p.SCD[key] < 0:
+            problems.append(f"PISL.SCD.{key} is {p.SCD[key]}: must be 0 (off) or positive")
     if p.PSC.SCORE not in ("mmd", "jaccard"):
         problems.append(f"PISL.PSC.SCORE is '{p.PSC.SCORE}': use mmd or jaccard")
     if p.PART_GENERATOR == "stripes" and "SCDLoss" in cfg.MODEL.LOSSES.NAMES:

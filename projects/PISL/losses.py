@@ -181,12 +181,13 @@ class SCDLoss(ReidLoss):
     """Semantic Controlled Diffusion loss, weight W_diff, as three logged terms (noise,
     consistency, contrast). Needs the diffusion_stn generator. ``snr_gamma`` None keeps the
     reference's unweighted noise MSE; a number applies min-SNR weighting (``noise_loss``).
-    ``w_bound`` > 0 adds a fourth term, ``bound``: the generator's ``saturation`` penalty."""
+    ``w_bound`` > 0 adds a term ``bound``: the generator's ``saturation`` penalty; ``w_overlap``
+    > 0 a term ``overlap``: the mean IoU of neighbouring patch boxes (``part_overlap``)."""
 
-    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1, snr_gamma=5.0, w_bound=0.0):
+    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1, snr_gamma=5.0, w_bound=0.0, w_overlap=0.0):
         super().__init__()
         self.w_cons, self.w_con, self.temperature, self.scale = w_cons, w_con, temperature, scale
-        self.snr_gamma, self.w_bound = snr_gamma, w_bound
+        self.snr_gamma, self.w_bound, self.w_overlap = snr_gamma, w_bound, w_overlap
 
     @classmethod
     def from_config(cls, cfg):
@@ -194,7 +195,7 @@ class SCDLoss(ReidLoss):
         gamma = {"min_snr": s.SNR_GAMMA, "none": None}
         if s.NOISE_WEIGHTING not in gamma:
             raise KeyError(f"Unknown PISL.SCD.NOISE_WEIGHTING '{s.NOISE_WEIGHTING}', expected min_snr or none")
-        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE, gamma[s.NOISE_WEIGHTING], s.W_BOUND)
+        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE, gamma[s.NOISE_WEIGHTING], s.W_BOUND, s.W_OVERLAP)
 
     def forward(self, outputs, batch):
         if "eps_hat" not in outputs:
@@ -206,4 +207,6 @@ class SCDLoss(ReidLoss):
                          self.w_cons, self.w_con, self.temperature, outputs["snr"], self.snr_gamma)
         if self.w_bound > 0:
             terms["bound"] = self.w_bound * outputs["saturation"]
+        if self.w_overlap > 0:
+            terms["overlap"] = self.w_overlap * outputs["overlap"]
         return {name: self.scale * value for name, value in terms.items()}

@@ -115,6 +115,15 @@ def saturation(offsets, limits):
     return F.relu(bound_depth(offsets, limits) - 1).pow(2).mean()
 
 
+def part_overlap(thetas):
+    """The mean IoU of neighbouring parts' boxes (``neighbour_iou``; thetas N x P x 6), 0 for one
+    part. Penalised (``PISL.SCD.W_OVERLAP``, PAT's diversity idea on boxes), it keeps the P parts
+    from sliding onto the same body region inside their bounds."""
+    if thetas.shape[1] < 2:
+        return thetas.new_zeros(())
+    return neighbour_iou(thetas).mean()
+
+
 def patch_pooling_weights(thetas, height, width):
     """How much each feature-map cell contributes to each pooled patch: B x P x (H W).
 
@@ -271,7 +280,8 @@ class DiffusionSTNParts(nn.Module):
             patch_theta = torch.where(from_stn, theta, x0_hat)
         return {"parts": self._patches(feature_map, patch_theta), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t),
-                "saturation": saturation(stn_offset, self.limits) + saturation(correction, self.limits)}
+                "saturation": saturation(stn_offset, self.limits) + saturation(correction, self.limits),
+                "overlap": part_overlap(patch_theta.view(-1, self.num_parts, 6))}
 
     @torch.no_grad()
     def box_sources(self, feature_map, global_feature, timesteps=(0, 500, 999), seed=0):
