@@ -60,6 +60,8 @@ row() {
     # is plain label smoothing throughout, with the reference's logits).
     *_psc_reference) row "${1%_psc_reference}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 0.0 ;;
     *_psc_cosine) row "${1%_psc_cosine}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 10.0 ;;
+    # Issue 20's second distinct-parts design: the overlap penalty on neighbouring part boxes.
+    *_overlap) row "${1%_overlap}"; printf '%s\n' PISL.SCD.W_OVERLAP 10.0 ;;
     *) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
   esac
 }

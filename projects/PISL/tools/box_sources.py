@@ -53,7 +53,7 @@ def main():
     sources = generator.box_sources(torch.cat(maps), torch.cat(globals_), args.timesteps, args.seed)
     parts = generator.num_parts
     for name, (thetas, depth) in sources.items():
-        table = box_table(thetas.cpu().view(len(thetas), parts, 6))
+        table = box_table(thetas.cpu().view(len(thetas), parts, 6), generator.limits.cpu())
         print(f"\n{name} ({len(thetas)} images)\n{table}")
         if depth is not None:
             d = depth.cpu()
