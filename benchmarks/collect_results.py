@@ -15,8 +15,9 @@ each row and reference row, the mean +- std over their common seeds of the per-s
 difference (row - reference).
 
 ``--terms`` prints a run's epoch means of the loss and of each term (``epoch_mean/*`` in its
-metrics; PREFIX, e.g. PSCLoss, keeps the terms that start with it and adds their sum) and its
-mAP after each evaluated epoch.
+metrics) and its mAP after each evaluated epoch; PREFIX keeps the columns that start with it:
+loss terms (e.g. PSCLoss, with their sum) or other per-epoch figures (e.g. parts/at_bound,
+cluster/purity).
 
 ``--record`` copies what a finished run is judged by (results, per-step metrics, log, config,
 wall time, clustering history; not the checkpoints) into RECORD_DIR, small enough to commit:
@@ -166,21 +167,30 @@ def paired_table(log_root, rows, references):
 
 
 def epoch_terms(run_dir, prefix=""):
-    """Rows [epoch, loss, each term ..., (their sum,) mAP] from a run's metrics file."""
-    by_epoch = {}
+    """Rows [epoch, loss, each term ..., (their sum,) mAP] from a run's metrics file. Without
+    PREFIX the terms are the loss terms' epoch means; with it, also the per-epoch records
+    that start with it (e.g. ``cluster/``, ``parts/``, ``PSCLoss/agreement_mean``), and the sum
+    of the selected loss terms."""
+    by_epoch, loss_terms = {}, set()
     with open(metrics_file(run_dir)) as f:
         for record in map(json.loads, f):
             row = by_epoch.setdefault(record["epoch"], {})
-            row.update({k[len("epoch_mean/"):]: v for k, v in record.items() if k.startswith("epoch_mean/")})
+            means = {k[len("epoch_mean/"):]: v for k, v in record.items() if k.startswith("epoch_mean/")}
+            row.update(means)
+            loss_terms.update(means)
             row.update({"mAP": v for k, v in record.items() if k.endswith("/mAP") and k.count("/") == 1})
+            if prefix and "iter" not in record:  # a per-epoch record: clustering, part boxes, evaluation
+                row.update({k: v for k, v in record.items() if "/" in k and not k.startswith("epoch_mean/")})
     names = sorted({k for row in by_epoch.values() for k in row if k not in ("mAP", "loss", "grad_norm")
                     and k.startswith(prefix)})
+    summed = [k for k in names if k in loss_terms] if prefix else []
+    with_sum = bool(summed)
     rows = []
     for epoch, row in sorted(by_epoch.items()):
         terms = [row.get(k, float("nan")) for k in names]
-        rows.append([epoch, row.get("loss", float("nan")), *terms, *([sum(terms)] if prefix else []),
+        rows.append([epoch, row.get("loss", float("nan")), *terms, *([sum(row.get(k, float("nan")) for k in summed)] if with_sum else []),
                      row.get("mAP", float("nan"))])
-    headers = ["epoch", "loss", *names, *([f"{prefix} sum"] if prefix else []), "mAP"]
+    headers = ["epoch", "loss", *names, *([f"{prefix} sum"] if with_sum else []), "mAP"]
     print(tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f"))
 
 

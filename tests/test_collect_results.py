@@ -61,11 +61,13 @@ def test_paired_differences_use_the_common_seeds(tmp_path, capsys):
     assert [c.strip() for c in line.strip("|").split("|")] == ["a - b", "2", "2.00 +- 1.41", "+1.00, +3.00"]
 
 
-def test_epoch_terms_sum_a_loss_prefix(tmp_path, capsys):
+def test_epoch_terms_sum_a_loss_prefix_and_show_per_epoch_figures(tmp_path, capsys):
     records = [{"epoch": 0, "iter": 5, "loss": 9.0}, {"epoch": 0, "epoch_mean/loss": 3.0, "epoch_mean/P/a": 1.0,
                                                       "epoch_mean/P/b": 0.5, "epoch_mean/Q": 1.5},
-               {"epoch": 0, "D/mAP": 7.0, "D/global+parts/mAP": 8.0}]
+               {"epoch": 0, "D/mAP": 7.0, "D/global+parts/mAP": 8.0},
+               {"epoch": 0, "P/agreement": 0.25, "cluster/n": 5}]  # a per-epoch record: shown, not summed
     (tmp_path / "metrics.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
     collect_results.epoch_terms(str(tmp_path), "P")
     row = [c.strip() for c in capsys.readouterr().out.splitlines()[-1].strip("|").split("|")]
-    assert row == ["0", "3.000", "1.000", "0.500", "1.500", "7.000"]  # epoch, loss, P/a, P/b, their sum, mAP
+    # epoch, loss, P/a, P/agreement, P/b, the sum of the loss terms P/a and P/b, mAP
+    assert row == ["0", "3.000", "1.000", "0.250", "0.500", "1.500", "7.000"]
