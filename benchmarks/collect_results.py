@@ -184,13 +184,12 @@ def epoch_terms(run_dir, prefix=""):
     names = sorted({k for row in by_epoch.values() for k in row if k not in ("mAP", "loss", "grad_norm")
                     and k.startswith(prefix)})
     summed = [k for k in names if k in loss_terms] if prefix else []
-    with_sum = bool(summed)
     rows = []
     for epoch, row in sorted(by_epoch.items()):
         terms = [row.get(k, float("nan")) for k in names]
-        rows.append([epoch, row.get("loss", float("nan")), *terms, *([sum(row.get(k, float("nan")) for k in summed)] if with_sum else []),
-                     row.get("mAP", float("nan"))])
-    headers = ["epoch", "loss", *names, *([f"{prefix} sum"] if with_sum else []), "mAP"]
+        total = [sum(row.get(k, float("nan")) for k in summed)] if summed else []
+        rows.append([epoch, row.get("loss", float("nan")), *terms, *total, row.get("mAP", float("nan"))])
+    headers = ["epoch", "loss", *names, *([f"{prefix} sum"] if summed else []), "mAP"]
     print(tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f"))
 
 
