@@ -71,7 +71,7 @@ def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
     assert losses["SCDLoss/bound"].item() == pytest.approx(0.1 * 2.0 * 4.0, rel=1e-4)  # SCD.SCALE * W_BOUND * (3-1)^2
     # Every patch box is the stripe plus tanh(3) limits: taller than a stripe, so neighbours overlap.
     gen = model.part_generator
-    boxes = gen.bound(gen.prior_theta + 3 * gen.limits).view(1, 3, 6)
+    boxes = gen.bound(gen.prior_theta + 3 * gen.limits, gen.prior_theta).view(1, 3, 6)
     assert losses["SCDLoss/overlap"].item() == pytest.approx(0.1 * neighbour_iou(boxes).mean().item(), rel=1e-4)
     assert losses["SCDLoss/overlap"].item() > 0
     model.losses["SCDLoss"].w_bound = model.losses["SCDLoss"].w_overlap = 0.0
@@ -112,10 +112,11 @@ def _log_and_results(out, dataset):
         return (out / "log.txt").read_text(), json.load(f)[dataset]
 
 
-@pytest.mark.parametrize("parts", [2, 4])
-def test_pisl_trains_with_p_parts(parts, synthetic_root, tmp_path):
+@pytest.mark.parametrize("parts, anchors", [(2, "stripes"), (4, "person")])
+def test_pisl_trains_with_p_parts(parts, anchors, synthetic_root, tmp_path):
     train_net(tmp_path, synthetic_root, config=PISL_DEMO,
-              overrides=["PISL.NUM_PARTS", str(parts), "SOLVER.MAX_EPOCH", "1", *ALWAYS_CLUSTERS])
+              overrides=["PISL.NUM_PARTS", str(parts), "PISL.DIFFUSION.ANCHORS", anchors, "SOLVER.MAX_EPOCH", "1",
+                         *ALWAYS_CLUSTERS])
     log, res = _log_and_results(tmp_path, "Synthetic")
     assert "epoch 0 iter 4/4" in log and "SCDLoss" in log and 0 <= res["mAP"] <= 100
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["model"]

@@ -17,7 +17,7 @@ from projects.PISL.losses import (PSCLoss, agreement_aware_smoothing, agreement_
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
                                            box_metrics, box_statistics, cut_patches, neighbour_iou, part_overlap,
-                                           stripe_thetas)
+                                           person_anchors, stripe_thetas)
 
 
 def test_cosine_schedule_matches_reference_values():
@@ -284,7 +284,7 @@ def test_jaccard_agreement_hand_case():
 
 def test_untrained_sampler_returns_the_stripes():
     gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=20).eval()
-    theta = gen.sample(torch.randn(5, 16))
+    theta = gen.sample(torch.randn(5, 16), gen.prior_theta.expand(5, -1))
     assert torch.allclose(theta, stripe_thetas(3).flatten().expand(5, -1), atol=1e-4)
 
 
@@ -292,11 +292,12 @@ def test_sampled_parts_do_not_depend_on_the_batch():
     gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=10).eval()
     torch.nn.init.normal_(gen.denoiser.net[-1].weight, std=0.1)  # a denoiser that does something
     cond = torch.randn(6, 16)
-    together = gen.sample(cond)
+    sample = lambda c: gen.sample(c, gen.prior_theta.expand(len(c), -1))
+    together = sample(cond)
     assert not torch.allclose(together[0], together[1], atol=1e-3)
     for i in range(6):
-        assert torch.allclose(gen.sample(cond[i:i + 1]), together[i:i + 1], atol=1e-5)
-    assert torch.allclose(gen.sample(cond.flip(0)), together.flip(0), atol=1e-5)
+        assert torch.allclose(sample(cond[i:i + 1]), together[i:i + 1], atol=1e-5)
+    assert torch.allclose(sample(cond.flip(0)), together.flip(0), atol=1e-5)
 
 
 def test_untrained_training_step_denoises_to_the_stripes_at_every_t():
@@ -351,8 +352,9 @@ def test_box_sources_report_where_the_boxes_come_from_and_how_deep_they_sit():
     with torch.no_grad():
         gen.denoiser.net[-1].bias.copy_(3 * gen.limits)
     sources = gen.box_sources(torch.randn(4, 16, 6, 4), torch.randn(4, 16), timesteps=(0, 999))
-    assert list(sources) == ["STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"]
+    assert list(sources) == ["anchors", "STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"]
     stripes = stripe_thetas(2).flatten().expand(4, -1)
+    assert torch.equal(sources["anchors"][0], stripes)
     theta, depth = sources["STN theta"]
     assert torch.allclose(theta, stripes) and torch.allclose(depth, torch.zeros(12))
     saturated = stripes + gen.limits * math.tanh(3.0)
@@ -454,14 +456,63 @@ def test_sampled_boxes_follow_the_condition_only_when_the_denoiser_sees_it(cond_
         which = torch.randint(0, 2, (32,))
         t = torch.randint(0, 100, (32,))
         x_t = gen.diffusion.q_sample(targets[which], t, torch.randn(32, 18))
-        loss = F.mse_loss(gen.predict_start(gen.denoiser.conditioned(cond[which])(x_t, t)), targets[which])
+        anchors = gen.prior_theta.expand(32, -1)
+        loss = F.mse_loss(gen.predict_start(gen.denoiser.conditioned(cond[which])(x_t, t), anchors), targets[which])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        centre_y = gen.sample(cond).view(2, 3, 6)[:, :, 5]
+        centre_y = gen.sample(cond, gen.prior_theta.expand(2, -1)).view(2, 3, 6)[:, :, 5]
     gap = (centre_y[0] - centre_y[1]).abs()
     if cond_scale > 0:
         assert (gap > 0.1).all(), gap  # the true gap is 0.2
     else:
         assert (gap < 1e-6).all(), gap
+
+
+def test_person_anchors_hand_case():
+    """Rows of mean activation 1, 3, 3, 1: less the emptiest row, the mass is 0, 1/2, 1/2, 0,
+    so its 25 % point is at 3/8 of the height and its 75 % point at 5/8. Two parts cut that
+    extent in halves: half-heights 1/8 and centres -1/8 and 1/8 in [-1, 1] map units."""
+    fmap = torch.tensor([1.0, 3.0, 3.0, 1.0]).view(1, 1, 4, 1).expand(1, 2, 4, 3)
+    boxes = person_anchors(fmap, 2, quantile=0.25).view(2, 6)
+    assert boxes.tolist() == [pytest.approx([1, 0, 0, 0, 0.125, -0.125]), pytest.approx([1, 0, 0, 0, 0.125, 0.125])]
+
+
+def test_person_anchors_of_a_flat_map_are_the_stripes_and_follow_the_activation():
+    assert torch.allclose(person_anchors(torch.ones(2, 4, 6, 2), 3, quantile=0.0), stripe_thetas(3).flatten().expand(2, -1))
+    low, high = torch.zeros(2, 1, 8, 2), torch.zeros(2, 1, 8, 2)
+    low[0, :, 4:], high[1, :, :4] = 1.0, 1.0  # activation in the lower, the upper half of the map
+    # Image 0: the 12.5 % and 87.5 % points are at rows 4.5 and 7.5 of 8 (3/8 high, from 9/16 of the height).
+    centres = person_anchors(low + high, 2, quantile=0.125).view(2, 2, 6)[..., 5]
+    assert centres.tolist() == [pytest.approx([0.3125, 0.6875]), pytest.approx([-0.6875, -0.3125])]
+
+
+def test_untrained_generator_with_person_anchors_samples_and_trains_on_each_images_anchors():
+    gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=10, anchors="person")
+    fmap, cond = torch.rand(4, 16, 8, 4), torch.randn(4, 16)
+    fmap[0, :, :3] += 2.0  # image 0: the activation sits high
+    anchors = person_anchors(fmap, 3)
+    assert not torch.allclose(anchors[0], anchors[1], atol=1e-2)
+    evaluated = gen.eval()(fmap, cond)
+    assert torch.allclose(evaluated["thetas"], anchors, atol=1e-4) and torch.equal(evaluated["anchors"], anchors)
+    torch.manual_seed(0)
+    trained = gen.train()(fmap, cond)
+    # The diffusion runs on the offsets from the anchors: an untrained denoiser recovers the
+    # anchors and so the exact noise drawn.
+    assert torch.allclose(trained["x0_hat"], anchors) and torch.allclose(trained["theta"], anchors, atol=1e-6)
+    assert torch.allclose(trained["eps_hat"], trained["eps"], atol=1e-3)
+
+
+def test_box_statistics_measure_offsets_and_bounds_from_the_anchors():
+    anchors = stripe_thetas(2).flatten(1).repeat(2, 1, 1)  # 2 images x 2 parts x 6
+    anchors[1, :, 5] += 0.3  # image 1's person sits lower
+    limits = torch.full((12,), 0.1)
+    thetas = anchors.clone()
+    thetas[:, 0, 4] += 0.1  # part 0 is one limit taller than its anchor on both images
+    rows = box_statistics(thetas, limits, anchors)
+    # part 0: anchor y mean (-0.5 - 0.2) / 2, centre std 0.15, offset 0.1, 1 of 6 at its bound
+    assert rows[0][1:4] == pytest.approx([-0.35, -0.35, 0.15]) and rows[0][6] == pytest.approx(0.1)
+    assert rows[0][8] == pytest.approx(100 / 6) and rows[1][8] == 0.0
+    # Measured from the stripes instead, image 1's shift (3 limits) would read as part 1 at its bound.
+    assert box_statistics(thetas, limits)[1][8] == pytest.approx(100 / 12)

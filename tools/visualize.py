@@ -54,11 +54,10 @@ def parts(args, cfg):
     feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
     if "thetas" not in feats:
         raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
-    from projects.PISL.part_generators import box_table  # only models with parts get here
+    from projects.PISL.part_generators import box_table, part_boxes  # only models with parts get here
 
-    thetas = feats["thetas"].view(len(idx), -1, 6)
-    limits = getattr(getattr(model, "part_generator", None), "limits", None)
-    print(box_table(thetas, limits))
+    thetas, limits, anchors = part_boxes(feats, getattr(model, "part_generator", None))
+    print(box_table(thetas, limits, anchors))
     return [vis.save(vis.part_boxes([items[i][0] for i in idx], thetas.numpy(), 16, f"{len(idx)} images of {dataset.name}"),
                      args.output)]
 

@@ -26,6 +26,12 @@ def add_pisl_config(cfg):
     # (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly (tanh) to the
     # STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
     cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
+    # What the boxes are offsets from: "stripes" (the image's P stripes, the same for every
+    # image) | "person" (the P stripes of the person's vertical extent in each image, found in
+    # the feature map's activation profile: part_generators.person_anchors).
+    cfg.PISL.DIFFUSION.ANCHORS = "stripes"
+    # Person anchors: the extent runs from this share of the activation mass to 1 minus it.
+    cfg.PISL.DIFFUSION.PERSON_QUANTILE = 0.02
     # Share of the training samples whose part patches are cut with the STN's theta rather than
     # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only;
     # tried at 0.5 on CUHK03-NP: no gain, the STN's boxes still the same for every image; docs/pisl_cuhk03np.md).
@@ -90,6 +96,10 @@ def check_pisl_config(cfg):
     if len(p.DIFFUSION.BOX_LIMITS) != 6 or min(p.DIFFUSION.BOX_LIMITS) <= 0:
         problems.append(f"PISL.DIFFUSION.BOX_LIMITS is {list(p.DIFFUSION.BOX_LIMITS)}: give six positive offsets "
                         "[sx, shx, tx, shy, sy, ty] (sy and ty in stripe heights)")
+    if p.DIFFUSION.ANCHORS not in ("stripes", "person"):
+        problems.append(f"PISL.DIFFUSION.ANCHORS is '{p.DIFFUSION.ANCHORS}': use stripes or person")
+    if not 0 < p.DIFFUSION.PERSON_QUANTILE < 0.5:
+        problems.append(f"PISL.DIFFUSION.PERSON_QUANTILE is {p.DIFFUSION.PERSON_QUANTILE}: must be between 0 and 0.5")
     if not 0 <= p.DIFFUSION.STN_PATCH_SHARE <= 1:
         problems.append(f"PISL.DIFFUSION.STN_PATCH_SHARE is {p.DIFFUSION.STN_PATCH_SHARE}: must be between 0 and 1")
     if p.DIFFUSION.COND_SCALE <= 0 or p.DIFFUSION.WEIGHT_DECAY < 0:

@@ -11,7 +11,7 @@ from pisl.engine.trainer import HookBase
 from pisl.utils import comm
 from pisl.utils.checkpoint import unwrap
 
-from .part_generators import box_table
+from .part_generators import box_table, part_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -62,16 +62,16 @@ class PartBoxHook(HookBase):
         dataset = ImageListDataset(self.items, build_transforms(self.cfg, is_train=False))
         images = torch.stack([dataset[i]["images"] for i in range(len(dataset))])
         with torch.no_grad():
-            thetas = model.cluster_features({"images": images})["thetas"].cpu().view(len(self.items), -1, 6)
+            features = {k: v.cpu() for k, v in model.cluster_features({"images": images}).items()}
+        thetas, limits, anchors = part_boxes(features, model.part_generator)
         epoch = self.trainer.epoch
         os.makedirs(self.folder, exist_ok=True)
         title = f"epoch {epoch}, {len(self.items)} test images"
         path = vis.save(vis.part_boxes([p for p, _, _ in self.items], thetas.numpy(), len(self.items), title),
                         os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
         self.written.append(path)
-        limits = getattr(model.part_generator, "limits", None)
         logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n"
-                    f"{box_table(thetas, limits)}")
+                    f"{box_table(thetas, limits, anchors)}")
 
     def after_train(self):
         if self.written:

@@ -9,7 +9,7 @@ from pisl.modeling.heads import BNNeck, ResizableClassifier
 from pisl.modeling.losses import compute_losses
 from pisl.modeling.meta_arch import META_ARCH_REGISTRY, Baseline
 
-from .part_generators import PART_GENERATOR_REGISTRY, box_metrics, box_table
+from .part_generators import PART_GENERATOR_REGISTRY, box_metrics, box_table, part_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +66,11 @@ class PISL(Baseline):
         return compute_losses(self.losses, outputs, batch)
 
     def part_features(self, fmap, global_feature):
-        """L2-normalised part features (B x P x C) in eval mode, and their boxes (B x 6P)."""
+        """L2-normalised part features (B x P x C) in eval mode, and their boxes: {"thetas":
+        B x 6P, plus "anchors" (B x 6P) where the generator's boxes are offsets from anchors}."""
         generated = self.part_generator(fmap, global_feature)
-        return F.normalize(self._part_necks(generated["parts"]), dim=2), generated["thetas"]
+        parts = generated.pop("parts")
+        return F.normalize(self._part_necks(parts), dim=2), generated
 
     @torch.no_grad()
     def test_features(self, batch):
@@ -87,16 +89,15 @@ class PISL(Baseline):
     def cluster_features(self, batch):
         fmap = self.backbone(self.preprocess(batch))
         feats = self.heads(fmap)
-        parts, thetas = self.part_features(fmap, feats)
-        return {"global": feats, "parts": parts, "thetas": thetas}
+        parts, boxes = self.part_features(fmap, feats)
+        return {"global": feats, "parts": parts, **boxes}
 
     def on_pseudo_labels(self, state):
         """Classifiers re-sized to this epoch's clusters and set to the L2-normalised centroids;
         the part boxes' statistics are logged, and go to the epoch's metrics."""
-        thetas = state.features["thetas"].view(len(state.labels), len(self.part_necks), 6)
-        limits = getattr(self.part_generator, "limits", None)  # bounded generators have them
-        logger.info(f"Part boxes of the {len(thetas)} training images before epoch {state.epoch}:\n{box_table(thetas, limits)}")
-        state.metrics.update(box_metrics(thetas, limits))
+        boxes = part_boxes(state.features, self.part_generator)
+        logger.info(f"Part boxes of the {len(boxes[0])} training images before epoch {state.epoch}:\n{box_table(*boxes)}")
+        state.metrics.update(box_metrics(*boxes))
         keep = state.clustered
         labels = state.labels[keep]
         self.heads.classifier.reset(cluster_centroids(state.features["global"][keep], labels))

@@ -62,6 +62,10 @@ row() {
     *_psc_cosine) row "${1%_psc_cosine}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 10.0 ;;
     # Issue 20's second distinct-parts design: the overlap penalty on neighbouring part boxes.
     *_overlap) row "${1%_overlap}"; printf '%s\n' PISL.SCD.W_OVERLAP 10.0 ;;
+    # Issue 20's third design: boxes as offsets from each image's person-aligned stripes, and
+    # the penalty that keeps the offsets out of the bound's flat tanh tail.
+    *_person) row "${1%_person}"; printf '%s\n' PISL.DIFFUSION.ANCHORS person ;;
+    *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
     *) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
   esac
 }

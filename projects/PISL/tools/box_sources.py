@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Where a trained PISL model's part boxes come from, on test images: the STN's theta, the
+"""Where a trained PISL model's part boxes come from, on test images: their anchors, the STN's theta, the
 DDIM sample (what clustering and testing use), and the denoiser's x0_hat from the STN's theta
 noised to several t (what training cuts patches with).
 
@@ -52,8 +52,9 @@ def main():
             globals_.append(model.heads(fmap))
     sources = generator.box_sources(torch.cat(maps), torch.cat(globals_), args.timesteps, args.seed)
     parts = generator.num_parts
+    anchors = sources["anchors"][0].cpu().view(-1, parts, 6)
     for name, (thetas, depth) in sources.items():
-        table = box_table(thetas.cpu().view(len(thetas), parts, 6), generator.limits.cpu())
+        table = box_table(thetas.cpu().view(len(thetas), parts, 6), generator.limits.cpu(), anchors)
         print(f"\n{name} ({len(thetas)} images)\n{table}")
         if depth is not None:
             d = depth.cpu()
