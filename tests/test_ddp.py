@@ -73,15 +73,18 @@ def _saved_labels(out, epoch):
     return np.load(os.path.join(out, "pseudo_labels", f"epoch_{epoch:03d}.npz"))["labels"]
 
 
-@pytest.mark.parametrize("config", ["projects/PISL/configs/demo.yml", "projects/ClusterContrast/configs/demo.yml"])
-def test_unsupervised_two_processes_match_one(config, synthetic_root, tmp_path):
+@pytest.mark.parametrize("config, extra", [("projects/PISL/configs/demo.yml", []),
+                                           ("projects/PISL/configs/demo.yml", ["PISL.DIFFUSION.ANCHORS", "person"]),
+                                           ("projects/ClusterContrast/configs/demo.yml", [])],
+                         ids=["pisl", "pisl_person_anchors", "cluster_contrast"])
+def test_unsupervised_two_processes_match_one(config, extra, synthetic_root, tmp_path):
     """Both runs cluster the same untrained model: one process and two sharded processes must
     find the same first pseudo-labels. Training then differs (per-process BN statistics and
     augmentation), so the 2-process run is checked for training both epochs (the second
     clustering re-sizes the classifiers of a model DDP already wrapped) with valid metrics, and
     the evaluation itself is compared with --eval-only on one and two processes."""
     overrides = ["SOLVER.MAX_EPOCH", "2", "SOLVER.ITERS_PER_EPOCH", "3", "CLUSTER.EPS", "0.05",
-                 "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton"]
+                 "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton", *extra]
     one, two = tmp_path / "one", tmp_path / "two"
     train_net(one, synthetic_root, config=config, overrides=overrides)
     train_net(two, synthetic_root, ["--num-gpus", "2"], config=config, overrides=overrides)
