@@ -121,14 +121,16 @@ def affine_box_corners(theta):
     return corners @ np.asarray(theta, dtype=float).reshape(2, 3).T
 
 
-def part_boxes(paths, thetas, num_images=6, title=None, per_row=8):
+def part_boxes(paths, thetas, num_images=6, title=None, per_row=8, anchors=None):
     """Left: ``num_images`` images with their P part boxes (one colour per part), ``per_row`` a
     row. Right: every image's boxes over one frame of the image's shape (the spread of the
     boxes over the set), with the stripes dashed; the legend sits under it, off the boxes.
-    ``thetas``: N x P x 6. Boxes that reach beyond the image are drawn whole: the axes grow to
-    hold them."""
+    ``thetas``: N x P x 6. ``anchors`` (N x P x 6, optional): the boxes the parts are offsets
+    from, drawn dotted on each image, their mean dashed on the right instead of the stripes.
+    Boxes that reach beyond the image are drawn whole: the axes grow to hold them."""
     plt = _pyplot()
     thetas = np.asarray(thetas).reshape(len(paths), -1, 6)
+    anchors = None if anchors is None else np.asarray(anchors).reshape(thetas.shape)
     num_parts, shown = thetas.shape[1], min(num_images, len(paths))
     cols, rows = min(per_row, shown), -(-shown // per_row)
     colours = plt.get_cmap("tab10").colors
@@ -144,15 +146,19 @@ def part_boxes(paths, thetas, num_images=6, title=None, per_row=8):
         to_pixels = lambda xy: ((xy[:, 0] + 1) * w / 2 - 0.5, (xy[:, 1] + 1) * h / 2 - 0.5)
         for p in range(num_parts):
             ax.plot(*to_pixels(affine_box_corners(thetas[i, p])), color=colours[p % 10], lw=1.5)
+            if anchors is not None:
+                ax.plot(*to_pixels(affine_box_corners(anchors[i, p])), color=colours[p % 10], lw=1, ls=":")
         ax.set(xlim=((1 - reach) * w / 2, (1 + reach) * w / 2), ylim=((1 + reach) * h / 2, (1 - reach) * h / 2))
     ax = fig.add_subplot(grid[:, cols])
     for p in range(num_parts):
         for theta in thetas[:, p]:
             xy = affine_box_corners(theta)
             ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], alpha=max(0.05, 1.0 / len(paths)), lw=1)
-        stripe = np.array([1, 0, 0, 0, 1 / num_parts, (2 * p + 1) / num_parts - 1])
-        xy = affine_box_corners(stripe)
-        ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], ls="--", lw=1.5, label=f"part {p} (dashed: its stripe)")
+        reference = np.array([1, 0, 0, 0, 1 / num_parts, (2 * p + 1) / num_parts - 1]) if anchors is None \
+            else anchors[:, p].mean(0)
+        xy = affine_box_corners(reference)
+        what = "its stripe" if anchors is None else "its mean anchor; dotted on the images: their anchors"
+        ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], ls="--", lw=1.5, label=f"part {p} (dashed: {what})")
     h, w = read_image(paths[0]).size[::-1]
     ax.set(xlim=(-reach, reach), ylim=(reach, -reach), aspect=h / w, title=f"all {len(paths)} images' boxes")
     ax.set_xticks([])

@@ -496,6 +496,7 @@ def test_untrained_generator_with_person_anchors_samples_and_trains_on_each_imag
     assert not torch.allclose(anchors[0], anchors[1], atol=1e-2)
     evaluated = gen.eval()(fmap, cond)
     assert torch.allclose(evaluated["thetas"], anchors, atol=1e-4) and torch.equal(evaluated["anchors"], anchors)
+    assert "anchors" not in DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=2).eval()(fmap, cond)  # stripes: implied
     torch.manual_seed(0)
     trained = gen.train()(fmap, cond)
     # The diffusion runs on the offsets from the anchors: an untrained denoiser recovers the

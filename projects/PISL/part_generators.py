@@ -338,7 +338,10 @@ class DiffusionSTNParts(nn.Module):
         anchors = self.anchor_thetas(feature_map)
         if not self.training:
             thetas = self.sample(cond, anchors)
-            return {"parts": self._patches(feature_map, thetas), "thetas": thetas, "anchors": anchors}
+            out = {"parts": self._patches(feature_map, thetas), "thetas": thetas}
+            if self.anchors == "person":  # stripe anchors are implied
+                out["anchors"] = anchors
+            return out
         theta, stn_offset = self.stn_thetas(feature_map, anchors)
         origin = self.origin(anchors)
         t = torch.randint(0, self.diffusion.timesteps, (theta.shape[0],), device=theta.device)

@@ -66,6 +66,8 @@ row() {
     # the penalty that keeps the offsets out of the bound's flat tanh tail.
     *_person) row "${1%_person}"; printf '%s\n' PISL.DIFFUSION.ANCHORS person ;;
     *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
+    # Half the default room for the heights and centres (a quarter of a stripe each way).
+    *_tight) row "${1%_tight}"; printf '%s\n' PISL.DIFFUSION.BOX_LIMITS "[0.25, 0.1, 0.25, 0.1, 0.25, 0.25]" ;;
     *) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
   esac
 }
