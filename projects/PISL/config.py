@@ -30,7 +30,8 @@ def add_pisl_config(cfg):
     # image) | "person" (the P stripes of the person's vertical extent in each image, found in
     # the feature map's activation profile: part_generators.person_anchors). With person
     # anchors, SCD.W_BOUND 10 and BOX_LIMITS [0.25, 0.1, 0.25, 0.1, 0.25, 0.25], the boxes met
-    # issue 20's box targets on CUHK01 and CUHK03-NP (docs/pisl_cuhk01.md).
+    # issue 20's box targets on CUHK01 and CUHK03-NP, but were 1.49 +- 0.86 mAP below stripe
+    # anchors over 3 seeds (docs/pisl_cuhk01.md).
     cfg.PISL.DIFFUSION.ANCHORS = "stripes"
     # Person anchors: the extent runs from this share of the activation mass to 1 minus it.
     cfg.PISL.DIFFUSION.PERSON_QUANTILE = 0.02
