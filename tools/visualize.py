@@ -59,7 +59,7 @@ def parts(args, cfg):
     thetas, limits, anchors = part_boxes(feats, getattr(model, "part_generator", None))
     print(box_table(thetas, limits, anchors))
     return [vis.save(vis.part_boxes([items[i][0] for i in idx], thetas.numpy(), 16, f"{len(idx)} images of {dataset.name}",
-                                    anchors=None if anchors is None else anchors.numpy()),
+                                    anchors=anchors),
                      args.output)]
 
 

@@ -67,8 +67,7 @@ class PartBoxHook(HookBase):
         epoch = self.trainer.epoch
         os.makedirs(self.folder, exist_ok=True)
         title = f"epoch {epoch}, {len(self.items)} test images"
-        path = vis.save(vis.part_boxes([p for p, _, _ in self.items], thetas.numpy(), len(self.items), title,
-                                       anchors=None if anchors is None else anchors.numpy()),
+        path = vis.save(vis.part_boxes([p for p, _, _ in self.items], thetas.numpy(), len(self.items), title, anchors=anchors),
                         os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
         self.written.append(path)
         logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n"
