@@ -9,7 +9,7 @@ from sklearn.cluster import DBSCAN
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
                           compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_pca, knn_self,
-                          knn_torch)
+                          knn_torch, per_camera_standardised)
 from pisl.cluster.jaccard import _sums_above, expanded_sets, pair_distances
 
 from conftest import REPO
@@ -126,6 +126,33 @@ def test_centroids_and_camera_proxies_hand_case():
     proxies, pids, cids = camera_proxies(feats, labels, cams)
     assert pids.tolist() == [0, 0, 1] and cids.tolist() == [0, 1, 0]
     assert np.allclose(proxies.numpy(), [[1, 0], [0, 1], [1 / 5 ** 0.5, 2 / 5 ** 0.5]])
+
+
+def test_per_camera_standardised_hand_case():
+    feats = torch.tensor([[1.0, 0.0], [0.0, 4.0], [3.0, 2.0], [0.0, 8.0]])
+    cams = np.array([0, 1, 0, 1])
+    # Camera 0: mean (2, 1), std (1, 1). Camera 1: mean (0, 6), std (0, 2): a constant
+    # dimension becomes 0, not a division by zero.
+    s = 2 ** -0.5
+    assert np.allclose(per_camera_standardised(feats, cams).numpy(), [[-s, -s], [0, -1], [s, s], [0, 1]])
+
+
+def test_per_camera_standardised_clusters_follow_identity_not_camera():
+    # Two identities seen by two cameras; each camera adds a large offset of its own.
+    g = torch.Generator().manual_seed(0)
+    identity = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    camera = torch.tensor([[0, 0, 5.0, 0], [0, 0, 0, 5.0]])
+    pids = np.repeat([0, 1, 0, 1], 6)
+    cams = np.repeat([0, 0, 1, 1], 6)
+    feats = identity[pids] + camera[cams] + 0.05 * torch.randn(24, 4, generator=g)
+    raw = cluster_features(F.normalize(feats, dim=1), eps=0.5, k1=8, k2=2).labels
+    standardised = cluster_features(per_camera_standardised(feats, cams), eps=0.5, k1=8, k2=2).labels
+    # Raw features: each cluster holds one camera. Standardised: each holds one identity, seen
+    # by both cameras (standardising also scales up the noise, so a few images are outliers).
+    assert all(len(set(cams[raw == c])) == 1 for c in set(raw) - {-1})
+    clusters = set(standardised) - {-1}
+    assert len(clusters) == 2 and (standardised >= 0).mean() > 0.8
+    assert all(len(set(pids[standardised == c])) == 1 and len(set(cams[standardised == c])) == 2 for c in clusters)
 
 
 def test_sums_above_hand_case_and_both_paths_agree_to_the_bit():

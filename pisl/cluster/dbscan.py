@@ -69,6 +69,21 @@ def cluster_features(features, eps, k1=30, k2=6, min_samples=4, outliers="drop",
     return Clustering(apply_outlier_policy(labels, outliers), seconds)
 
 
+def per_camera_standardised(features, camids, eps=1e-6):
+    """Each camera's features shifted to zero mean and scaled to unit std per dimension, then
+    L2-normalised. What a camera adds to every image it sees (background, light, colour cast)
+    is removed before clustering, so that clusters can span cameras instead of following them
+    (camera-based normalisation, as in Zhuang et al., ECCV 2020, applied to the features)."""
+    features = torch.as_tensor(features).float()
+    camids = torch.as_tensor(np.asarray(camids), device=features.device)
+    out = torch.empty_like(features)
+    for cam in camids.unique():
+        mask = camids == cam
+        group = features[mask]
+        out[mask] = (group - group.mean(0)) / (group.std(0, unbiased=False) + eps)
+    return F.normalize(out, dim=1)
+
+
 def cluster_centroids(features, labels):
     """L2-normalised mean feature of each cluster (C x D); outliers (-1) ignored."""
     features = torch.as_tensor(features).float()

@@ -124,6 +124,10 @@ _C.CLUSTER.MIN_SAMPLES = 4
 _C.CLUSTER.K1 = 30
 _C.CLUSTER.K2 = 6
 _C.CLUSTER.OUTLIERS = "drop"  # drop (reference) | singleton
+# Standardise each camera's features (zero mean, unit std per dimension) before clustering, so
+# that clusters span cameras instead of following each camera's background and light
+# (pisl.cluster.per_camera_standardised). Off in the reference; the synthetic PISL demo uses it.
+_C.CLUSTER.PER_CAMERA_NORM = False
 _C.CLUSTER.KNN_BACKEND = "auto"  # top-k selection of the exact search: auto (faiss when installed) | faiss | torch
 # The k-NN search under the Jaccard distance (pisl.cluster.knn_graph; README "Scale"):
 # exact | pca (exact search in the top PCA_DIM principal directions for REFINE x K1

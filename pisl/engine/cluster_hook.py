@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from tabulate import tabulate
 
-from ..cluster import cluster_features
+from ..cluster import cluster_features, per_camera_standardised
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import extract_features
 from ..utils import comm
@@ -76,9 +76,11 @@ def cluster_diagnostics(labels, camids, true_pids=None):
 @HOOK_REGISTRY.register()
 class ClusteringHook(HookBase):
     """Before each epoch: extract features of the training set, cluster them (Jaccard +
-    DBSCAN), log diagnostics, swap the trainer's loader for a pseudo-labelled one and call
+    DBSCAN; each camera's features standardised first with CLUSTER.PER_CAMERA_NORM), log
+    diagnostics, swap the trainer's loader for a pseudo-labelled one and call
     ``on_pseudo_labels(PseudoLabels)`` on every module of the model that defines it (heads,
-    losses, memories re-size and re-initialise themselves there).
+    losses, memories re-size and re-initialise themselves there; they get the features as
+    extracted, not standardised).
 
     An epoch with fewer than 2 clusters keeps the previous pseudo-labels (or trains nothing if
     there are none yet); after ``max_degenerate_epochs`` such epochs in a row training fails
@@ -99,6 +101,7 @@ class ClusteringHook(HookBase):
         c = cfg.CLUSTER
         self.eps, self.min_samples, self.k1, self.k2 = c.EPS, c.MIN_SAMPLES, c.K1, c.K2
         self.outliers, self.knn_backend, self.max_degenerate = c.OUTLIERS, c.KNN_BACKEND, c.MAX_DEGENERATE_EPOCHS
+        self.per_camera_norm = c.PER_CAMERA_NORM
         self.knn_options = dict(method=c.KNN.METHOD, exact_below=c.KNN.EXACT_BELOW, pca_dim=c.KNN.PCA_DIM,
                                 refine=c.KNN.REFINE)
         self.labels = None
@@ -143,7 +146,10 @@ class ClusteringHook(HookBase):
         times["extract"] = time.perf_counter() - start
         labels = None
         if comm.is_main_process():
-            result = cluster_features(feats["global"], self.eps, self.k1, self.k2, self.min_samples,
+            clustered = feats["global"]
+            if self.per_camera_norm:
+                clustered = per_camera_standardised(clustered, self.camids)
+            result = cluster_features(clustered, self.eps, self.k1, self.k2, self.min_samples,
                                       self.outliers, knn_backend=self.knn_backend, knn_options=self.knn_options)
             labels, times = result.labels, {**times, **result.seconds}
             self._save_labels(labels)
