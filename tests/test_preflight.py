@@ -107,6 +107,12 @@ def test_missing_input_of_a_tool_exits_2(tmp_path):
     assert_bad_input(proc, "--input", "neither a folder nor a list file")
 
 
+def test_export_with_parts_of_a_model_without_parts_exits_2(tmp_path):
+    proc = run([os.path.join(REPO, "tools", "export_onnx.py"), "--config-file", SYNTHETIC, "--with-parts",
+                "--output", str(tmp_path / "m.onnx")])
+    assert_bad_input(proc, "has no parts", "export without --with-parts")
+
+
 def scripts():
     """Every runnable script under tools/, benchmarks/ and projects/*/."""
     found = []
