@@ -7,6 +7,9 @@ import sys
 import time
 
 import pytest
+import torch
+
+from pisl.utils.env import processor_description
 
 from conftest import REPO
 
@@ -85,3 +88,10 @@ def test_logs_have_epoch_lines_and_no_progress_bar_clutter(full_run):
     assert all(f"Epoch {e} done: 4 iterations" in log for e in range(3))
     assert "Extracting" not in log or "images in" in log
     assert log.count("TensorBoard is not installed") <= 1
+
+
+def test_log_names_the_processor(full_run):
+    # CPU figures depend on the instruction set, so the log says which one a run used.
+    log = (full_run / "log.txt").read_text()
+    model = processor_description(torch.device("cpu")).split(", ")[0]
+    assert f"device cpu ({model}, {torch.backends.cpu.get_cpu_capability()}, " in log

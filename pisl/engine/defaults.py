@@ -16,7 +16,7 @@ from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.checkpoint import load_model_weights, read_checkpoint, unwrap
-from ..utils.env import amp_dtype, resolve_device, seed_all, set_rng_state
+from ..utils.env import amp_dtype, processor_description, resolve_device, seed_all, set_rng_state
 from ..utils.logger import setup_logger
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .preflight import RUN_FILES, output_dir_problems
@@ -133,7 +133,8 @@ def setup(args):
     logger.info(f"Command line: {vars(args)}")
     logger.info(f"Running with config:\n{cfg.dump()}")
     device = resolve_device(cfg.MODEL.DEVICE)
-    logger.info(f"torch {torch.__version__}, device {device}, {comm.get_world_size()} process(es)"
+    logger.info(f"torch {torch.__version__}, device {device} ({processor_description(device)}), "
+                f"{comm.get_world_size()} process(es)"
                 f"{f', autocast {amp_dtype(cfg)}' if cfg.SOLVER.AMP.ENABLED else ''}")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest kernels

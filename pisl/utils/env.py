@@ -1,6 +1,7 @@
 """Seeding and device selection: the one place where the run decides where tensors live."""
 import functools
 import logging
+import platform
 import random
 
 import numpy as np
@@ -31,6 +32,21 @@ def resolve_device(name="auto"):
         if name == "cuda" and comm.get_world_size() > 1:
             name = f"cuda:{comm.get_rank() % torch.cuda.device_count()}"
     return torch.device(name)
+
+
+def processor_description(device):
+    """The processor a run computes on, for its log: a CPU's model, instruction set and threads, or
+    the GPU's name. Results on the CPU depend on the instruction set (its float rounding changes
+    the clusters), so a run's figures are only comparable with the processor beside them."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:  # Linux names the model here; platform.processor() gives "x86_64"
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
 
 
 def amp_dtype(cfg):
