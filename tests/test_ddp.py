@@ -80,19 +80,22 @@ def _saved_labels(out, epoch):
 def test_unsupervised_two_processes_match_one(config, extra, synthetic_root, tmp_path):
     """Both runs cluster the same untrained model: one process and two sharded processes must
     find the same first pseudo-labels. Training then differs (per-process BN statistics and
-    augmentation), so the 2-process run is checked for training both epochs (the second
+    augmentation), so the 2-process run is checked for training every epoch (a later
     clustering re-sizes the classifiers of a model DDP already wrapped) with valid metrics, and
     the evaluation itself is compared with --eval-only on one and two processes."""
-    overrides = ["SOLVER.MAX_EPOCH", "2", "SOLVER.ITERS_PER_EPOCH", "3", "CLUSTER.EPS", "0.05",
+    overrides = ["SOLVER.MAX_EPOCH", "3", "SOLVER.ITERS_PER_EPOCH", "3", "CLUSTER.EPS", "0.05",
                  "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton", *extra]
     one, two = tmp_path / "one", tmp_path / "two"
     train_net(one, synthetic_root, config=config, overrides=overrides)
     train_net(two, synthetic_root, ["--num-gpus", "2"], config=config, overrides=overrides)
     labels_one, labels_two = _saved_labels(one, 0), _saved_labels(two, 0)
     assert labels_one.max() >= 1 and np.array_equal(labels_one, labels_two)
-    assert "epoch 1 iter 3/3" in (two / "log.txt").read_text()
+    assert "epoch 2 iter 3/3" in (two / "log.txt").read_text()
     history = json.loads((two / "pseudo_labels" / "history.json").read_text())
-    assert history[0]["clusters"] != history[1]["clusters"]  # so the classifiers were re-sized under DDP
+    print("clusters per epoch:", [h["clusters"] for h in history])
+    # So the classifiers were re-sized under DDP at least once. Three clusterings, not two: on an
+    # AVX512 CPU the first two gave the same count (81, 81), on AVX2 they did not.
+    assert len({h["clusters"] for h in history}) > 1
     assert results(two)["num_valid_queries"] == 20
 
     weights = ["MODEL.WEIGHTS", str(two / "model_final.pth")]
