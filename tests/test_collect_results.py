@@ -50,6 +50,17 @@ def test_unfinished_run_is_not_recorded(tmp_path, capsys):
     assert not (tmp_path / "record").exists()
 
 
+def test_a_start_that_evaluates_differently_from_its_record_stops_the_benchmark(tmp_path, capsys):
+    _fake_run(tmp_path / "start", 23.08, 10)
+    _fake_run(tmp_path / "record", 23.08, 10)
+    collect_results.same_start(str(tmp_path / "start"), str(tmp_path / "record"))
+    assert "evaluates as recorded: mAP 23.08" in capsys.readouterr().out
+    _fake_run(tmp_path / "retrained", 21.35, 10)
+    with pytest.raises(SystemExit) as exit_info:
+        collect_results.same_start(str(tmp_path / "retrained"), str(tmp_path / "record"))
+    assert exit_info.value.code == 2 and "mAP 21.3500 (recorded 23.0800)" in capsys.readouterr().err
+
+
 def test_paired_differences_use_the_common_seeds(tmp_path, capsys):
     for seed, (a, b) in {"seed1": (2.0, 1.0), "seed2": (5.0, 2.0), "seed3": (4.0, None)}.items():
         _fake_run(tmp_path / seed / "a", a, 10)

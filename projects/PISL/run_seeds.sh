@@ -13,8 +13,8 @@
 #             reports the final epoch; no test-set model selection). About 14 min a run.
 # SEEDS (default "1 2 3") and ROWS (default: the protocol's rows) choose what runs. A row is a
 # config and overrides (see row() below). The starting model (cuhk03np: ImageNet; cuhk01: the
-# source model) is evaluated once, as is. Each run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it
-# finishes, what it is judged by (results, metrics, log, config, wall time, clustering history;
+# source model) is evaluated as is, in every invocation, and must evaluate as recorded. Each
+# run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes, what it is judged by (results, metrics, log, config, wall time, clustering history;
 # no checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
 # committed), and a run with a record is skipped: a benchmark longer than one session
 # continues from its records in the next one. Seeds run in turn, all rows of a seed before the
@@ -78,8 +78,13 @@ train() {  # train NAME OUT [overrides]: one run, recorded when it finishes
   python tools/train_net.py --config-file "${spec[0]}" --overwrite "${spec[@]:1}" "${PROTOCOL_ARGS[@]}" "$@" OUTPUT_DIR "$out"
   echo $(( $(date +%s) - start )) > "$out/wall_seconds"
 }
-if [ ! -f "$RECORD_ROOT/$START/eval_results.json" ]; then
-  train "$START" "$LOG_ROOT/$START"
+# The starting model is evaluated in every invocation and must evaluate as recorded: new runs
+# pair with the recorded ones only if they start from the same model on a CPU that rounds
+# floats the same way (collect_results.py --same-start exits 2 otherwise).
+train "$START" "$LOG_ROOT/$START"
+if [ -f "$RECORD_ROOT/$START/eval_results.json" ]; then
+  python benchmarks/collect_results.py --same-start "$LOG_ROOT/$START" "$RECORD_ROOT/$START"
+else
   python benchmarks/collect_results.py --record "$LOG_ROOT/$START" "$RECORD_ROOT/$START"
 fi
 for seed in $SEEDS; do
