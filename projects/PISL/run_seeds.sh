@@ -14,8 +14,9 @@
 # SEEDS (default "1 2 3") and ROWS (default: the protocol's rows) choose what runs. A row is a
 # config and overrides (see row() below). The starting model (cuhk03np: ImageNet; cuhk01: the
 # source model) is evaluated as is, in every invocation, and must evaluate as recorded. Each
-# run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes, what it is judged by (results, metrics, log, config, wall time, clustering history;
-# no checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
+# run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes,
+# what it is judged by (results, metrics, log, config, wall time, clustering history; no
+# checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
 # committed), and a run with a record is skipped: a benchmark longer than one session
 # continues from its records in the next one. Seeds run in turn, all rows of a seed before the
 # next seed, so a benchmark stopped early still compares the rows on the same seeds. The table
