@@ -138,6 +138,27 @@ def test_pisl_trains_with_p_parts(parts, anchors, synthetic_root, tmp_path):
     assert epoch_record["epoch_mean/loss"] == pytest.approx(sum(terms), rel=1e-4)  # the loss is the sum of its terms
 
 
+def test_supervised_pisl_trains_its_parts_on_the_labels(synthetic_root, tmp_path):
+    """The supervised testbed's recipe on synthetic data: no clustering, part classifiers sized
+    to the labelled identities from the start, and a part CE on the labels."""
+    overrides = ["HOOKS", '["PartBoxHook"]', "DATALOADER.SAMPLER", "PKSampler", "SOLVER.MAX_EPOCH", "1",
+                 "MODEL.LOSSES.NAMES", '["CrossEntropyLoss", "SoftTripletLoss", "PartCrossEntropyLoss", "SCDLoss"]']
+    train_net(tmp_path, synthetic_root, config=PISL_DEMO, overrides=overrides)
+    log, res = _log_and_results(tmp_path, "Synthetic")
+    assert "Clustering before" not in log and "PartCrossEntropyLoss" in log and "SCDLoss" in log and res["mAP"] > 0
+    state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["model"]
+    # 16 training identities (TINY) in the global and every part classifier
+    assert state["heads.classifier.weight"].shape[0] == 16
+    assert all(state[f"part_classifiers.{p}.weight"].shape[0] == 16 for p in range(3))
+
+
+def test_clustering_losses_without_clustering_are_refused_before_the_run(synthetic_root, tmp_path):
+    proc = train_net(tmp_path, synthetic_root, config=PISL_DEMO, overrides=["HOOKS", '["PartBoxHook"]'], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "PSCLoss needs the pseudo-labels of HOOKS' ClusteringHook" in proc.stderr
+    assert "CameraContrastLoss needs the pseudo-labels" in proc.stderr
+
+
 def _write_standin(src, root, name):
     """Lay the synthetic images of ``src`` out as dataset ``name`` expects them on disk."""
     splits = {"train": src.train, "query": src.query, "gallery": src.gallery}

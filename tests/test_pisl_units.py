@@ -12,7 +12,7 @@ import_projects(["projects.PISL"])
 from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistency_scores, max_discrepancy,  # noqa: E402
                                        mmd_discrepancy, neighbours)
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
-from projects.PISL.losses import (PSCLoss, agreement_aware_smoothing, agreement_aware_terms, camera_contrast,  # noqa: E402
+from projects.PISL.losses import (PSCLoss, PartCrossEntropyLoss, agreement_aware_smoothing, agreement_aware_terms, camera_contrast,  # noqa: E402
                                   noise_loss, refined_targets, scd_loss, supervised_contrastive)
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
@@ -132,6 +132,15 @@ def test_psc_loss_logs_its_terms_and_they_sum_to_the_loss():
                              for p, z in enumerate(outputs["part_logits"])]).mean()
     assert (after["part_ce"] + after["part_kl"]).item() == pytest.approx(2.0 * smoothing.item(), rel=1e-6)
     assert after["global"].item() == pytest.approx(before["global"].item())
+
+
+def test_part_cross_entropy_is_the_mean_of_the_parts_label_smoothed_ce_hand_computed():
+    """Part 0 is uniform over 2 classes: CE log 2 whatever the smoothing. Part 1 gives the
+    target 3/4: targets (0.95, 0.05) at epsilon 0.1, CE -(0.95 log 0.75 + 0.05 log 0.25)."""
+    outputs = {"logits": torch.zeros(1, 2), "part_logits": [torch.zeros(1, 2), torch.tensor([[math.log(3.0), 0.0]])]}
+    loss = PartCrossEntropyLoss(epsilon=0.1, scale=2.0)(outputs, {"targets": torch.tensor([0])})
+    part1 = -(0.95 * math.log(0.75) + 0.05 * math.log(0.25))
+    assert loss.item() == pytest.approx(2.0 * (math.log(2.0) + part1) / 2, rel=1e-6)
 
 
 def test_camera_contrast_hand_computed():

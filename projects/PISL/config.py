@@ -121,4 +121,10 @@ def check_pisl_config(cfg):
         problems.append(f"PISL.PSC.SCORE is '{p.PSC.SCORE}': use mmd or jaccard")
     if p.PART_GENERATOR == "stripes" and "SCDLoss" in cfg.MODEL.LOSSES.NAMES:
         problems.append("SCDLoss needs PISL.PART_GENERATOR diffusion_stn: remove it from MODEL.LOSSES.NAMES for stripes")
+    if "ClusteringHook" not in cfg.HOOKS:
+        # Without clustering these losses never get their agreement scores or proxies.
+        for loss in ("PSCLoss", "CameraContrastLoss"):
+            if loss in cfg.MODEL.LOSSES.NAMES:
+                problems.append(f"{loss} needs the pseudo-labels of HOOKS' ClusteringHook; with labels use "
+                                "CrossEntropyLoss and PartCrossEntropyLoss (projects/PISL/configs/cuhk03np_supervised.yml)")
     return problems

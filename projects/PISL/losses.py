@@ -142,6 +142,26 @@ class PSCLoss(ReidLoss):
 
 
 @LOSS_REGISTRY.register()
+class PartCrossEntropyLoss(ReidLoss):
+    """Supervised part loss: the mean over parts of each part classifier's label-smoothed CE
+    (``MODEL.LOSSES.CE``'s epsilon and scale), on the batch's true identities. PSC's
+    counterpart for runs with labels, which have no clustering and so no agreement scores."""
+
+    def __init__(self, epsilon=0.1, scale=1.0):
+        super().__init__()
+        self.epsilon, self.scale = epsilon, scale
+
+    @classmethod
+    def from_config(cls, cfg):
+        return cls(cfg.MODEL.LOSSES.CE.EPSILON, cfg.MODEL.LOSSES.CE.SCALE)
+
+    def forward(self, outputs, batch):
+        targets = batch["targets"].to(outputs["logits"].device)
+        per_part = [cross_entropy_label_smooth(z, targets, self.epsilon) for z in outputs["part_logits"]]
+        return self.scale * torch.stack(per_part).mean()
+
+
+@LOSS_REGISTRY.register()
 class CameraContrastLoss(ReidLoss):
     """W_cam (L_gcam + mean_p L_pcam) with proxies per (cluster, camera), rebuilt each epoch."""
 

@@ -27,13 +27,15 @@ class PISL(Baseline):
     """
 
     def __init__(self, backbone, heads, losses, pixel_mean, pixel_std, part_generator, num_parts, test_with_parts=False,
-                 evaluate_both=True, part_logit_scale=0.0):
+                 evaluate_both=True, part_logit_scale=0.0, num_classes=1):
         super().__init__(backbone, heads, losses, pixel_mean, pixel_std)
         self.evaluate_both = evaluate_both
         c = backbone.out_channels
         self.part_generator = part_generator
         self.part_necks = nn.ModuleList(BNNeck(c) for _ in range(num_parts))
-        self.part_classifiers = nn.ModuleList(ResizableClassifier(c, 1, part_logit_scale) for _ in range(num_parts))
+        # Sized to the labelled identities in a supervised run; re-sized to the clusters of every
+        # epoch (on_pseudo_labels) in an unsupervised one.
+        self.part_classifiers = nn.ModuleList(ResizableClassifier(c, num_classes, part_logit_scale) for _ in range(num_parts))
         self.test_with_parts = test_with_parts
 
     @classmethod
@@ -41,7 +43,8 @@ class PISL(Baseline):
         base = Baseline.from_config(cfg, max(num_classes, 1))
         generator = PART_GENERATOR_REGISTRY.get(cfg.PISL.PART_GENERATOR).from_config(cfg, base.backbone.out_channels)
         return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
-                   cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH, cfg.PISL.PSC.PART_LOGIT_SCALE)
+                   cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH, cfg.PISL.PSC.PART_LOGIT_SCALE,
+                   max(num_classes, 1))
 
     def param_groups(self, cfg):
         """Optimizer groups: the part generator (STN and denoiser) with its own weight decay

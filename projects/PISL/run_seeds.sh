@@ -11,9 +11,13 @@
 #             missing), trains on CUHK01's 1,940 training crops with the configs' 6 epochs x 50
 #             iterations and is evaluated on CUHK01's test split after every epoch (the table
 #             reports the final epoch; no test-set model selection). About 14 min a run.
+#   cuhk03np_supervised  issue 20's supervised parts testbed: CUHK03-NP with its identity
+#             labels, the source model's recipe (7 epochs x 120 iterations) with the global
+#             feature only, with stripe parts, or with diffusion-STN parts
+#             (configs/cuhk03np_supervised.yml), evaluated on CUHK03-NP's test split at the end.
 # SEEDS (default "1 2 3") and ROWS (default: the protocol's rows) choose what runs. A row is a
-# config and overrides (see row() below). The starting model (cuhk03np: ImageNet; cuhk01: the
-# source model) is evaluated as is, in every invocation, and must evaluate as recorded. Each
+# config and overrides (see row() below). The starting model (cuhk03np and cuhk03np_supervised:
+# ImageNet; cuhk01: the source model) is evaluated as is, in every invocation, and must evaluate as recorded. Each
 # run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes,
 # what it is judged by (results, metrics, log, config, wall time, clustering history; no
 # checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
@@ -43,17 +47,24 @@ case $PROTOCOL in
     PAIRED_TO=${PAIRED_TO:-"pisl_stripes cluster_contrast"}
     PROTOCOL_ARGS=(TEST.EVAL_PERIOD 1 DATASETS.NAMES '["CUHK01"]' DATASETS.TESTS '["CUHK01"]'
                    MODEL.WEIGHTS "$SOURCE" MODEL.PARTIAL_LOAD True)
-    if [ ! -f "$SOURCE" ]; then
-      python tools/train_net.py --config-file configs/CUHK03NP/baseline.yml --overwrite SOLVER.MAX_EPOCH 7 \
-        SOLVER.STEPS "[5]" TEST.EVAL_PERIOD 7 OUTPUT_DIR "$(dirname "$SOURCE")"
-    fi ;;
-  *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np or cuhk01" >&2; exit 2 ;;
+    ;;
+  cuhk03np_supervised)
+    START=imagenet
+    ROWS=${ROWS:-"supervised_global supervised_stripes supervised_pisl"}
+    PAIRED_TO=${PAIRED_TO:-"supervised_global supervised_stripes"}
+    PROTOCOL_ARGS=() ;;
+  *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np, cuhk01 or cuhk03np_supervised" >&2; exit 2 ;;
 esac
 # row NAME: the config file, then the row's own overrides, one per line.
 row() {
   case $1 in
     source) echo configs/CUHK03NP/baseline.yml; printf '%s\n' --eval-only ;;
     imagenet) echo projects/PISL/configs/cuhk03np.yml; printf '%s\n' --eval-only ;;
+    # The supervised source model's recipe: 7 epochs, LR drop after epoch 5, evaluated at the end.
+    supervised_global) echo configs/CUHK03NP/baseline.yml; printf '%s\n' SOLVER.MAX_EPOCH 7 SOLVER.STEPS "[5]" TEST.EVAL_PERIOD 7 ;;
+    supervised_stripes) row supervised_pisl; printf '%s\n' PISL.PART_GENERATOR stripes MODEL.LOSSES.NAMES \
+      '["CrossEntropyLoss", "SoftTripletLoss", "PartCrossEntropyLoss"]' ;;
+    supervised_pisl) echo projects/PISL/configs/cuhk03np_supervised.yml ;;
     cluster_contrast) echo projects/ClusterContrast/configs/cuhk03np.yml ;;
     pisl) echo projects/PISL/configs/cuhk03np.yml ;;
     # PSC's part smoothing (docs/pisl_cuhk01.md): agreement-aware from epoch 2 with the
@@ -79,6 +90,10 @@ train() {  # train NAME OUT [overrides]: one run, recorded when it finishes
   python tools/train_net.py --config-file "${spec[0]}" --overwrite "${spec[@]:1}" "${PROTOCOL_ARGS[@]}" "$@" OUTPUT_DIR "$out"
   echo $(( $(date +%s) - start )) > "$out/wall_seconds"
 }
+if [ "$START" = source ] && [ ! -f "$SOURCE" ]; then
+  mapfile -t spec < <(row supervised_global)
+  python tools/train_net.py --config-file "${spec[0]}" --overwrite "${spec[@]:1}" OUTPUT_DIR "$(dirname "$SOURCE")"
+fi
 # The starting model is evaluated in every invocation and must evaluate as recorded: new runs
 # pair with the recorded ones only if they start from the same model on a CPU that rounds
 # floats the same way (collect_results.py --same-start exits 2 otherwise).
