@@ -7,7 +7,8 @@ from tabulate import tabulate
 
 from pisl.cluster import camera_proxies
 from pisl.utils import comm
-from pisl.modeling.losses import LOSS_REGISTRY, ReidLoss, cross_entropy_label_smooth, soft_target_cross_entropy
+from pisl.modeling.losses import (LOSS_REGISTRY, CrossEntropyLoss, ReidLoss, cross_entropy_label_smooth,
+                                  soft_target_cross_entropy)
 
 from .consistency import agreement_summary, consistency_scores
 
@@ -142,18 +143,10 @@ class PSCLoss(ReidLoss):
 
 
 @LOSS_REGISTRY.register()
-class PartCrossEntropyLoss(ReidLoss):
+class PartCrossEntropyLoss(CrossEntropyLoss):
     """Supervised part loss: the mean over parts of each part classifier's label-smoothed CE
     (``MODEL.LOSSES.CE``'s epsilon and scale), on the batch's true identities. PSC's
     counterpart for runs with labels, which have no clustering and so no agreement scores."""
-
-    def __init__(self, epsilon=0.1, scale=1.0):
-        super().__init__()
-        self.epsilon, self.scale = epsilon, scale
-
-    @classmethod
-    def from_config(cls, cfg):
-        return cls(cfg.MODEL.LOSSES.CE.EPSILON, cfg.MODEL.LOSSES.CE.SCALE)
 
     def forward(self, outputs, batch):
         targets = batch["targets"].to(outputs["logits"].device)
