@@ -12,8 +12,10 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import collect_results  # noqa: E402
 
 
-def _fake_run(folder, mAP, clusters, history_in_checkpoint=False):
+def _fake_run(folder, mAP, clusters, history_in_checkpoint=False, per_epoch_maps=()):
     os.makedirs(folder / "pseudo_labels")
+    evaluations = [{"epoch": e, "D/mAP": m, "D/global+parts/mAP": 99.0} for e, m in enumerate(per_epoch_maps)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [{"epoch": 0, "iter": 1}, *evaluations]))
     results = {"D": {"mAP": mAP, "Rank-1": mAP / 2}, "D/global+parts": {"mAP": mAP + 1, "Rank-1": 0.0}}
     (folder / "results.json").write_text(json.dumps(results))
     (folder / "wall_seconds").write_text("120\n")
@@ -27,19 +29,22 @@ def _fake_run(folder, mAP, clusters, history_in_checkpoint=False):
 
 def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
     runs, records = tmp_path / "logs", tmp_path / "records"
-    _fake_run(runs / "seed1" / "row", 1.0, 10, history_in_checkpoint=True)
-    _fake_run(runs / "seed2" / "row", 3.0, 20)
+    _fake_run(runs / "seed1" / "row", 1.0, 10, history_in_checkpoint=True, per_epoch_maps=[9.0, 1.0, 2.0, 3.0])
+    _fake_run(runs / "seed2" / "row", 3.0, 20, per_epoch_maps=[4.0, 5.0, 6.0])
     for seed in ("seed1", "seed2"):
         collect_results.record(str(runs / seed / "row"), str(records / seed / "row"))
     assert not (records / "seed1" / "row" / "last_checkpoint.pth").exists()
-    assert sorted(os.listdir(records / "seed1" / "row")) == ["log.txt", "pseudo_labels", "results.json", "wall_seconds"]
+    assert sorted(os.listdir(records / "seed1" / "row")) == ["log.txt", "metrics.jsonl", "pseudo_labels", "results.json",
+                                                              "wall_seconds"]
 
     collect_results.seeds_table(str(records), ["row"])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| row"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    # mAP 1 and 3: mean 2, sample std sqrt(2); the last clustering's 10 and 20 clusters: 15 +- 7.07
-    assert cells[:6] == ["row", "2", "2.00 +- 1.41", "1.00 +- 0.71", "3.00 +- 1.41", "2.0 +- 0.0"]
-    assert cells[6] == "15 +- 7" and cells[-1] == "0.500 +- 0.000"
+    # mAP 1 and 3: mean 2, sample std sqrt(2); the means of the last 3 evaluations 2 and 5:
+    # 3.5 +- 2.12 (epoch 0's 9 of seed 1 left out; global+parts never counted); the last
+    # clustering's 10 and 20 clusters: 15 +- 7.07
+    assert cells[:7] == ["row", "2", "2.00 +- 1.41", "3.50 +- 2.12", "1.00 +- 0.71", "3.00 +- 1.41", "2.0 +- 0.0"]
+    assert cells[7] == "15 +- 7" and cells[-1] == "0.500 +- 0.000"
 
 
 def test_unfinished_run_is_not_recorded(tmp_path, capsys):
@@ -63,13 +68,15 @@ def test_a_start_that_evaluates_differently_from_its_record_stops_the_benchmark(
 
 def test_paired_differences_use_the_common_seeds(tmp_path, capsys):
     for seed, (a, b) in {"seed1": (2.0, 1.0), "seed2": (5.0, 2.0), "seed3": (4.0, None)}.items():
-        _fake_run(tmp_path / seed / "a", a, 10)
+        _fake_run(tmp_path / seed / "a", a, 10, per_epoch_maps=[a - 2, a - 1, a] if seed == "seed1" else [a])
         if b is not None:
-            _fake_run(tmp_path / seed / "b", b, 10)
+            _fake_run(tmp_path / seed / "b", b, 10, per_epoch_maps=[b, b, b])
     collect_results.paired_table(str(tmp_path), ["a", "b"], ["b"])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| a - b"))
-    # seeds 1-2 only: differences +1 and +3, mean 2, sample std sqrt(2)
-    assert [c.strip() for c in line.strip("|").split("|")] == ["a - b", "2", "2.00 +- 1.41", "+1.00, +3.00"]
+    # seeds 1-2 only: differences +1 and +3, mean 2, sample std sqrt(2); the means of the last 3
+    # evaluations only on seed 1, where a was evaluated 3 times: 1 - 1 = 0
+    assert [c.strip() for c in line.strip("|").split("|")] == ["a - b", "2", "2.00 +- 1.41", "+1.00, +3.00", "0.00",
+                                                               "+0.00"]
 
 
 def test_epoch_terms_sum_a_loss_prefix_and_show_per_epoch_figures(tmp_path, capsys):
