@@ -10,7 +10,8 @@
 #             trained first with configs/CUHK03NP/baseline.yml, 7 epochs, about 30 min, when
 #             missing), trains on CUHK01's 1,940 training crops with the configs' 6 epochs x 50
 #             iterations and is evaluated on CUHK01's test split after every epoch (the table
-#             reports the final epoch; no test-set model selection). About 14 min a run.
+#             reports the final epoch; no test-set model selection). About 14 min a run on
+#             an AMD EPYC (AVX2) 2-core machine, 6.5-8.5 min on an Intel Xeon (AVX512) one.
 #   cuhk03np_supervised  issue 20's supervised parts testbed: CUHK03-NP with its identity
 #             labels, the source model's recipe (7 epochs x 120 iterations) with the global
 #             feature only, with stripe parts, or with diffusion-STN parts
