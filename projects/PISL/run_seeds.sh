@@ -11,15 +11,15 @@
 #             missing), trains on CUHK01's 1,940 training crops with the configs' 6 epochs x 50
 #             iterations and is evaluated on CUHK01's test split after every epoch (the table
 #             reports the final epoch; no test-set model selection). About 14 min a run on
-#             an AMD EPYC (AVX2) 2-core machine, 6.5-8.5 min on an Intel Xeon (AVX512) one.
+#             an AMD EPYC (AVX2) 2-core machine, 6-8 min on an Intel Xeon (AVX512) one.
 #   cuhk03np_supervised  issue 20's supervised parts testbed: CUHK03-NP with its identity
 #             labels, the source model's recipe (7 epochs x 120 iterations) with the global
 #             feature only, with stripe parts, or with diffusion-STN parts
 #             (configs/cuhk03np_supervised.yml), evaluated on CUHK03-NP's test split at the end.
 # SEEDS (default "1 2 3") and ROWS (default: the protocol's rows) choose what runs. A row is a
 # config and overrides (see row() below). The starting model (cuhk03np and cuhk03np_supervised:
-# ImageNet; cuhk01: the source model) is evaluated as is, in every invocation, and must evaluate as recorded. Each
-# run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes,
+# ImageNet; cuhk01: the source model) is evaluated as is, in every invocation, and must
+# evaluate as recorded. Each run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes,
 # what it is judged by (results, metrics, log, config, wall time, clustering history; no
 # checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
 # committed), and a run with a record is skipped: a benchmark longer than one session
