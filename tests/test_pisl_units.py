@@ -12,8 +12,8 @@ import_projects(["projects.PISL"])
 from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistency_scores, max_discrepancy,  # noqa: E402
                                        mmd_discrepancy, neighbours)
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
-from projects.PISL.losses import (PSCLoss, PartCrossEntropyLoss, agreement_aware_smoothing, agreement_aware_terms, camera_contrast,  # noqa: E402
-                                  noise_loss, refined_targets, scd_loss, supervised_contrastive)
+from projects.PISL.losses import (PSCLoss, PartCrossEntropyLoss, agreement_aware_smoothing,  # noqa: E402
+                                  agreement_aware_terms, camera_contrast, noise_loss, refined_targets, scd_loss, supervised_contrastive)
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
                                            box_metrics, box_statistics, cut_patches, neighbour_iou, part_overlap,

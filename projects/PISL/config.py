@@ -1,5 +1,6 @@
 from pisl.config import CfgNode as CN
 from pisl.config import register_config_check, register_config_extension
+from pisl.engine.hooks import HOOK_REGISTRY
 
 
 @register_config_extension
@@ -121,8 +122,9 @@ def check_pisl_config(cfg):
         problems.append(f"PISL.PSC.SCORE is '{p.PSC.SCORE}': use mmd or jaccard")
     if p.PART_GENERATOR == "stripes" and "SCDLoss" in cfg.MODEL.LOSSES.NAMES:
         problems.append("SCDLoss needs PISL.PART_GENERATOR diffusion_stn: remove it from MODEL.LOSSES.NAMES for stripes")
-    if "ClusteringHook" not in cfg.HOOKS:
-        # Without clustering these losses never get their agreement scores or proxies.
+    # Without a hook that supplies pseudo-labels (the trainer's own test: provides_train_loader)
+    # these losses never get their agreement scores or proxies.
+    if not any(getattr(HOOK_REGISTRY.get(name), "provides_train_loader", False) for name in cfg.HOOKS if name in HOOK_REGISTRY):
         for loss in ("PSCLoss", "CameraContrastLoss"):
             if loss in cfg.MODEL.LOSSES.NAMES:
                 problems.append(f"{loss} needs the pseudo-labels of HOOKS' ClusteringHook; with labels use "

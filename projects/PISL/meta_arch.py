@@ -40,11 +40,12 @@ class PISL(Baseline):
 
     @classmethod
     def from_config(cls, cfg, num_classes):
-        base = Baseline.from_config(cfg, max(num_classes, 1))
+        classes = max(num_classes, 1)  # 1 until the first clustering in an unsupervised run
+        base = Baseline.from_config(cfg, classes)
         generator = PART_GENERATOR_REGISTRY.get(cfg.PISL.PART_GENERATOR).from_config(cfg, base.backbone.out_channels)
         return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
                    cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH, cfg.PISL.PSC.PART_LOGIT_SCALE,
-                   max(num_classes, 1))
+                   classes)
 
     def param_groups(self, cfg):
         """Optimizer groups: the part generator (STN and denoiser) with its own weight decay
