@@ -13,7 +13,8 @@ seeds that finished, the global+parts mAP where evaluated, and the last clusteri
 diagnostics (means over seeds) from the runs' clustering histories; the starting model
 (LOG_ROOT/imagenet or LOG_ROOT/source, evaluated once) comes first. ``--paired-to`` adds, for
 each row and reference row, the mean +- std over their common seeds of the per-seed mAP
-difference (row - reference). Both tables also give the mAP averaged over the last
+difference (row - reference), of the main feature and, where both rows have parts, of
+global+parts. Both tables also give the mAP averaged over the last
 ``LATE_EPOCHS`` evaluated epochs, where a run was evaluated that often: a run's mAP swings by
 1-2 points from one epoch to the next, so a difference that holds for the final epoch and for
 this average does not hang on one evaluation (no epoch is chosen by its test score). It does
@@ -183,18 +184,24 @@ def seeds_table(log_root, rows):
 
 
 def seed_maps(log_root, row):
-    """{seed folder name: (final mAP, late_map)} of a row's finished runs."""
+    """{seed folder name: (final mAP, late_map, final global+parts mAP or None)} of a row's
+    finished runs."""
     found = {}
     for folder in glob.glob(os.path.join(log_root, "seed*", row)):
-        res = load(folder) if os.path.isfile(os.path.join(folder, "results.json")) else None
-        if res:
-            found[os.path.basename(os.path.dirname(folder))] = (res["mAP"], late_map(folder))
+        path = os.path.join(folder, "results.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                results = json.load(f)
+            parts = [v["mAP"] for k, v in results.items() if k.endswith("/global+parts")]
+            found[os.path.basename(os.path.dirname(folder))] = (next(iter(results.values()))["mAP"], late_map(folder),
+                                                                parts[0] if parts else None)
     return found
 
 
 def paired_table(log_root, rows, references):
     """Per-seed mAP differences of each row to each reference row, on their common seeds: of
-    the final mAP, and of the mean of the last LATE_EPOCHS evaluations where both have it."""
+    the final mAP, of the mean of the last LATE_EPOCHS evaluations and of the final
+    global+parts mAP, each where both runs have it."""
     table = []
     maps_of = {name: seed_maps(log_root, name) for name in {*rows, *references}}  # each record read once
     for ref in references:
@@ -204,12 +211,13 @@ def paired_table(log_root, rows, references):
                 continue
             maps = maps_of[row]
             common = sorted(set(maps) & set(ref_maps))
-            diffs = [maps[s][0] - ref_maps[s][0] for s in common]
-            late = [maps[s][1] - ref_maps[s][1] for s in common if None not in (maps[s][1], ref_maps[s][1])]
-            table.append([f"{row} - {ref}", len(common), mean_std(diffs), ", ".join(f"{d:+.2f}" for d in diffs),
-                          mean_std(late), ", ".join(f"{d:+.2f}" for d in late)])
+            cells = [f"{row} - {ref}", len(common)]
+            for i in range(3):  # final mAP, last epochs' mean, global+parts: where both runs have it
+                diffs = [maps[s][i] - ref_maps[s][i] for s in common if None not in (maps[s][i], ref_maps[s][i])]
+                cells += [mean_std(diffs), ", ".join(f"{d:+.2f}" for d in diffs)]
+            table.append(cells)
     headers = ["paired mAP difference", "seeds", "mean +- std", "per seed", f"last {LATE_EPOCHS} epochs: mean +- std",
-               "per seed"]
+               "per seed", "global+parts: mean +- std", "per seed"]
     print(tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True))
 
 

@@ -12,11 +12,12 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import collect_results  # noqa: E402
 
 
-def _fake_run(folder, mAP, clusters, history_in_checkpoint=False, per_epoch_maps=()):
+def _fake_run(folder, mAP, clusters, history_in_checkpoint=False, per_epoch_maps=(), parts_mAP=None):
     os.makedirs(folder / "pseudo_labels")
     evaluations = [{"epoch": e, "D/mAP": m, "D/global+parts/mAP": 99.0} for e, m in enumerate(per_epoch_maps)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [{"epoch": 0, "iter": 1}, *evaluations]))
-    results = {"D": {"mAP": mAP, "Rank-1": mAP / 2}, "D/global+parts": {"mAP": mAP + 1, "Rank-1": 0.0}}
+    results = {"D": {"mAP": mAP, "Rank-1": mAP / 2}, "D/global+parts": {"mAP": mAP + 1 if parts_mAP is None else parts_mAP,
+                                                             "Rank-1": 0.0}}
     (folder / "results.json").write_text(json.dumps(results))
     (folder / "wall_seconds").write_text("120\n")
     (folder / "log.txt").write_text("log\n")
@@ -70,13 +71,14 @@ def test_paired_differences_use_the_common_seeds(tmp_path, capsys):
     for seed, (a, b) in {"seed1": (2.0, 1.0), "seed2": (5.0, 2.0), "seed3": (4.0, None)}.items():
         _fake_run(tmp_path / seed / "a", a, 10, per_epoch_maps=[a - 2, a - 1, a] if seed == "seed1" else [a])
         if b is not None:
-            _fake_run(tmp_path / seed / "b", b, 10, per_epoch_maps=[b, b, b])
+            _fake_run(tmp_path / seed / "b", b, 10, per_epoch_maps=[b, b, b], parts_mAP=b + 3)
     collect_results.paired_table(str(tmp_path), ["a", "b"], ["b"])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| a - b"))
     # seeds 1-2 only: differences +1 and +3, mean 2, sample std sqrt(2); the means of the last 3
-    # evaluations only on seed 1, where a was evaluated 3 times: 1 - 1 = 0
+    # evaluations only on seed 1, where a was evaluated 3 times: 1 - 1 = 0; global+parts (a + 1
+    # against b + 3): 3 - 4 = -1 and 6 - 5 = +1
     assert [c.strip() for c in line.strip("|").split("|")] == ["a - b", "2", "2.00 +- 1.41", "+1.00, +3.00", "0.00",
-                                                               "+0.00"]
+                                                               "+0.00", "0.00 +- 1.41", "-1.00, +1.00"]
 
 
 def test_epoch_terms_sum_a_loss_prefix_and_show_per_epoch_figures(tmp_path, capsys):
