@@ -146,6 +146,11 @@ def same_start(run_dir, record_dir, tolerance=1e-6):
     print(f"The starting model evaluates as recorded: mAP {now['mAP']:.2f}")
 
 
+def global_parts_map(results):
+    """A run's final global+parts mAP (results.json), or None for a model without parts."""
+    return next((v["mAP"] for k, v in results.items() if k.endswith("/global+parts")), None)
+
+
 def mean_std(values, fmt="{:.2f}"):
     if not values:
         return "-"
@@ -170,7 +175,7 @@ def seeds_table(log_root, rows):
             with open(os.path.join(f, "results.json")) as fh:
                 results.append(json.load(fh))
         main_res = [next(iter(r.values())) for r in results]
-        parts = [v["mAP"] for r in results for k, v in r.items() if k.endswith("/global+parts")]
+        parts = [m for m in map(global_parts_map, results) if m is not None]
         diags = [d for d in map(last_clustering, folders) if d]
         walls = [int(open(os.path.join(f, "wall_seconds")).read()) / 60 for f in folders
                  if os.path.isfile(os.path.join(f, "wall_seconds"))]
@@ -192,9 +197,8 @@ def seed_maps(log_root, row):
         if os.path.isfile(path):
             with open(path) as f:
                 results = json.load(f)
-            parts = [v["mAP"] for k, v in results.items() if k.endswith("/global+parts")]
             found[os.path.basename(os.path.dirname(folder))] = (next(iter(results.values()))["mAP"], late_map(folder),
-                                                                parts[0] if parts else None)
+                                                                global_parts_map(results))
     return found
 
 
