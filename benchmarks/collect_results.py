@@ -168,12 +168,8 @@ def seeds_table(log_root, rows):
         if res:
             table.append([label, 1, f"{res['mAP']:.2f}", "-", f"{res['Rank-1']:.2f}", "-", "-"] + ["-"] * len(diag_formats))
     for row in rows:
-        folders = sorted(f for f in glob.glob(os.path.join(log_root, "seed*", row))
-                         if os.path.isfile(os.path.join(f, "results.json")))
-        results = []
-        for f in folders:  # each file read once
-            with open(os.path.join(f, "results.json")) as fh:
-                results.append(json.load(fh))
+        runs = finished_runs(log_root, row)
+        folders, results = list(runs), list(runs.values())
         main_res = [next(iter(r.values())) for r in results]
         parts = [m for m in map(global_parts_map, results) if m is not None]
         diags = [d for d in map(last_clustering, folders) if d]
@@ -188,18 +184,23 @@ def seeds_table(log_root, rows):
     print(tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True))  # keep "1.00" as written
 
 
-def seed_maps(log_root, row):
-    """{seed folder name: (final mAP, late_map, final global+parts mAP or None)} of a row's
-    finished runs."""
-    found = {}
-    for folder in glob.glob(os.path.join(log_root, "seed*", row)):
+def finished_runs(log_root, row):
+    """{folder: its results.json} of a row's finished runs (LOG_ROOT/seed*/ROW), in seed order."""
+    runs = {}
+    for folder in sorted(glob.glob(os.path.join(log_root, "seed*", row))):
         path = os.path.join(folder, "results.json")
         if os.path.isfile(path):
             with open(path) as f:
-                results = json.load(f)
-            found[os.path.basename(os.path.dirname(folder))] = (next(iter(results.values()))["mAP"], late_map(folder),
-                                                                global_parts_map(results))
-    return found
+                runs[folder] = json.load(f)
+    return runs
+
+
+def seed_maps(log_root, row):
+    """{seed folder name: (final mAP, late_map, final global+parts mAP or None)} of a row's
+    finished runs."""
+    return {os.path.basename(os.path.dirname(folder)): (next(iter(results.values()))["mAP"], late_map(folder),
+                                                        global_parts_map(results))
+            for folder, results in finished_runs(log_root, row).items()}
 
 
 def paired_table(log_root, rows, references):
