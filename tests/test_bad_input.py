@@ -8,8 +8,9 @@ import shutil
 import pytest
 import torch
 
-from pisl.config import get_cfg
+from pisl.config import get_cfg, load_config
 from pisl.engine import DefaultTrainer, EvalHook
+from pisl.modeling import build_model
 
 from conftest import REPO
 from test_train_e2e import TINY, train_net
@@ -37,7 +38,9 @@ def test_live_run_locks_its_output_dir(synthetic_root, tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a live run holds it
         lock.write("12345")
         lock.flush()
-        torch.save({}, tmp_path / "weights.pth")  # passes the pre-run check; never read, the lock stops the run first
+        # Weights that pass the pre-run check; never loaded: the lock stops the run first.
+        torch.save({"model": build_model(load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"), TINY)).state_dict()},
+                   tmp_path / "weights.pth")
         proc = train_net(tmp_path, synthetic_root, ["--eval-only"], overrides=["MODEL.WEIGHTS", str(tmp_path / "weights.pth")],
                          check=False)
     assert proc.returncode == 2 and "in use by a live run (process 12345)" in proc.stderr

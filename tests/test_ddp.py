@@ -1,6 +1,8 @@
 """Multi-process training and evaluation (2 gloo processes on the CPU) against one process."""
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,7 +16,8 @@ from pisl.engine.launch import _free_port
 from pisl.modeling.losses.functional import soft_triplet
 from pisl.utils import comm
 
-from test_train_e2e import results, train_net
+from conftest import REPO
+from test_train_e2e import TINY, results, train_net
 
 import_projects(["projects.PISL"])
 from projects.PISL.losses import supervised_contrastive  # noqa: E402
@@ -110,3 +113,26 @@ def test_unsupervised_two_processes_match_one(config, extra, synthetic_root, tmp
     run = results(two)
     for key in one_proc:
         assert one_proc[key] == pytest.approx(run[key], abs=1e-4), key
+
+
+def test_torchrun_two_nodes_give_the_two_process_table(synthetic_root, tmp_path):
+    """Multi-node: two torchrun agents on this host (node ranks from the c10d rendezvous), one
+    process each, join one group through ``launch`` and give the final table of --num-gpus 2.
+    One thread per process in both runs: torchrun's default, and the same float sums."""
+    config = "projects/PISL/configs/demo.yml"
+    overrides = [*TINY, "DATASETS.ROOT", synthetic_root, "SOLVER.MAX_EPOCH", "2", "SOLVER.ITERS_PER_EPOCH", "3",
+                 "CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = [os.path.join(REPO, "tools", "train_net.py"), "--config-file", os.path.join(REPO, config), *overrides]
+    spawned = tmp_path / "spawned"
+    subprocess.run([sys.executable, *script, "OUTPUT_DIR", str(spawned), "--num-gpus", "2"], env=env, check=True,
+                   capture_output=True, timeout=900)
+    nodes = tmp_path / "nodes"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", "--rdzv-id", "pisl-test"]
+    agents = [subprocess.Popen([*torchrun, *script, "OUTPUT_DIR", str(nodes)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [agent.communicate(timeout=900)[0] for agent in agents]
+    assert all(agent.returncode == 0 for agent in agents), outputs[0][-3000:] + outputs[1][-3000:]
+    assert os.path.isfile(nodes / "log.rank1.txt")  # both processes were one group
+    assert json.loads((nodes / "results.json").read_text()) == json.loads((spawned / "results.json").read_text())

@@ -11,6 +11,7 @@ import torch
 
 from pisl.config import ConfigError
 from pisl.engine.preflight import checked_config
+from pisl.modeling import build_model
 
 from conftest import REPO
 
@@ -68,7 +69,11 @@ def test_a_text_file_as_weights_is_not_a_checkpoint(tmp_path):
     text.write_text("not a model\n")
     with pytest.raises(ConfigError, match=r"MODEL.WEIGHTS '.*notes.txt' is not a torch checkpoint"):
         checked_config(SYNTHETIC, ["MODEL.WEIGHTS", str(text)], need_data=False)
-    torch.save({"model": {}}, tmp_path / "ok.pth")  # a real torch file passes the check
+    torch.save({"model": {}}, tmp_path / "empty.pth")  # a torch file, but of no model
+    with pytest.raises(ConfigError, match=r"MODEL.WEIGHTS: .*empty.pth does not fit this Baseline model"):
+        checked_config(SYNTHETIC, ["MODEL.WEIGHTS", str(tmp_path / "empty.pth")], need_data=False)
+    cfg = checked_config(SYNTHETIC, need_data=False)
+    torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "ok.pth")  # the configured model's passes
     checked_config(SYNTHETIC, ["MODEL.WEIGHTS", str(tmp_path / "ok.pth")], need_data=False)
 
 
@@ -89,6 +94,7 @@ def test_unknown_key_suggests_keys_that_contain_its_parts():
 def test_own_market_layout_with_other_folder_names_points_at_folders_key(tmp_path):
     for folder in ("train", "query", "gallery"):
         (tmp_path / "mine" / folder).mkdir(parents=True)
+        (tmp_path / "mine" / folder / "0001_c1_0001.jpg").touch()  # named only: the check reads no image
     opts = ["DATASETS.NAMES", "['MarketLayout']", "DATASETS.TESTS", "['MarketLayout']", "DATASETS.ROOT", str(tmp_path),
             "DATASETS.MARKET_LAYOUT.DIR", "mine"]
     with pytest.raises(ConfigError) as err:
@@ -101,7 +107,7 @@ def test_own_market_layout_with_other_folder_names_points_at_folders_key(tmp_pat
 
 
 def test_missing_input_of_a_tool_exits_2(tmp_path):
-    torch.save({"model": {}}, tmp_path / "w.pth")
+    torch.save({"model": build_model(checked_config(SYNTHETIC, need_data=False)).state_dict()}, tmp_path / "w.pth")
     proc = run([os.path.join(REPO, "tools", "extract_features.py"), "--config-file", SYNTHETIC, "--input",
                 str(tmp_path / "nothing"), "--output", str(tmp_path / "f.npz"), "MODEL.WEIGHTS", str(tmp_path / "w.pth")])
     assert_bad_input(proc, "--input", "neither a folder nor a list file")

@@ -22,11 +22,15 @@ TINY = [
 ]
 
 
-def train_net(out, root, flags=(), overrides=(), config="configs/Synthetic/baseline.yml", wait=True, check=True):
+def train_net(out, root, flags=(), overrides=(), config="configs/Synthetic/baseline.yml", wait=True, check=True,
+              capture=False):
+    """Run tools/train_net.py on the tiny synthetic setting; ``wait=False`` returns the running
+    process (its output kept as text pipes with ``capture``, else discarded)."""
     cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", os.path.join(REPO, config),
            *flags, *TINY, "DATASETS.ROOT", root, "OUTPUT_DIR", str(out), *overrides]
     if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        output = subprocess.PIPE if capture else subprocess.DEVNULL
+        return subprocess.Popen(cmd, stdout=output, stderr=output, text=True)
     # A guard against a hung run, not a speed test: the short CUHK03-NP runs extract 14,000 real
     # images and took over 600 s on the 2-core machine while another job shared it.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)

@@ -6,10 +6,11 @@
     python tools/train_net.py --config-file F --resume          # continue a killed run
 
 The config's IMPORTS name the project modules to load; nothing project-specific is imported here.
-Exit status: 0 with results written, 1 when the run failed (no results written), 2 for bad
-input found before anything ran (config, dataset folders, weight files, OUTPUT_DIR, command
-line: every problem listed, one line each), 3 when results were written but some epoch
-trained no iteration (e.g. its clustering found no usable cluster).
+Exit status: 0 with results written, 1 when the run failed (no results written; also when a
+process of a multi-process run died), 2 for bad input found before anything ran (config,
+dataset folders, weight files, OUTPUT_DIR, command line: every problem listed, one line each),
+3 when results were written but some epoch trained no iteration (e.g. its clustering found no
+usable cluster).
 """
 import json
 import logging
@@ -22,8 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch.multiprocessing as mp  # noqa: E402
 
 from pisl.config import ConfigError  # noqa: E402
-from pisl.engine import (DefaultTrainer, OutputDirError, TrainingError, claim_output_dir,  # noqa: E402
-                         default_argument_parser, launch, setup)
+from pisl.engine import (Checkpointer, DefaultTrainer, OutputDirError, TrainingError, argument_problems,  # noqa: E402
+                         claim_output_dir, default_argument_parser, describe_process_failure, launch, setup)
 from pisl.engine.preflight import checked_config, report_bad_input  # noqa: E402
 from pisl.evaluation import results_table  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
@@ -64,12 +65,30 @@ def main(args):
     return results
 
 
+def report_dead_process(err, cfg, eval_only):
+    """One line for a process of a multi-process run that died (its traceback, if any, goes to
+    the run's log.txt), and where the run can go on from."""
+    rank, how, trace = describe_process_failure(err)
+    log = os.path.join(cfg.OUTPUT_DIR, "log.txt")
+    if trace:
+        with open(log, "a") as f:
+            f.write(f"The process of rank {rank} {how}:\n{trace}\n")
+        how += f" (traceback in {log})"
+    where = ""
+    if not eval_only:
+        path, state, _ = Checkpointer.newest_readable(cfg.OUTPUT_DIR)
+        where = (f" The last checkpoint, {path}, holds {state['epoch']} trained epoch(s): --resume continues from it."
+                 if path else " No epoch was checkpointed: the run must start afresh (--overwrite).")
+    print(f"Error: the process of rank {rank} {how}; the run stopped.{where}", file=sys.stderr)
+
+
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     try:
         # Every input is checked here, before any model, loader or process exists.
         cfg = checked_config(args.config_file, args.opts, eval_only=args.eval_only,
-                             output_dir=dict(resume=args.resume, overwrite=args.overwrite))
+                             output_dir=dict(resume=args.resume, overwrite=args.overwrite),
+                             problems=argument_problems(args))
         if int(os.environ.get("RANK", 0)) == 0:  # one claim per job, also under torchrun
             claim_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite, args.eval_only)
     except (ConfigError, OutputDirError) as err:
@@ -77,5 +96,8 @@ if __name__ == "__main__":
         sys.exit(2)
     try:
         launch(main, args.num_gpus, args=(args,))
-    except mp.ProcessExitedException as err:  # a worker exited with an error it has logged
-        sys.exit(err.exit_code or 1)
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
+        if isinstance(err, mp.ProcessExitedException) and err.exit_code in (1, 2, 3):
+            sys.exit(err.exit_code)  # a worker that ended by this script's own exit status has said why
+        report_dead_process(err, cfg, args.eval_only)
+        sys.exit(1)

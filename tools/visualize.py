@@ -13,7 +13,6 @@ evaluated epoch from the runs' metrics.jsonl, one line per run and feature. part
 the boxes over --num-images images against the stripes; their statistics are printed. clusters: a montage of pseudo-
 identities and outliers of one epoch (default: the last) from the run's saved pseudo-labels.
 """
-import argparse
 import glob
 import os
 import sys
@@ -28,7 +27,7 @@ from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E40
 from pisl.config import ConfigError  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
+from pisl.engine.defaults import ConfigArgumentParser, OneLineErrorParser  # noqa: E402
 from pisl.engine.hooks import metrics_file  # noqa: E402
 from pisl.evaluation import extract_features, pairwise_distance, rank_metrics  # noqa: E402
 
@@ -100,8 +99,8 @@ def main():
     command = sys.argv[1]
     with_config = command in ("ranked", "parts")
     # Only the config commands take KEY VALUE overrides (and flags among them); the others
-    # need plain argparse, whose --run takes several folders.
-    parser = (ConfigArgumentParser if with_config else argparse.ArgumentParser)(prog=f"visualize.py {command}")
+    # need a plain parser, whose --run takes several folders.
+    parser = (ConfigArgumentParser if with_config else OneLineErrorParser)(prog=f"visualize.py {command}")
     parser.add_argument("--output", required=True, help="the PNG to write")
     parser.add_argument("--seed", type=int, default=0, help="which random queries / images / clusters")
     if with_config:

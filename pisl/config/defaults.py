@@ -21,6 +21,10 @@ _C.MODEL.WEIGHTS = ""
 # Load only the tensors of MODEL.WEIGHTS that fit (e.g. a Baseline's into PISL). By default
 # every architecture tensor must be in the file; only classifiers and loss state may differ.
 _C.MODEL.PARTIAL_LOAD = False
+# DDP: look for parameters that a training step leaves unused (an extra pass over the autograd
+# graph every iteration). Only a model that leaves some unused needs it (e.g. a classifier no
+# loss reads); without it such a model fails at its second step with a message naming this key.
+_C.MODEL.DDP_FIND_UNUSED_PARAMETERS = False
 _C.MODEL.PIXEL_MEAN = [0.485, 0.456, 0.406]
 _C.MODEL.PIXEL_STD = [0.229, 0.224, 0.225]
 

@@ -20,10 +20,14 @@ class ConfigError(KeyError):
         return self.args[0]
 
 
-def load_yaml_with_base(filename):
+def load_yaml_with_base(filename, included_by=None):
     """Load a YAML file, recursively merging the files named by ``_BASE_`` (relative paths are
-    relative to the including file) under it. Returns a plain dict."""
+    relative to the including file) under it. Returns a plain dict. ``included_by`` is the file
+    whose ``_BASE_`` names ``filename``, for the message when it is missing."""
     if not os.path.isfile(filename):
+        if included_by:
+            raise ConfigError(f"Config file {included_by}: its _BASE_ {filename} does not exist "
+                              "(a relative _BASE_ is relative to the file that names it)")
         raise ConfigError(f"Config file not found: {filename}")
     with open(filename) as f:
         try:
@@ -39,7 +43,7 @@ def load_yaml_with_base(filename):
     if base is None:
         return cfg
     base_path = base if os.path.isabs(base) else os.path.join(os.path.dirname(filename), base)
-    merged = load_yaml_with_base(base_path)
+    merged = load_yaml_with_base(base_path, included_by=filename)
     _deep_update(merged, cfg)
     return merged
 

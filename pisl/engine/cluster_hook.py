@@ -210,7 +210,7 @@ class ClusteringHook(HookBase):
             # wrapper's gradient hooks freed before the next backward.
             model, t.model = unwrap(t.model), None
             gc.collect()
-            t.model = comm.create_ddp_model(model)
+            t.model = comm.create_ddp_model(model, self.cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS)
 
     def _log(self, stats, times):
         # Plain Python numbers: the history goes into checkpoints loaded with weights_only.

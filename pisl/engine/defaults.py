@@ -15,17 +15,25 @@ from ..evaluation import ReidEvaluator
 from ..modeling import build_model
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
-from ..utils.checkpoint import load_model_weights, read_checkpoint, unwrap
+from ..utils.checkpoint import load_model_weights, unwrap
 from ..utils.env import amp_dtype, processor_description, resolve_device, seed_all, set_rng_state
 from ..utils.logger import setup_logger
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .preflight import RUN_FILES, output_dir_problems
-from .trainer import SimpleTrainer
+from .trainer import SimpleTrainer, TrainingError
 
 logger = logging.getLogger(__name__)
 
 
-class ConfigArgumentParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A bad command line is one line and exit status 2, like every other bad input (argparse
+    would print its usage block first)."""
+
+    def error(self, message):
+        self.exit(2, f"Error: {message} (see {self.prog} --help)\n")
+
+
+class ConfigArgumentParser(OneLineErrorParser):
     """Flags anywhere on the line, before or after the KEY VALUE overrides. (argparse alone
     either stops at the first override or reads a value such as ``-1e-3`` as a flag.)"""
 
@@ -57,6 +65,14 @@ def default_argument_parser():
                         help="processes to start (one per GPU; on CPU, gloo processes)")
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE", help="config overrides")
     return parser
+
+
+def argument_problems(args):
+    """What is wrong with the parsed command line of ``default_argument_parser``, one line each."""
+    if args.num_gpus < 1:
+        return [f"--num-gpus is {args.num_gpus}: give the number of processes to start, at least 1 (one per GPU; "
+                "on a CPU, gloo processes)"]
+    return []
 
 
 class OutputDirError(RuntimeError):
@@ -172,7 +188,8 @@ class DefaultTrainer(SimpleTrainer):
         optimizer = build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, optimizer)
         train_loader = None if unsupervised else build_train_loader(cfg, self.train_items)
-        super().__init__(comm.create_ddp_model(model), train_loader, optimizer, seed=cfg.SEED, amp_dtype=amp_dtype(cfg))
+        super().__init__(comm.create_ddp_model(model, cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS), train_loader, optimizer,
+                         seed=cfg.SEED, amp_dtype=amp_dtype(cfg))
         # Built (and checked) now: an unusable test set must fail before an epoch is trained.
         self._evaluators = [ReidEvaluator(cfg, build_dataset(name, cfg)) for name in cfg.DATASETS.TESTS]
         self.register_hooks(
@@ -187,11 +204,13 @@ class DefaultTrainer(SimpleTrainer):
         )
 
     def resume_or_load(self, resume):
-        """With ``resume``, continue from OUTPUT_DIR/last_checkpoint.pth when it exists;
-        otherwise start from MODEL.WEIGHTS when set."""
-        path = os.path.join(self.cfg.OUTPUT_DIR, Checkpointer.LAST)
-        if resume and os.path.isfile(path):
-            state = read_checkpoint(path)
+        """With ``resume``, continue from OUTPUT_DIR's newest readable checkpoint (the last, or
+        the previous one when the last is truncated or corrupt); otherwise start from
+        MODEL.WEIGHTS when set."""
+        path, state, unreadable = Checkpointer.newest_readable(self.cfg.OUTPUT_DIR) if resume else (None, None, [])
+        for problem in unreadable:
+            logger.warning(f"{problem}; {'resuming from ' + path + ' instead' if path else 'no checkpoint to resume'}")
+        if state is not None:
             load_model_weights(self.model, path, state)
             self.optimizer.load_state_dict(state["optimizer"])
             if state.get("scheduler"):
@@ -203,9 +222,20 @@ class DefaultTrainer(SimpleTrainer):
             logger.info(f"Resuming from {path} at epoch {self.start_epoch}")
             return
         if resume:
-            logger.warning(f"--resume given but {path} does not exist: starting from scratch")
+            logger.warning(f"--resume given but {self.cfg.OUTPUT_DIR} holds no checkpoint: starting from scratch")
         if self.cfg.MODEL.WEIGHTS:
             load_model_weights(self.model, self.cfg.MODEL.WEIGHTS, partial=self.cfg.MODEL.PARTIAL_LOAD)
+
+    def run_step(self):
+        try:
+            super().run_step()
+        except RuntimeError as err:
+            # DDP's own message names its constructor's argument, which a user of this toolbox
+            # does not call; name the key that sets it.
+            if "find_unused_parameters" not in str(err):
+                raise
+            raise TrainingError("under DDP, a training step left some of the model's parameters unused (e.g. a "
+                                "classifier that no loss reads): set MODEL.DDP_FIND_UNUSED_PARAMETERS True") from err
 
     def train(self):
         if self.start_epoch >= self.cfg.SOLVER.MAX_EPOCH:

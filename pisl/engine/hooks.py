@@ -10,7 +10,7 @@ import torch
 
 from ..evaluation import results_table
 from ..utils import comm
-from ..utils.checkpoint import atomic_save, unwrap
+from ..utils.checkpoint import CheckpointError, atomic_save, read_checkpoint, unwrap
 from ..utils.env import rng_state
 from ..utils.registry import Registry
 from .trainer import HookBase
@@ -37,9 +37,12 @@ class LRScheduler(HookBase):
 class Checkpointer(HookBase):
     """After every ``period`` epochs (and the last), atomically writes ``last_checkpoint.pth``
     with everything a resumed run needs: model, optimizer, scheduler, next epoch, every hook's
-    state and the RNG state. The last epoch also writes ``model_final.pth``."""
+    state and the RNG state. The checkpoint it replaces stays beside it as
+    ``previous_checkpoint.pth``, which ``--resume`` falls back to when the last one cannot be
+    read. The last epoch also writes ``model_final.pth``."""
 
     LAST = "last_checkpoint.pth"
+    PREVIOUS = "previous_checkpoint.pth"
 
     def __init__(self, output_dir, period=1, scheduler=None):
         self.output_dir, self.period, self.scheduler = output_dir, period, scheduler
@@ -60,10 +63,27 @@ class Checkpointer(HookBase):
         if not comm.is_main_process() or not (last or (self.trainer.epoch + 1) % self.period == 0):
             return
         state = self.checkpoint()
-        atomic_save(state, os.path.join(self.output_dir, self.LAST))
+        atomic_save(state, os.path.join(self.output_dir, self.LAST),
+                    keep_previous=os.path.join(self.output_dir, self.PREVIOUS))
         if last:
             atomic_save({"model": state["model"]}, os.path.join(self.output_dir, "model_final.pth"))
         logger.info(f"Saved checkpoint of epoch {self.trainer.epoch} to {self.output_dir}")
+
+    @classmethod
+    def newest_readable(cls, output_dir):
+        """``(path, checkpoint, problems)``: the newest checkpoint of ``output_dir`` that can be
+        read (the last, else the previous one; ``(None, None, ...)`` when neither can), and one
+        line for each that exists but cannot be read."""
+        problems = []
+        for name in (cls.LAST, cls.PREVIOUS):
+            path = os.path.join(output_dir, name)
+            if not os.path.isfile(path):
+                continue
+            try:
+                return path, read_checkpoint(path), problems
+            except CheckpointError as err:
+                problems.append(str(err))
+        return None, None, problems
 
 
 class EvalHook(HookBase):
@@ -115,7 +135,7 @@ class MetricsWriter(HookBase):
 
             self._tb = SummaryWriter(self.output_dir)
         except ImportError:
-            logger.info("TensorBoard is not installed (pip install tensorboard): metrics go to {METRICS_FILE} only")
+            logger.info(f"TensorBoard is not installed (pip install tensorboard): metrics go to {METRICS_FILE} only")
             self._tb = None
         self._start = time.perf_counter()
         self._steps_done = 0

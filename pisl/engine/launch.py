@@ -1,4 +1,5 @@
 """Start one process per device (or per CPU worker with gloo), or join a torchrun group."""
+import logging
 import os
 import socket
 
@@ -30,6 +31,9 @@ def launch(main_func, num_processes, args=()):
     if num_processes <= 1:
         return main_func(*args)
     url = f"tcp://127.0.0.1:{_free_port()}"
+    # When one process dies, spawn stops the others and logs each stop as a warning; the caller
+    # reports the failure itself (describe_process_failure), once.
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     mp.spawn(_worker, nprocs=num_processes, args=(main_func, num_processes, url, args), daemon=False)
 
 
@@ -48,3 +52,17 @@ def _worker(rank, main_func, world_size, url, args):
         main_func(*args)
     finally:
         dist.destroy_process_group()
+
+
+def describe_process_failure(err):
+    """``(rank, how, traceback)`` of a process that ``launch`` started and that died:
+    ``err`` is the ``torch.multiprocessing.ProcessException`` that spawn raised. ``how`` is one
+    phrase (the signal, the exit status, or the exception's last line); ``traceback`` is the
+    process's own traceback, or "" when it had none (killed)."""
+    if isinstance(err, mp.ProcessRaisedException):
+        trace = err.msg.split("terminated with the following error:", 1)[-1].strip()
+        lines = [line for line in trace.splitlines() if line.strip()]
+        return err.error_index, f"failed with {lines[-1] if lines else 'an exception'}", trace
+    if getattr(err, "signal_name", None):
+        return err.error_index, f"was killed by {err.signal_name} (out of memory, or a kill)", ""
+    return err.error_index, f"exited with status {err.exit_code}", ""

@@ -79,17 +79,19 @@ def all_gather_with_grad(tensor):
     return _GatherWithGrad.apply(tensor)
 
 
-def create_ddp_model(model):
+def create_ddp_model(model, find_unused_parameters=False):
     """Wrap ``model`` in DistributedDataParallel when more than one process runs, else return
     it. Called again after a module changed a parameter's shape (classifiers re-sized to a new
-    cluster count): DDP's gradient buckets are laid out for the shapes seen at wrap time."""
+    cluster count): DDP's gradient buckets are laid out for the shapes seen at wrap time.
+    ``find_unused_parameters`` only for a model whose steps leave parameters unused: it costs
+    a pass over the autograd graph every iteration."""
     if get_world_size() == 1:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     device = next(model.parameters()).device
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                   find_unused_parameters=True)
+                                   find_unused_parameters=find_unused_parameters)
 
 
 def broadcast_buffers(module, src=0):

@@ -31,6 +31,12 @@ def parse_list_file(list_file):
     return items
 
 
+def _lists_an_image(list_file):
+    """Whether ``list_file`` has a line other than a blank or a comment (read up to that line)."""
+    with open(list_file) as f:
+        return any(line.split("#")[0].strip() for line in f)
+
+
 @DATASET_REGISTRY.register()
 class ListFiles(ReidDataset):
     """Train / query / gallery lists (``DATASETS.LIST_FILES``). Results are reported under the
@@ -63,6 +69,8 @@ class ListFiles(ReidDataset):
             elif not os.path.isfile(path):
                 problems.append(f"DATASETS.LIST_FILES.{key} '{value}': list file {path} does not exist "
                                 f"(relative to DATASETS.ROOT '{cfg.DATASETS.ROOT}')")
+            elif not _lists_an_image(path):
+                problems.append(f"DATASETS.LIST_FILES.{key} '{value}': list file {path} lists no image")
         return problems
 
     @property

@@ -44,6 +44,20 @@ def parse_folder(folder, pattern, pid_range=None, cam_range=None, extensions=(".
     return items
 
 
+def empty_folder_problems(name, dataset_dir, folders, extensions, root):
+    """One line for each of ``folders`` (under ``dataset_dir``) that holds no image with one of
+    ``extensions``: an empty query or gallery would otherwise fail only once a model and the
+    training loader exist. It stops at each folder's first image, so it costs little."""
+    def has_image(folder):
+        if not os.path.isdir(folder):
+            return False
+        with os.scandir(folder) as entries:  # case-sensitive, as parse_folder's glob is
+            return any(e.name.endswith(tuple(extensions)) for e in entries)
+
+    return [f"DATASETS.ROOT '{root}': {name}'s folder {os.path.join(dataset_dir, folder)} holds no "
+            f"{' or '.join(extensions)} image" for folder in folders if not has_image(os.path.join(dataset_dir, folder))]
+
+
 class MarketLayoutDataset(ReidDataset):
     """``<dataset_dir>/{bounding_box_train,query,bounding_box_test}`` with Market file names.
     pid 0 (distractors) stays in the gallery, as in the Market protocol."""
@@ -71,7 +85,9 @@ class MarketLayoutDataset(ReidDataset):
     @classmethod
     def data_problems(cls, cfg):
         root = cfg.DATASETS.ROOT
-        return cls.folder_problems(cls.__name__, os.path.join(root, cls.dataset_dir), cls.folders, root)
+        dataset_dir = os.path.join(root, cls.dataset_dir)
+        return (cls.folder_problems(cls.__name__, dataset_dir, cls.folders, root)
+                or empty_folder_problems(cls.__name__, dataset_dir, cls.folders, cls.extensions, root))
 
 
 @DATASET_REGISTRY.register()
@@ -147,8 +163,10 @@ class MarketLayout(MarketLayoutDataset):
             dataset._describe(c.DIR, c.PATTERN, c.EXTENSIONS, c.FOLDERS)
         except ValueError as err:
             return [str(err)]
-        return dataset.folder_problems(dataset.name, os.path.join(cfg.DATASETS.ROOT, c.DIR), dataset.folders,
-                                       cfg.DATASETS.ROOT)
+        dataset_dir = os.path.join(cfg.DATASETS.ROOT, c.DIR)
+        return (dataset.folder_problems(dataset.name, dataset_dir, dataset.folders, cfg.DATASETS.ROOT)
+                or empty_folder_problems(dataset.name, dataset_dir, dataset.folders, dataset.extensions,
+                                         cfg.DATASETS.ROOT))
 
     @property
     def name(self):

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ...utils import comm
-from ...utils.paths import unwritable_ancestor
+from ...utils.paths import folder_creation_problem
 from .bases import DATASET_REGISTRY
 from .market_style import MarketLayoutDataset
 
@@ -189,8 +189,8 @@ class Synthetic(MarketLayoutDataset):
         s, root = cfg.DATASETS.SYNTHETIC, cfg.DATASETS.ROOT
         problems = [] if s.IMAGES_PER_CAMERA >= 2 and s.NUM_CAMERAS >= 2 else [
             "DATASETS.SYNTHETIC: Synthetic needs at least 2 cameras and 2 images per camera"]
-        blocked = unwritable_ancestor(root)
+        blocked = folder_creation_problem(root)
         if blocked:
-            problems.append(f"DATASETS.ROOT '{root}': the synthetic dataset is drawn there on first use, but "
-                            f"{blocked} is not a writable folder")
+            problems.append(f"DATASETS.ROOT '{root}': the synthetic dataset is drawn there on first use, but the "
+                            f"folder cannot be made or written: {blocked}")
         return problems
