@@ -4,7 +4,7 @@ training set (``extract_features`` with the model's ``cluster_features``), shard
 and gathered.
 
     python benchmarks/bench_extract.py --config-file projects/PISL/configs/cuhk03np.yml --procs 1,2 \\
-        MODEL.BACKBONE.PRETRAIN_PATH ../shared/weights/mobilenet_v2_imagenet.pth
+        MODEL.BACKBONE.PRETRAIN_PATH path/to/mobilenet_v2_imagenet.pth
 
 Prints the seconds per process count (one untimed warm-up batch first), the speed-up, and the
 largest difference between the N-process features and the 1-process ones (they must agree).

@@ -3,7 +3,8 @@ reference computes it for clustering, but on sparse matrices and without Python 
 samples. Only pairs whose encodings overlap get a stored distance; every other pair is at
 distance 1, the largest possible.
 
-Reference semantics kept exactly (see shared/spec/reference.md 3.3):
+Reference semantics kept exactly (``compute_jaccard_distance`` of pisl/utils/faiss_rerank.py in
+taoxuefong/Diffusion-reid at 616e7c9, the same as PPLR's):
 - the k-NN ranking has k1 columns, the sample itself first;
 - N(i, k) = {j in R_i[:k+1] : i in R_j[:k+1]};
 - a candidate c in N(i, k1) adds N(c, round(k1/2)) when more than 2/3 of it lies in N(i, k1);

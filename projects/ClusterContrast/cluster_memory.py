@@ -10,9 +10,9 @@ from pisl.utils import comm
 @register_config_extension
 def add_cluster_contrast_config(cfg):
     cfg.MODEL.LOSSES.CM = CfgNode()
-    cfg.MODEL.LOSSES.CM.TEMP = 0.05
-    cfg.MODEL.LOSSES.CM.MOMENTUM = 0.2
-    cfg.MODEL.LOSSES.CM.SCALE = 1.0
+    cfg.MODEL.LOSSES.CM.TEMP = 0.05  # temperature of the contrast against the cluster memory
+    cfg.MODEL.LOSSES.CM.MOMENTUM = 0.2  # momentum of the memory's update with each batch feature
+    cfg.MODEL.LOSSES.CM.SCALE = 1.0  # weight of ClusterMemoryLoss
 
 
 def cluster_memory_loss(features, targets, memory, temperature):

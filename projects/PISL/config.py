@@ -5,9 +5,9 @@ from pisl.engine.hooks import HOOK_REGISTRY
 
 @register_config_extension
 def add_pisl_config(cfg):
-    """PISL's keys. Defaults are the paper recipe (shared/spec/PISL.md)."""
+    """PISL's keys. Defaults are the paper recipe (docs/method.md), except where a comment says why not."""
     cfg.PISL = CN()
-    cfg.PISL.NUM_PARTS = 3
+    cfg.PISL.NUM_PARTS = 3  # P, the number of part features
     cfg.PISL.PART_GENERATOR = "diffusion_stn"  # diffusion_stn | stripes (= PPLR)
     # Concatenate the part features to the global one at test time (default: global only).
     cfg.PISL.TEST_WITH_PARTS = False
@@ -19,10 +19,10 @@ def add_pisl_config(cfg):
     cfg.PISL.STN.CHANNELS = 4096  # localisation conv width (reference 4096)
 
     cfg.PISL.DIFFUSION = CN()
-    cfg.PISL.DIFFUSION.TIMESTEPS = 1000
-    cfg.PISL.DIFFUSION.COSINE_S = 0.008
+    cfg.PISL.DIFFUSION.TIMESTEPS = 1000  # steps of the forward noising process
+    cfg.PISL.DIFFUSION.COSINE_S = 0.008  # offset s of the cosine noise schedule
     cfg.PISL.DIFFUSION.SAMPLE_STEPS = 50  # DDIM steps at clustering (and test) time
-    cfg.PISL.DIFFUSION.SAMPLE_SEED = 0
+    cfg.PISL.DIFFUSION.SAMPLE_SEED = 0  # seed of the sampler's fixed start x_T (the same boxes on every run)
     # Largest offset of the boxes from the stripes, per affine parameter [sx, shx, tx, shy, sy, ty]
     # (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly (tanh) to the
     # STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
@@ -51,35 +51,34 @@ def add_pisl_config(cfg):
     # jaccard (PPLR's cross-agreement; the default: measured to separate reliable parts) | mmd
     # (PISL's multi-kernel MMD score, nearly constant over samples: docs/pisl_cuhk03np.md).
     cfg.PISL.PSC.SCORE = "jaccard"
-    cfg.PISL.PSC.K = 20
+    cfg.PISL.PSC.K = 20  # neighbours compared by the part-global agreement score
     cfg.PISL.PSC.REFINE_LAMBDA = 0.5  # weight of the one-hot target in label refinement
     cfg.PISL.PSC.LS_START_EPOCH = 5  # agreement-aware smoothing from this epoch on
     cfg.PISL.PSC.EPSILON = 0.1  # plain label smoothing before that
-    cfg.PISL.PSC.SCALE = 1.0
+    cfg.PISL.PSC.SCALE = 1.0  # weight of PSCLoss
     # Part classifiers' logits: 0 = the reference's (BN-neck feature . unit centroid rows, whose
     # scale is the feature norm); s > 0 = s * cosine. See docs/deviations.md.
     cfg.PISL.PSC.PART_LOGIT_SCALE = 10.0
 
-    # PartBoxHook: pictures of the part boxes on NUM_IMAGES test images after these epochs
-    # (-1: the last; [] none), in OUTPUT_DIR/part_boxes/.
+    # PartBoxHook: pictures of the part boxes on test images, in OUTPUT_DIR/part_boxes/.
     cfg.PISL.BOX_PICTURE = CN()
-    cfg.PISL.BOX_PICTURE.EPOCHS = [0, -1]
-    cfg.PISL.BOX_PICTURE.NUM_IMAGES = 16
+    cfg.PISL.BOX_PICTURE.EPOCHS = [0, -1]  # after which epochs to draw (-1: the last; []: none)
+    cfg.PISL.BOX_PICTURE.NUM_IMAGES = 16  # test images in each picture
 
     cfg.PISL.CAM = CN()
     cfg.PISL.CAM.SCALE = 0.5  # W_cam (1.0 for MSMT17)
-    cfg.PISL.CAM.TEMP = 0.07
-    cfg.PISL.CAM.NUM_HARD = 50
+    cfg.PISL.CAM.TEMP = 0.07  # temperature of the inter-camera proxy contrast
+    cfg.PISL.CAM.NUM_HARD = 50  # hardest proxies of other clusters used as negatives
 
     cfg.PISL.SCD = CN()
     cfg.PISL.SCD.SCALE = 0.1  # W_diff
-    cfg.PISL.SCD.W_CONS = 0.5
-    cfg.PISL.SCD.W_CON = 0.3
-    cfg.PISL.SCD.TEMP = 0.07
+    cfg.PISL.SCD.W_CONS = 0.5  # weight of SCD's consistency term (x0_hat against the STN's theta)
+    cfg.PISL.SCD.W_CON = 0.3  # weight of SCD's part contrast term
+    cfg.PISL.SCD.TEMP = 0.07  # temperature of SCD's part contrast
     # Weighting of the noise MSE over timesteps: min_snr (min(SNR, SNR_GAMMA) / SNR, bounded at
     # small t) or none (the reference's plain MSE, about SNR = 24,000 times the x0 error at t = 0).
     cfg.PISL.SCD.NOISE_WEIGHTING = "min_snr"
-    cfg.PISL.SCD.SNR_GAMMA = 5.0
+    cfg.PISL.SCD.SNR_GAMMA = 5.0  # min_snr's gamma: the largest weight of a sample's x0 error
     # Weight of the penalty on box offsets more than one BOX_LIMIT deep in the bound's tanh
     # (part_generators.saturation), on the STN's theta and the denoiser's correction. 0: off
     # (tried at 10 on CUHK03-NP: no gain, boxes still the same for every image; docs/pisl_cuhk03np.md).

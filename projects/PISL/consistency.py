@@ -4,7 +4,8 @@ import torch
 
 from pisl.cluster import knn_self
 
-# Bandwidths of the multi-kernel MMD, as the reference (shared/spec/reference.md 3.4).
+# Bandwidths of the multi-kernel MMD, as the reference's (examples/maximum_mean_discrepancy.py of
+# taoxuefong/Diffusion-reid at 616e7c9).
 MMD_SIGMAS = torch.tensor([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1, 5, 10, 15, 20, 25, 30, 35, 100, 1e3, 1e4, 1e5, 1e6],
                           dtype=torch.float64)
 

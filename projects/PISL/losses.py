@@ -1,4 +1,4 @@
-"""PISL's registered losses: PSC, camera contrast and SCD (shared/spec/PISL.md)."""
+"""PISL's registered losses: PSC, camera contrast and SCD (docs/method.md)."""
 import logging
 
 import torch

@@ -15,7 +15,7 @@ class MobileNetV2(Backbone):
         super().__init__()
         net = mobilenet_v2()
         if pretrained:
-            # Files in torchvision's layout may lack classifier.* (e.g. shared/weights).
+            # Files in torchvision's layout may lack classifier.* (e.g. a features-only export).
             load_pretrained(net.features, find_pretrained_file(pretrain_path, self.imagenet_url), "features.")
         if last_stride == 1:
             net.features[14].conv[1][0].stride = (1, 1)

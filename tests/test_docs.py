@@ -1,0 +1,94 @@
+"""The repository explains itself without anything beside it: every relative link in every
+Markdown file resolves inside the repository, no README, doc or code comment names a path
+outside it, and the config reference is complete and up to date."""
+import ast
+import io
+import os
+import re
+import subprocess
+import sys
+import tokenize
+
+import pytest
+
+from conftest import REPO
+
+# Run records (each run's config and log, verbatim) keep the paths the runs used.
+RECORDS = "projects/PISL/results/"
+# The data, weights and specification folder beside the maintainers' checkout, which a clone
+# does not have.
+OUTSIDE = re.compile(r"\.\./shared\b|\bshared/(spec|data|weights|hooks)\b")
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def tracked(*patterns):
+    out = subprocess.run(["git", "ls-files", *patterns], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return [p for p in out.splitlines() if not p.startswith(RECORDS)]
+
+
+pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(REPO, ".git")), reason="needs the git checkout's file list")
+
+
+def test_every_relative_link_resolves_inside_the_repository():
+    dangling = []
+    for page in tracked("*.md"):
+        with open(os.path.join(REPO, page)) as f:
+            text = f.read()
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):  # a web address, or an anchor
+                continue
+            path = os.path.normpath(os.path.join(REPO, os.path.dirname(page), target.split("#")[0]))
+            if not path.startswith(REPO + os.sep) or not os.path.exists(path):
+                dangling.append(f"{page}: {target}")
+    assert not dangling, "\n".join(dangling)
+
+
+def _comments(path):
+    """Comment and docstring text of a Python file, with line numbers."""
+    with open(path) as f:
+        source = f.read()
+    out = [(t.start[0], t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
+           if t.type == tokenize.COMMENT]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(node, clean=False)
+            if doc:
+                out.append((node.body[0].lineno, doc))
+    return out
+
+
+def test_no_doc_or_comment_names_a_path_outside_the_repository():
+    found = []
+    for page in tracked("*.md"):
+        with open(os.path.join(REPO, page)) as f:
+            found += [f"{page}:{n}: {line.strip()}" for n, line in enumerate(f, 1) if OUTSIDE.search(line)]
+    for source in tracked("*.py"):
+        found += [f"{source}:{n}: {text.strip()[:100]}" for n, text in _comments(os.path.join(REPO, source))
+                  if OUTSIDE.search(text)]
+    for script in tracked("*.sh", "*.yml", "*.yaml"):
+        with open(os.path.join(REPO, script)) as f:
+            found += [f"{script}:{n}: {line.strip()}" for n, line in enumerate(f, 1)
+                      if "#" in line and OUTSIDE.search(line.split("#", 1)[1])]
+    assert not found, "\n".join(found)
+
+
+def test_the_check_finds_a_path_outside_the_repository():
+    # What the two tests above look for, on hand-made lines.
+    assert OUTSIDE.search("see ../shared/spec/PISL.md") and OUTSIDE.search("(shared/weights)")
+    assert not OUTSIDE.search("a test run shared the two cores") and not OUTSIDE.search("shared_mobilenet")
+    assert LINK.findall("a [page](docs/a.md#x) and [site](https://x.org)") == ["docs/a.md#x", "https://x.org"]
+
+
+def test_config_reference_is_complete_and_up_to_date():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "config_reference.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_config_reference_reads_each_keys_comment(tmp_path):
+    sys.path.insert(0, os.path.join(REPO, "tools"))
+    from config_reference import described_keys
+
+    source = tmp_path / "keys.py"
+    source.write_text("_C = None\n# above A,\n# two lines\n_C.A = 1\n_C.B.C = 'x'  # beside C\n_C.D = 2\n\n# not D's\n")
+    assert described_keys(str(source), "_C") == {"A": "above A, two lines", "B.C": "beside C", "D": ""}
