@@ -4,7 +4,8 @@ peak memory, recall@k of the k-NN against exact search and ARI of the labels aga
 labels, for each k-NN method, on generated features with re-ID structure.
 
     python benchmarks/bench_cluster_scale.py --sizes 12936 32621 130000 280000 --dims 2048 1280 \\
-        --methods exact pca:128 pca:256
+        --methods exact pca:128 hnsw:128
+    python benchmarks/bench_cluster_scale.py --features hubs --sizes 80000 --dims 64 --methods exact --memory-gb 2
     python benchmarks/bench_cluster_scale.py --real feats.npz      # check the generator against real features
 
 Features (``reid_like_features``): identities with about 9.5 images each over 6 cameras;
@@ -13,7 +14,9 @@ subspace with a decaying spectrum, plus isotropic noise, L2-normalised; fitted t
 features of a trained model (see the function). ``--real`` takes an .npz of real features (``tools/extract_features.py``)
 and prints, for them and for generated features of the same size and dimension, the exact
 method's cluster count and neighbour statistics, so that the generator's parameters can be
-checked against a trained model.
+checked against a trained model. ``--features hubs`` (``hub_features``): low-dimensional
+noise with near-duplicate groups, the case that makes the Jaccard step's memory grow; its
+peak follows ``--memory-gb`` (CLUSTER.MEMORY_GB).
 
 Each (size, dim, method) runs in a process of its own, so that its peak resident memory
 (ru_maxrss) is its own. Recall@k is measured on --recall-queries random rows against their
@@ -69,6 +72,26 @@ def reid_like_features(n, dim, seed=0, images_per_id=9.5, cameras=6, rank=96, ca
     return F.normalize(feats, dim=1), ids.numpy()
 
 
+def hub_features(n, dim=64, seed=0, duplicate_share=0.1, group_size=50, duplicate_noise=0.02):
+    """n L2-normalised low-dimensional features that stress the Jaccard distance's memory:
+    isotropic noise (no identity structure, so neighbourhoods overlap widely and the
+    k-reciprocal encodings of most rows share columns) plus ``duplicate_share`` of the rows in
+    near-duplicate groups of ``group_size`` (a static camera's frames of one person). Returns
+    (features, group of each row; -1 for the noise rows)."""
+    gen = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, dim, generator=gen)
+    groups = torch.full((n,), -1, dtype=torch.long)
+    num_groups = int(n * duplicate_share) // group_size
+    members = torch.randperm(n, generator=gen)[: num_groups * group_size]
+    groups[members] = torch.arange(num_groups).repeat_interleave(group_size)
+    centres = torch.randn(num_groups, dim, generator=gen)
+    feats[members] = centres[groups[members]] + duplicate_noise * torch.randn(len(members), dim, generator=gen)
+    return F.normalize(feats, dim=1), groups.numpy()
+
+
+FEATURES = {"reid": reid_like_features, "hubs": hub_features}
+
+
 def neighbour_stats(feats, labels):
     """Cluster count, share clustered, and the mean squared distance to the 1st, 10th and 30th
     neighbour (self excluded), from the exact search."""
@@ -102,7 +125,7 @@ def check_against_real(path, methods, seed, recall_queries):
 
 
 def method_options(method):
-    """knn_graph's options for "exact" or "pca:DIM"."""
+    """knn_graph's options for "exact", "pca:DIM" or "hnsw:DIM"."""
     name, _, dim = method.partition(":")
     return dict(method=name, **({"pca_dim": int(dim)} if dim else {}))
 
@@ -115,17 +138,19 @@ def recall_at_k(feats, knn_index, queries, seed):
 
 def run_one(args):
     """One (size, dim, method) in this process; prints one JSON line."""
-    feats, true_ids = reid_like_features(args.size, args.dim, args.seed)
+    feats, true_ids = FEATURES[args.features](args.size, args.dim, seed=args.seed)
     options = method_options(args.method)
     method = options["method"]
     start = time.perf_counter()
     knn_result = knn_graph(feats, K1, **options)
     knn_s = time.perf_counter() - start
-    result = cluster_features(feats, EPS, K1, K2, knn_result=knn_result)
+    result = cluster_features(feats, EPS, K1, K2, knn_result=knn_result, memory_gb=args.memory_gb)
     labels = result.labels
-    out = {"N": args.size, "dim": args.dim, "method": args.method, "knn s": knn_s, **{f"{k} s": v for k, v in result.seconds.items()},
+    out = {"features": args.features, "N": args.size, "dim": args.dim, "method": args.method, "knn s": knn_s,
+           **{f"{k} s": v for k, v in result.seconds.items()},
            "total s": knn_s + sum(result.seconds.values()), "peak RSS GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
-           "clusters": int(labels.max()) + 1, "ARI vs true ids": adjusted_rand_score(true_ids[labels >= 0], labels[labels >= 0])}
+           "clusters": int(labels.max()) + 1, "ARI vs true ids": adjusted_rand_score(true_ids[labels >= 0], labels[labels >= 0])
+           if (labels >= 0).any() else float("nan")}
     out["recall@30"] = 1.0 if method == "exact" else recall_at_k(feats, knn_result[1], args.recall_queries, args.seed)
     if args.labels:
         if method == "exact":
@@ -139,11 +164,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[12936, 32621, 130000, 280000])
     parser.add_argument("--dims", type=int, nargs="+", default=[2048])
-    parser.add_argument("--methods", nargs="+", default=["exact", "pca:128", "pca:256"],
-                        help="exact or pca:DIM (CLUSTER.KNN.METHOD pca with CLUSTER.KNN.PCA_DIM DIM)")
+    parser.add_argument("--methods", nargs="+", default=["exact", "pca:128", "hnsw:128"],
+                        help="exact, pca:DIM or hnsw:DIM (CLUSTER.KNN.METHOD pca or hnsw with CLUSTER.KNN.PCA_DIM DIM)")
     parser.add_argument("--exact-max", type=int, default=140000, help="run the exact method up to this size")
+    parser.add_argument("--labels-dir", help="keep the exact method's labels here (default: a temporary folder), so "
+                                             "that a later call's ARI can use them without running it again")
     parser.add_argument("--recall-queries", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--features", choices=sorted(FEATURES), default="reid",
+                        help="reid: identities with camera offsets (fitted to real features); hubs: hub_features")
+    parser.add_argument("--memory-gb", type=float, default=4.0, help="CLUSTER.MEMORY_GB, the Jaccard step's budget")
     parser.add_argument("--real", help="an .npz of real features: compare the generator with them and exit")
     for name in ("--size", "--dim", "--method", "--labels"):  # one configuration, run in a child process
         parser.add_argument(name, help=argparse.SUPPRESS, type=int if name in ("--size", "--dim") else str)
@@ -155,14 +185,18 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k1 {K1}, k2 {K2}, eps {EPS}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        folder = args.labels_dir or tmp
+        os.makedirs(folder, exist_ok=True)
         for size in args.sizes:
             for dim in args.dims:
-                labels = os.path.join(tmp, f"{size}_{dim}.npy")
+                # The exact method's labels, for the ARI of the others.
+                labels = os.path.join(folder, f"{args.features}_{size}_{dim}_seed{args.seed}.npy")
                 for method in args.methods:
-                    if method == "exact" and size > args.exact_max:
+                    if method == "exact" and (size > args.exact_max or os.path.isfile(labels)):
                         continue
                     cmd = [sys.executable, __file__, "--size", str(size), "--dim", str(dim), "--method", method,
-                           "--labels", labels, "--seed", str(args.seed),
+                           "--labels", labels, "--seed", str(args.seed), "--features", args.features,
+                           "--memory-gb", str(args.memory_gb),
                            "--recall-queries", str(args.recall_queries)]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     if proc.returncode:

@@ -4,8 +4,14 @@
 chunked result equals one computed in a single chunk on a subset.
 
     python benchmarks/bench_eval_scale.py [--queries 11659 --gallery 82161 --dim 2048 --chunk-size 1024]
+    python benchmarks/bench_eval_scale.py --rerank --memory-gb 2                 # TEST.RERANK.ENABLED True
+    python benchmarks/bench_eval_scale.py --rerank --features hubs --dim 64 --queries 8000 --gallery 72000
 
-Peak memory is the process's peak resident set size (ru_maxrss), features included.
+With --rerank the distances are k-reciprocal re-ranked (``ReRankedDistances``, a block of query
+rows at a time within --memory-gb, TEST.RERANK.MEMORY_GB); --features hubs draws
+``hub_features`` (low-dimensional noise with near-duplicate groups, the case that makes the
+Jaccard pair sums large) instead of identities. Peak memory is the process's peak resident
+set size (ru_maxrss), features included.
 """
 import argparse
 import os
@@ -19,7 +25,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pisl.evaluation.metrics import evaluate_rank  # noqa: E402
-from bench_cluster_scale import reid_like_features  # noqa: E402
+from pisl.evaluation.rerank import ReRankedDistances  # noqa: E402
+from bench_cluster_scale import hub_features, reid_like_features  # noqa: E402
 
 
 def main():
@@ -30,19 +37,32 @@ def main():
     parser.add_argument("--cameras", type=int, default=15)
     parser.add_argument("--chunk-size", type=int, default=1024, help="TEST.CHUNK_SIZE")
     parser.add_argument("--check-queries", type=int, default=300, help="queries of the one-chunk equality check")
+    parser.add_argument("--rerank", action="store_true", help="re-rank (TEST.RERANK.ENABLED True, K1 20, K2 6, LAMBDA 0.3)")
+    parser.add_argument("--memory-gb", type=float, default=4.0, help="TEST.RERANK.MEMORY_GB")
+    parser.add_argument("--features", choices=["reid", "hubs"], default="reid")
     args = parser.parse_args()
     n = args.queries + args.gallery
-    feats, ids = reid_like_features(n, args.dim, cameras=args.cameras, images_per_id=n / 4101)  # MSMT17: 4,101 ids
+    if args.features == "hubs":
+        feats, groups = hub_features(n, args.dim)
+        ids = np.where(groups >= 0, groups, np.arange(n) + n)  # a noise row is an identity of its own
+    else:
+        feats, ids = reid_like_features(n, args.dim, cameras=args.cameras, images_per_id=n / 4101)  # MSMT17: 4,101 ids
     cams = np.random.default_rng(0).integers(args.cameras, size=n)
     q, g = slice(0, args.queries), slice(args.queries, n)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     start = time.perf_counter()
-    res = evaluate_rank(feats[q], feats[g], ids[q], ids[g], cams[q], cams[g], chunk_size=args.chunk_size)
+    distmat = ReRankedDistances(feats[q], feats[g], 20, 6, 0.3, args.memory_gb) if args.rerank else None
+    encoded = time.perf_counter() - start
+    res = evaluate_rank(feats[q], feats[g], ids[q], ids[g], cams[q], cams[g], chunk_size=args.chunk_size, distmat=distmat)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.queries} x {args.gallery} x {args.dim}, "
-          f"chunk {args.chunk_size}: {seconds:.1f} s, peak RSS {peak:.2f} GiB (features and generator {before:.2f} GiB)")
+    what = f"re-ranked (encodings {encoded:.1f} s, budget {args.memory_gb} GiB)" if args.rerank else "plain"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.features} {args.queries} x {args.gallery} x "
+          f"{args.dim}, {what}, chunk {args.chunk_size}: {seconds:.1f} s, peak RSS {peak:.2f} GiB (features and "
+          f"generator {before:.2f} GiB)")
     print({k: round(v, 4) for k, v in res.items()})
+    if args.rerank:
+        return
     c = slice(0, args.check_queries)
     sub = dict(query_feats=feats[q][c], gallery_feats=feats[g], q_pids=ids[q][c], g_pids=ids[g], q_camids=cams[q][c],
                g_camids=cams[g])

@@ -3,14 +3,17 @@ import os
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
-                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_pca, knn_self,
+                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_hnsw, knn_pca, knn_self,
                           knn_torch, per_camera_standardised)
-from pisl.cluster.jaccard import _sums_above, expanded_sets, pair_distances
+from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, _sums_above, expanded_sets,
+                                  jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
+from pisl.evaluation.rerank import ReRankedDistances
 
 from conftest import REPO
 
@@ -194,11 +197,74 @@ def test_pca_knn_is_exact_when_the_features_span_fewer_directions():
     assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(coarse, exact[1])]) < 9.5
 
 
+def test_hnsw_knn_is_exact_when_the_features_span_fewer_directions_and_repeats_itself():
+    feats = low_rank_features(n=600)
+    exact = knn_self(feats, 10)
+    approx = knn_hnsw(feats, 10, dim=8, refine=3)
+    assert np.array_equal(approx[1], exact[1]) and np.allclose(approx[0], exact[0], atol=1e-5)
+    assert np.array_equal(knn_hnsw(feats, 10, dim=8, refine=3)[1], approx[1])  # one-thread build: reproducible
+    # Too few directions lose neighbours: the recall measures something.
+    coarse = knn_hnsw(feats, 10, dim=2, refine=1)[1]
+    assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(coarse, exact[1])]) < 9.5
+
+
 def test_knn_graph_auto_switches_at_the_threshold():
     feats = low_rank_features(dim=64, rank=64)
     exact = knn_self(feats, 10)[1]
     assert np.array_equal(knn_graph(feats, 10, method="auto", exact_below=401)[1], exact)
     # Above the threshold (on a CPU) auto is pca, which with 2 of 64 directions loses neighbours.
-    assert not np.array_equal(knn_graph(feats, 10, method="auto", exact_below=400, pca_dim=2, refine=1)[1], exact)
-    with pytest.raises(KeyError, match="Unknown k-NN method 'hnsw'"):
-        knn_graph(feats, 10, method="hnsw")
+    above = knn_graph(feats, 10, method="auto", exact_below=400, pca_dim=2, refine=1)[1]
+    assert not np.array_equal(above, exact)
+    assert np.array_equal(above, knn_graph(feats, 10, method="pca", pca_dim=2, refine=1)[1])
+    with pytest.raises(KeyError, match="Unknown k-NN method 'ivf'"):
+        knn_graph(feats, 10, method="ivf")
+
+
+def _encoding(n=300, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.randn(n // 10, 16, generator=gen)
+    feats = F.normalize(centres[torch.arange(n) % (n // 10)] + 0.4 * torch.randn(n, 16, generator=gen), dim=1)
+    return feats, jaccard_encoding(feats, k1=10, k2=3)
+
+
+def test_jaccard_in_blocks_equals_one_block_to_the_bit():
+    _, V = _encoding()
+    whole = jaccard_from_encoding(V, max_distance=1.0, budget_bytes=2 ** 40)
+    cols = ColumnMajor(V)
+    per_row = np.bincount(cols.rows, weights=cols.meetings(0)[1])
+    budget = 8 * BYTES_PER_MEETING * per_row.mean()  # a few rows' meetings: dozens of blocks
+    assert len(list(row_blocks(per_row, 0, len(per_row), len(per_row), budget, "KEY"))) > 20
+    blocked = jaccard_from_encoding(V, max_distance=1.0, budget_bytes=budget)
+    assert (whole != blocked).nnz == 0 and whole.nnz > 0
+
+
+def test_jaccard_memory_guard_names_the_key_on_a_hub():
+    # Hand-made encoding: every row shares column 0 (one image in everybody's neighbourhood),
+    # so row 0 meets all N entries of that column.
+    n = 1000
+    V = sp.csr_matrix((np.full(2 * n, 0.5, np.float32), (np.repeat(np.arange(n), 2), np.c_[np.zeros(n), np.arange(n)].ravel())),
+                      shape=(n, n))
+    V.sum_duplicates()
+    V.sort_indices()
+    cols = ColumnMajor(V)
+    assert np.bincount(cols.rows, weights=cols.meetings(0)[1])[0] == n  # row 0 meets all of column 0
+    with pytest.raises(MemoryBudgetError, match=r"row 0 alone .* more than CLUSTER.MEMORY_GB"):
+        jaccard_from_encoding(V, budget_bytes=BYTES_PER_MEETING * n / 2)
+    jaccard_from_encoding(V, budget_bytes=BYTES_PER_MEETING * n)  # one row's worth is enough
+
+
+def test_re_ranked_rows_read_in_blocks_equal_the_full_jaccard_block():
+    feats, _ = _encoding(n=200)
+    q, g = feats[:30], feats[30:]
+    reranked = ReRankedDistances(q, g, k1=10, k2=3, lam=0.3)
+    full = compute_jaccard_distance(feats, 10, 3).tocoo()  # the whole matrix, as re-ranking computed it before
+    dense = np.ones((200, 200), dtype=np.float32)  # pairs not stored are at 1
+    dense[full.row, full.col] = full.data
+    dense = dense[:30, 30:]
+    original = ((q[:, None] - g[None]) ** 2).sum(2).numpy()
+    expected = 0.7 * dense + 0.3 * original
+    blocks = np.concatenate([reranked[0:7], reranked[7:30]])
+    assert np.allclose(blocks, expected, atol=1e-5) and np.allclose(reranked[:], blocks)
+    with pytest.raises(MemoryBudgetError, match="TEST.RERANK.MEMORY_GB"):
+        ReRankedDistances(q, g, k1=10, k2=3, memory_gb=1e-9)[0:5]
+

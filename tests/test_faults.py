@@ -216,3 +216,18 @@ def test_run_files_take_the_umask_mode_and_the_log_names_the_metrics_file(two_ep
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
         assert "metrics go to metrics.jsonl only" in log
+
+
+def test_a_memory_budget_too_small_stops_the_run_with_the_key(synthetic_root, baseline_weights, tmp_path):
+    # Clustering: the Jaccard pair sums of one image would exceed CLUSTER.MEMORY_GB.
+    proc = train_net(tmp_path / "cluster", synthetic_root, config=PISL_DEMO, overrides=["CLUSTER.MEMORY_GB", "1e-9"],
+                     check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert "Training failed: clustering before epoch 0 stopped" in proc.stdout and "CLUSTER.MEMORY_GB" in proc.stdout
+    # Re-ranking at evaluation: TEST.RERANK.MEMORY_GB.
+    proc = train_net(tmp_path / "eval", synthetic_root, ["--eval-only"], check=False,
+                     overrides=["MODEL.WEIGHTS", str(baseline_weights), "TEST.RERANK.ENABLED", "True",
+                                "TEST.RERANK.MEMORY_GB", "1e-9"])
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert "Evaluation stopped" in proc.stdout and "TEST.RERANK.MEMORY_GB" in proc.stdout
+    assert not (tmp_path / "eval" / "eval_results.json").exists()

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch.multiprocessing as mp  # noqa: E402
 
+from pisl.cluster.jaccard import MemoryBudgetError  # noqa: E402
 from pisl.config import ConfigError  # noqa: E402
 from pisl.engine import (Checkpointer, DefaultTrainer, OutputDirError, TrainingError, argument_problems,  # noqa: E402
                          claim_output_dir, default_argument_parser, describe_process_failure, launch, setup)
@@ -52,6 +53,9 @@ def main(args):
             untrained = trainer.untrained_epochs
     except TrainingError as err:
         logger.error(f"Training failed: {err}. No results written; completed epochs are checkpointed in {cfg.OUTPUT_DIR}")
+        raise SystemExit(1)
+    except MemoryBudgetError as err:  # the evaluation's re-ranking
+        logger.error(f"Evaluation stopped: {err}. No results written; completed epochs are checkpointed in {cfg.OUTPUT_DIR}")
         raise SystemExit(1)
     logger.info(f"Final results:\n{results_table(results)}")
     if comm.is_main_process():

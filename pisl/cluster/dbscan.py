@@ -51,17 +51,18 @@ def apply_outlier_policy(labels, policy="drop"):
 
 
 def cluster_features(features, eps, k1=30, k2=6, min_samples=4, outliers="drop", knn_result=None, knn_backend="auto",
-                     knn_options=None):
+                     knn_options=None, memory_gb=4.0):
     """L2-normalised features (N x D) -> pseudo-labels, the reference's clustering step.
     ``knn_result`` (k1 columns, from :func:`pisl.cluster.knn_graph`) reuses a search; else
-    the search is ``knn_graph(features, k1, backend=knn_backend, **knn_options)``."""
+    the search is ``knn_graph(features, k1, backend=knn_backend, **knn_options)``. The Jaccard
+    distance keeps within ``memory_gb`` (``CLUSTER.MEMORY_GB``)."""
     seconds = {}
     start = time.perf_counter()
     if knn_result is None:
         knn_result = knn_graph(features, k1, backend=knn_backend, **(knn_options or {}))
         seconds["knn"] = time.perf_counter() - start
     start = time.perf_counter()
-    distance = compute_jaccard_distance(features, k1, k2, knn_result=knn_result, max_distance=eps)
+    distance = compute_jaccard_distance(features, k1, k2, knn_result=knn_result, max_distance=eps, memory_gb=memory_gb)
     seconds["jaccard"] = time.perf_counter() - start
     start = time.perf_counter()
     labels = dbscan_sparse(distance, eps, min_samples)

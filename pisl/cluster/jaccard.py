@@ -125,57 +125,126 @@ def _sums_above(keys, values, size, threshold):
     return keys[is_start][above], sums[above]
 
 
-def jaccard_from_encoding(V, max_distance=1.0, row_chunk=None):
-    """d_J for every pair whose encodings share a column and whose distance is at most
-    ``max_distance``, as a symmetric sparse CSR matrix.
+# Peak bytes of the pair sums per meeting of two entries (the meeting's offset, both values and
+# their minimum, its pair key and the sort's copies): what a block of rows costs, measured with
+# benchmarks/bench_cluster_scale.py --hubs against the budget.
+BYTES_PER_MEETING = 96
 
-    m_ij = sum_l min(V_il, V_jl) is symmetric, so only j >= i is computed: each nonzero V_il
-    meets the entries V_jl, j >= i, of its column l, and the minima are summed per (i, j)
-    (the reference's per-row ``temp_min``); the other half is mirrored. Time and memory grow
-    with the number of such meetings, about N x (nonzeros per row) x (per column) / 2, not
-    with N^2 (``_sums_above``). ``row_chunk`` rows are done at a time, by default as many as
-    keep a dense buffer within 2^23 entries (64 MiB).
+
+class MemoryBudgetError(MemoryError):
+    """A step would need more memory than its configured budget (the message names the key)."""
+
+
+class ColumnMajor:
+    """The entries of a CSR matrix V (N x N) in column-major order, rows ascending within each
+    column, with where each row-major entry lands there: what the pair sums walk."""
+
+    def __init__(self, V):
+        self.V = V
+        n, nnz = V.shape[0], V.nnz
+        self.rows = np.repeat(np.arange(n), np.diff(V.indptr))
+        order = np.lexsort((self.rows, V.indices))
+        self.col_rows, self.col_data = self.rows[order], V.data[order]
+        self.col_end = np.cumsum(np.bincount(V.indices, minlength=V.shape[1]))
+        self.place = np.empty(nnz, dtype=np.int64)
+        self.place[order] = np.arange(nnz)
+        self.col_keys = V.indices[order].astype(np.int64) * n + self.col_rows
+
+    def meetings(self, min_col):
+        """For every row-major entry (i, l): where the entries of column l that it meets begin in
+        column-major order (from row max(i, min_col) on), and how many there are."""
+        n = self.V.shape[0]
+        from_min = np.searchsorted(self.col_keys, self.V.indices.astype(np.int64) * n + min_col)
+        begin = np.maximum(self.place, from_min)
+        return begin, np.maximum(self.col_end[self.V.indices] - begin, 0)
+
+
+def row_blocks(meetings_per_row, start, stop, n, budget_bytes, budget_key):
+    """Consecutive blocks [a, b) of the rows start..stop whose pair sums each fit
+    ``budget_bytes`` (and a dense buffer of 2^23 entries, 64 MiB). A row that cannot fit alone
+    raises MemoryBudgetError naming ``budget_key``, before anything is allocated for it."""
+    cost = meetings_per_row[start:stop].astype(np.float64) * BYTES_PER_MEETING
+    worst = int(np.argmax(cost)) if len(cost) else 0
+    if len(cost) and cost[worst] > budget_bytes:
+        raise MemoryBudgetError(
+            f"the Jaccard distance needs {cost[worst] / 2 ** 20:.1f} MiB for row {start + worst} alone "
+            f"({int(meetings_per_row[start + worst])} meetings of k-reciprocal encodings: many images share its "
+            f"neighbours, e.g. near-duplicates), more than {budget_key} ({budget_bytes / 2 ** 20:.1f} MiB). Raise "
+            f"{budget_key} if the machine has the memory.")
+    max_rows = max(1, 2 ** 23 // max(n, 1))
+    a = start
+    while a < stop:
+        # The longest run of rows from a whose summed cost fits (at least one row).
+        total = np.cumsum(cost[a - start: min(stop, a + max_rows) - start])
+        b = a + max(1, int(np.searchsorted(total, budget_bytes, side="right")))
+        yield a, b
+        a = b
+
+
+def jaccard_rows(V, start, stop, min_col=0, max_distance=1.0, budget_bytes=2 ** 32, budget_key="CLUSTER.MEMORY_GB",
+                 columns=None):
+    """d_J(i, j) for the rows i in [start, stop) and the columns j >= max(i, min_col) whose
+    encodings share a column and whose distance is at most ``max_distance``: yields
+    (rows, columns, distances) per block of rows.
+
+    m_ij = sum_l min(V_il, V_jl): each nonzero V_il meets the entries V_jl of its column l
+    with j in range, and the minima are summed per (i, j) (the reference's per-row
+    ``temp_min``). The rows go in blocks whose meetings fit ``budget_bytes``
+    (``row_blocks``), so the peak memory follows the budget, not how the data is spread
+    (images that share many neighbours make long columns). ``columns`` is V's
+    ``ColumnMajor`` when the caller already has it.
     """
-    V = V.tocsr()
-    V.sort_indices()
-    n, nnz = V.shape[0], V.nnz
-    row_chunk = row_chunk or max(16, min(1024, 2 ** 23 // max(n, 1)))
-    rows = np.repeat(np.arange(n), np.diff(V.indptr))
-    # The same entries in column-major order, and where each row-major entry lands there.
-    order = np.lexsort((rows, V.indices))
-    col_rows, col_data = rows[order], V.data[order]
-    col_end = np.cumsum(np.bincount(V.indices, minlength=n))
-    place = np.empty(nnz, dtype=np.int64)
-    place[order] = np.arange(nnz)
+    n = V.shape[0]
+    cols = columns or ColumnMajor(V)
+    begin, counts = cols.meetings(min_col)
+    per_row = np.bincount(cols.rows, weights=counts, minlength=n)
     # d <= max_distance  <=>  m >= 2 (1 - max_distance) / (2 - max_distance); the slack keeps
     # borderline pairs for the exact test on d below.
     min_overlap = 2 * (1 - max_distance) / (2 - max_distance) - 1e-6 if max_distance < 1 else 0.0
-    upper = []
-    for start in range(0, n, row_chunk):
-        stop = min(start + row_chunk, n)
-        e = slice(V.indptr[start], V.indptr[stop])
-        first = place[e]
-        counts = col_end[V.indices[e]] - first  # column entries from row i on (i included)
-        offsets = np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        mins = np.minimum(np.repeat(V.data[e], counts), col_data[offsets]).astype(np.float64)
-        local_i = np.repeat(rows[e] - start, counts)
-        pairs, m = _sums_above(local_i * n + col_rows[offsets], mins, (stop - start) * n, min_overlap)
+    for a, b in row_blocks(per_row, start, stop, n, budget_bytes, budget_key):
+        e = slice(V.indptr[a], V.indptr[b])
+        c = counts[e]
+        offsets = np.repeat(begin[e] - np.cumsum(c) + c, c) + np.arange(c.sum())
+        mins = np.minimum(np.repeat(V.data[e], c), cols.col_data[offsets]).astype(np.float64)
+        local_i = np.repeat(cols.rows[e] - a, c)
+        pairs, m = _sums_above(local_i * n + cols.col_rows[offsets], mins, (b - a) * n, min_overlap)
         d = np.maximum(1 - m / (2 - m), 0).astype(np.float32)
         keep = d <= max_distance
-        upper.append((pairs[keep] // n + start, pairs[keep] % n, d[keep]))
-    r, c, d = (np.concatenate(x) for x in zip(*upper))
+        yield pairs[keep] // n + a, pairs[keep] % n, d[keep]
+
+
+def jaccard_from_encoding(V, max_distance=1.0, budget_bytes=2 ** 32, budget_key="CLUSTER.MEMORY_GB"):
+    """d_J for every pair whose encodings share a column and whose distance is at most
+    ``max_distance``, as a symmetric sparse CSR matrix. m_ij is symmetric, so only j >= i is
+    computed (``jaccard_rows``) and mirrored; time and memory grow with the number of entry
+    meetings, about N x (nonzeros per row) x (per column) / 2, not with N^2."""
+    V = V.tocsr()
+    V.sort_indices()
+    n = V.shape[0]
+    blocks = list(jaccard_rows(V, 0, n, 0, max_distance, budget_bytes, budget_key))
+    r, c, d = (np.concatenate(x) for x in zip(*blocks)) if blocks else (np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.float32),)
     off = r != c
     return sp.csr_matrix((np.concatenate([d, d[off]]), (np.concatenate([r, c[off]]), np.concatenate([c, r[off]]))),
                          shape=(n, n))
 
 
-def compute_jaccard_distance(features, k1=30, k2=6, knn_backend="auto", knn_result=None, max_distance=1.0):
-    """Sparse Jaccard distance of L2-normalised ``features`` (N x D). Pairs that are not
-    stored are at distance 1, or, with ``max_distance`` < 1 (all DBSCAN needs for its eps),
-    farther than ``max_distance``. ``knn_result`` (squared distances, indices; N x k1, nearest
-    first) from :func:`knn_self` may be given to reuse a search."""
+def jaccard_encoding(features, k1=30, k2=6, knn_backend="auto", knn_result=None):
+    """The query-expanded k-reciprocal encoding V (sparse N x N) of L2-normalised features."""
     if knn_result is None:
         knn_result = knn_self(features, k1, backend=knn_backend)
     rank = np.asarray(knn_result[1], dtype=np.int64)
     V = encode(features, expanded_sets(rank, k1), knn_result)
-    return jaccard_from_encoding(query_expansion(V, rank, k2), max_distance)
+    V = query_expansion(V, rank, k2).tocsr()
+    V.sort_indices()
+    return V
+
+
+def compute_jaccard_distance(features, k1=30, k2=6, knn_backend="auto", knn_result=None, max_distance=1.0,
+                             memory_gb=4.0):
+    """Sparse Jaccard distance of L2-normalised ``features`` (N x D). Pairs that are not
+    stored are at distance 1, or, with ``max_distance`` < 1 (all DBSCAN needs for its eps),
+    farther than ``max_distance``. ``knn_result`` (squared distances, indices; N x k1, nearest
+    first) from :func:`knn_self` may be given to reuse a search. The pair sums run in blocks
+    within ``memory_gb`` (``CLUSTER.MEMORY_GB``; MemoryBudgetError where one row exceeds it)."""
+    V = jaccard_encoding(features, k1, k2, knn_backend, knn_result)
+    return jaccard_from_encoding(V, max_distance, budget_bytes=memory_gb * 2 ** 30)

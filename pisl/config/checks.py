@@ -20,11 +20,15 @@ def core_checks(cfg):
                         f"use e.g. {max(instances, batch - batch % instances)}")
     if not 0 < cfg.CLUSTER.EPS < 1:
         problems.append(f"CLUSTER.EPS is {cfg.CLUSTER.EPS}: it is a Jaccard distance, so 0 < EPS < 1 (typically 0.4-0.7)")
-    if cfg.CLUSTER.KNN.METHOD not in ("auto", "exact", "pca"):
-        problems.append(f"CLUSTER.KNN.METHOD is '{cfg.CLUSTER.KNN.METHOD}': use auto, exact or pca")
-    if cfg.CLUSTER.KNN.PCA_DIM < 1 or cfg.CLUSTER.KNN.REFINE < 1:
-        problems.append(f"CLUSTER.KNN.PCA_DIM ({cfg.CLUSTER.KNN.PCA_DIM}) and CLUSTER.KNN.REFINE "
-                        f"({cfg.CLUSTER.KNN.REFINE}) must be at least 1")
+    if cfg.CLUSTER.KNN.METHOD not in ("auto", "exact", "pca", "hnsw"):
+        problems.append(f"CLUSTER.KNN.METHOD is '{cfg.CLUSTER.KNN.METHOD}': use auto, exact, pca or hnsw")
+    if min(cfg.CLUSTER.KNN.PCA_DIM, cfg.CLUSTER.KNN.REFINE, cfg.CLUSTER.KNN.EF_SEARCH) < 1:
+        problems.append(f"CLUSTER.KNN.PCA_DIM ({cfg.CLUSTER.KNN.PCA_DIM}), CLUSTER.KNN.REFINE "
+                        f"({cfg.CLUSTER.KNN.REFINE}) and CLUSTER.KNN.EF_SEARCH ({cfg.CLUSTER.KNN.EF_SEARCH}) "
+                        "must be at least 1")
+    for key, value in (("CLUSTER.MEMORY_GB", cfg.CLUSTER.MEMORY_GB), ("TEST.RERANK.MEMORY_GB", cfg.TEST.RERANK.MEMORY_GB)):
+        if value <= 0:
+            problems.append(f"{key} is {value}: give the memory budget in GiB, more than 0")
     if cfg.CLUSTER.MIN_SAMPLES < 1:
         problems.append(f"CLUSTER.MIN_SAMPLES is {cfg.CLUSTER.MIN_SAMPLES}: must be at least 1")
     problems += _size_problems("INPUT.SIZE_TRAIN", cfg.INPUT.SIZE_TRAIN)

@@ -118,6 +118,9 @@ _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking of the query-gallery d
 _C.TEST.RERANK.K1 = 20  # re-ranking's k1 (k-reciprocal neighbours)
 _C.TEST.RERANK.K2 = 6  # re-ranking's k2 (neighbours of the local query expansion)
 _C.TEST.RERANK.LAMBDA = 0.3  # weight of the original distance against the Jaccard distance
+# Memory for the Jaccard pair sums of a block of query rows, in GiB: the rows go in blocks that
+# fit it, and a query row that cannot fit alone stops the evaluation with this key's name.
+_C.TEST.RERANK.MEMORY_GB = 4.0
 # Query rows per chunk when ranking the gallery (at most; fewer for a large gallery, so that a
 # chunk holds at most 2^25 query-gallery pairs, about 1.3 GB): bounds memory at MSMT17 size.
 _C.TEST.CHUNK_SIZE = 1024
@@ -134,16 +137,22 @@ _C.CLUSTER.OUTLIERS = "drop"  # drop (reference) | singleton
 # (pisl.cluster.per_camera_standardised). Off in the reference; the synthetic PISL demo uses it.
 _C.CLUSTER.PER_CAMERA_NORM = False
 _C.CLUSTER.KNN_BACKEND = "auto"  # top-k selection of the exact search: auto (faiss when installed) | faiss | torch
-# The k-NN search under the Jaccard distance (pisl.cluster.knn_graph; README "Scale"):
-# exact | pca (exact search in the top PCA_DIM principal directions for REFINE x K1
-# candidates, re-ranked exactly) | auto (exact below EXACT_BELOW samples or on CUDA, else pca).
+# The k-NN search under the Jaccard distance (pisl.cluster.knn_graph; README "Clustering
+# hundreds of thousands of images").
 _C.CLUSTER.KNN = CN()
-# exact | pca (candidates from PCA_DIM directions, re-ranked exactly) | auto (exact below
-# EXACT_BELOW images or on CUDA, else pca).
+# exact | pca (every pair in PCA_DIM principal directions gives REFINE x K1 candidates,
+# re-ranked exactly) | hnsw (the candidates from an HNSW graph in those directions; measured
+# slower than pca up to 280,000 images on a 2-core CPU, docs/benchmarks.md) | auto (exact
+# below EXACT_BELOW images or on CUDA, else pca).
 _C.CLUSTER.KNN.METHOD = "auto"
 _C.CLUSTER.KNN.EXACT_BELOW = 50000  # auto: the exact search below this many training images
-_C.CLUSTER.KNN.PCA_DIM = 128  # pca: principal directions of the candidate search
-_C.CLUSTER.KNN.REFINE = 3  # pca: candidates per image, in multiples of K1, re-ranked with the full features
+_C.CLUSTER.KNN.PCA_DIM = 128  # pca, hnsw: principal directions of the candidate search
+_C.CLUSTER.KNN.REFINE = 2  # pca, hnsw: candidates per image, in multiples of K1, re-ranked with the full features
+_C.CLUSTER.KNN.EF_SEARCH = 192  # hnsw: rows kept in the search's frontier (more: higher recall, slower)
+# Memory for the Jaccard distance's pair sums, in GiB: the rows go in blocks that fit it, so
+# the peak follows this budget and not how many images share neighbours; a row that cannot fit
+# alone stops the run (exit 1) with this key's name, before the memory runs out.
+_C.CLUSTER.MEMORY_GB = 4.0
 _C.CLUSTER.SAMPLER = "CameraAwareSampler"  # sampler of the pseudo-labelled loader (DATALOADER.SAMPLER's names)
 # Stop (cleanly) after this many consecutive epochs with fewer than 2 clusters; 0 = never.
 _C.CLUSTER.MAX_DEGENERATE_EPOCHS = 3

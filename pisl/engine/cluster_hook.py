@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from tabulate import tabulate
 
 from ..cluster import cluster_features, per_camera_standardised
+from ..cluster.jaccard import MemoryBudgetError
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import extract_features
 from ..utils import comm
@@ -103,7 +104,7 @@ class ClusteringHook(HookBase):
         self.outliers, self.knn_backend, self.max_degenerate = c.OUTLIERS, c.KNN_BACKEND, c.MAX_DEGENERATE_EPOCHS
         self.per_camera_norm = c.PER_CAMERA_NORM
         self.knn_options = dict(method=c.KNN.METHOD, exact_below=c.KNN.EXACT_BELOW, pca_dim=c.KNN.PCA_DIM,
-                                refine=c.KNN.REFINE)
+                                refine=c.KNN.REFINE, ef_search=c.KNN.EF_SEARCH)
         self.labels = None
         self.degenerate_epochs = 0
         self.history = []
@@ -149,8 +150,12 @@ class ClusteringHook(HookBase):
             clustered = feats["global"]
             if self.per_camera_norm:
                 clustered = per_camera_standardised(clustered, self.camids)
-            result = cluster_features(clustered, self.eps, self.k1, self.k2, self.min_samples,
-                                      self.outliers, knn_backend=self.knn_backend, knn_options=self.knn_options)
+            try:
+                result = cluster_features(clustered, self.eps, self.k1, self.k2, self.min_samples, self.outliers,
+                                          knn_backend=self.knn_backend, knn_options=self.knn_options,
+                                          memory_gb=self.cfg.CLUSTER.MEMORY_GB)
+            except MemoryBudgetError as err:
+                raise TrainingError(f"clustering before epoch {t.epoch} stopped: {err}") from None
             labels, times = result.labels, {**times, **result.seconds}
             self._save_labels(labels)
         labels = comm.broadcast_object(labels)

@@ -95,9 +95,10 @@ class ReidEvaluator:
         t = self.cfg.TEST
         distmat = None
         if t.RERANK.ENABLED:
-            from .rerank import re_ranking
+            from .rerank import ReRankedDistances
 
-            distmat = re_ranking(qf, gf, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA)
+            # Computed a block of query rows at a time, as the ranking reads them.
+            distmat = ReRankedDistances(qf, gf, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA, t.RERANK.MEMORY_GB)
         results = evaluate_rank(qf, gf, pids[is_query], pids[~is_query], cams[is_query], cams[~is_query],
                                 metric=t.METRIC, chunk_size=t.CHUNK_SIZE, distmat=distmat)
         valid, total = results["num_valid_queries"], int(is_query.sum())

@@ -1,18 +1,48 @@
 """k-reciprocal re-ranking (Zhong et al. 2017) of query-gallery distances, with the sparse
-Jaccard distance that clustering uses (on query + gallery together)."""
+Jaccard distance that clustering uses (on query + gallery together), computed for the query
+rows that the ranking asks for, a block at a time, within a memory budget."""
 import numpy as np
 import torch
 
-from ..cluster import compute_jaccard_distance
+from ..cluster.jaccard import ColumnMajor, jaccard_encoding, jaccard_rows
 from .metrics import pairwise_distance
 
 
-def re_ranking(query_feats, gallery_feats, k1=20, k2=6, lam=0.3):
-    """(1 - lam) * Jaccard + lam * original squared distance, as a query x gallery array."""
-    nq = len(query_feats)
-    feats = torch.cat([query_feats, gallery_feats]).float()
-    jaccard = compute_jaccard_distance(feats, k1, k2)[:nq, nq:].tocoo()
-    dense = np.ones((nq, len(gallery_feats)), dtype=np.float32)  # pairs not stored are at 1
-    dense[jaccard.row, jaccard.col] = jaccard.data
-    original = pairwise_distance(query_feats, gallery_feats).numpy()
-    return (1 - lam) * dense + lam * original
+class ReRankedDistances:
+    """(1 - lam) * Jaccard + lam * original squared distance, query x gallery, computed when
+    rows are read: ``distances[a:b]`` is the b - a queries' rows (a NumPy array). The
+    k-reciprocal encodings of query + gallery are built once; each block of query rows then
+    costs only its own pair sums, in blocks within ``memory_gb`` (``TEST.RERANK.MEMORY_GB``;
+    ``MemoryBudgetError``, naming the key, where one query row alone exceeds it)."""
+
+    def __init__(self, query_feats, gallery_feats, k1=20, k2=6, lam=0.3, memory_gb=4.0, metric="euclidean"):
+        self.query, self.gallery = query_feats.float(), gallery_feats.float()
+        self.num_query, self.lam, self.metric = len(query_feats), lam, metric
+        self.budget_bytes = memory_gb * 2 ** 30
+        self.V = jaccard_encoding(torch.cat([self.query, self.gallery]), k1, k2)
+        self.columns = ColumnMajor(self.V)
+
+    def __len__(self):
+        return self.num_query
+
+    @property
+    def shape(self):
+        return self.num_query, len(self.gallery)
+
+    def __getitem__(self, rows):
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise TypeError("ReRankedDistances gives blocks of consecutive query rows: index it with a slice")
+        start, stop, _ = rows.indices(self.num_query)
+        nq = self.num_query
+        jaccard = np.ones((stop - start, len(self.gallery)), dtype=np.float32)  # pairs not stored are at 1
+        for r, c, d in jaccard_rows(self.V, start, stop, min_col=nq, budget_bytes=self.budget_bytes,
+                                    budget_key="TEST.RERANK.MEMORY_GB", columns=self.columns):
+            jaccard[r - start, c - nq] = d
+        original = pairwise_distance(self.query[start:stop], self.gallery, self.metric).numpy()
+        return (1 - self.lam) * jaccard + self.lam * original
+
+
+def re_ranking(query_feats, gallery_feats, k1=20, k2=6, lam=0.3, memory_gb=4.0):
+    """The whole re-ranked query x gallery array (for small sets; the evaluator reads
+    ``ReRankedDistances`` a block at a time instead)."""
+    return ReRankedDistances(query_feats, gallery_feats, k1, k2, lam, memory_gb)[:]
