@@ -13,7 +13,7 @@ from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroid
                           knn_torch, per_camera_standardised)
 from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, _sums_above, expanded_sets,
                                   jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
-from pisl.evaluation.rerank import ReRankedDistances
+from pisl.evaluation.rerank import BYTES_PER_RANKED_PAIR, ReRankedDistances
 
 from conftest import REPO
 
@@ -267,4 +267,7 @@ def test_re_ranked_rows_read_in_blocks_equal_the_full_jaccard_block():
     assert np.allclose(blocks, expected, atol=1e-5) and np.allclose(reranked[:], blocks)
     with pytest.raises(MemoryBudgetError, match="TEST.RERANK.MEMORY_GB"):
         ReRankedDistances(q, g, k1=10, k2=3, memory_gb=1e-9)[0:5]
+    # Half the budget sizes the blocks the ranking reads: 10 rows of 170 gallery pairs here.
+    budget_gb = 2 * 10 * 170 * BYTES_PER_RANKED_PAIR / 2 ** 30
+    assert ReRankedDistances(q, g, k1=10, k2=3, memory_gb=budget_gb).rows_per_block == 10
 

@@ -118,8 +118,8 @@ _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking of the query-gallery d
 _C.TEST.RERANK.K1 = 20  # re-ranking's k1 (k-reciprocal neighbours)
 _C.TEST.RERANK.K2 = 6  # re-ranking's k2 (neighbours of the local query expansion)
 _C.TEST.RERANK.LAMBDA = 0.3  # weight of the original distance against the Jaccard distance
-# Memory for the Jaccard pair sums of a block of query rows, in GiB: the rows go in blocks that
-# fit it, and a query row that cannot fit alone stops the evaluation with this key's name.
+# Memory of re-ranking, in GiB: half for the Jaccard pair sums (a query row that cannot fit
+# alone stops the evaluation with this key's name), half for the blocks of query rows ranked.
 _C.TEST.RERANK.MEMORY_GB = 4.0
 # Query rows per chunk when ranking the gallery (at most; fewer for a large gallery, so that a
 # chunk holds at most 2^25 query-gallery pairs, about 1.3 GB): bounds memory at MSMT17 size.
