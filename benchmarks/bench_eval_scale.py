@@ -53,11 +53,13 @@ def main():
     start = time.perf_counter()
     distmat = ReRankedDistances(feats[q], feats[g], 20, 6, 0.3, args.memory_gb) if args.rerank else None
     encoded = time.perf_counter() - start
+    peak_encoded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     chunk = min(args.chunk_size, distmat.rows_per_block) if args.rerank else args.chunk_size  # as the evaluator does
     res = evaluate_rank(feats[q], feats[g], ids[q], ids[g], cams[q], cams[g], chunk_size=chunk, distmat=distmat)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    what = f"re-ranked (encodings {encoded:.1f} s, budget {args.memory_gb} GiB)" if args.rerank else "plain"
+    what = (f"re-ranked (encodings {encoded:.1f} s, peak RSS after them {peak_encoded:.2f} GiB; budget {args.memory_gb} "
+            f"GiB)") if args.rerank else "plain"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.features} {args.queries} x {args.gallery} x "
           f"{args.dim}, {what}, chunk {args.chunk_size}: {seconds:.1f} s, peak RSS {peak:.2f} GiB (features and "
           f"generator {before:.2f} GiB)")

@@ -150,13 +150,15 @@ class ColumnMajor:
         self.place[order] = np.arange(nnz)
         self.col_keys = V.indices[order].astype(np.int64) * n + self.col_rows
 
-    def meetings(self, min_col):
-        """For every row-major entry (i, l): where the entries of column l that it meets begin in
-        column-major order (from row max(i, min_col) on), and how many there are."""
+    def meetings(self, min_col, entries=slice(None)):
+        """For each row-major entry (i, l) of ``entries`` (a slice of V's entries): where the
+        entries of column l that it meets begin in column-major order (from row max(i, min_col)
+        on), and how many there are."""
         n = self.V.shape[0]
-        from_min = np.searchsorted(self.col_keys, self.V.indices.astype(np.int64) * n + min_col)
-        begin = np.maximum(self.place, from_min)
-        return begin, np.maximum(self.col_end[self.V.indices] - begin, 0)
+        cols = self.V.indices[entries]
+        from_min = np.searchsorted(self.col_keys, cols.astype(np.int64) * n + min_col)
+        begin = np.maximum(self.place[entries], from_min)
+        return begin, np.maximum(self.col_end[cols] - begin, 0)
 
 
 def row_blocks(meetings_per_row, start, stop, n, budget_bytes, budget_key):
@@ -196,15 +198,18 @@ def jaccard_rows(V, start, stop, min_col=0, max_distance=1.0, budget_bytes=2 ** 
     """
     n = V.shape[0]
     cols = columns or ColumnMajor(V)
-    begin, counts = cols.meetings(min_col)
-    per_row = np.bincount(cols.rows, weights=counts, minlength=n)
+    first = V.indptr[start]  # only these rows' entries: a caller may ask for a few rows at a time
+    begin, counts = cols.meetings(min_col, slice(first, V.indptr[stop]))
+    per_row = np.zeros(n)
+    per_row[start:stop] = np.bincount(cols.rows[first: V.indptr[stop]] - start, weights=counts, minlength=stop - start)
     # d <= max_distance  <=>  m >= 2 (1 - max_distance) / (2 - max_distance); the slack keeps
     # borderline pairs for the exact test on d below.
     min_overlap = 2 * (1 - max_distance) / (2 - max_distance) - 1e-6 if max_distance < 1 else 0.0
     for a, b in row_blocks(per_row, start, stop, n, budget_bytes, budget_key):
         e = slice(V.indptr[a], V.indptr[b])
-        c = counts[e]
-        offsets = np.repeat(begin[e] - np.cumsum(c) + c, c) + np.arange(c.sum())
+        local = slice(V.indptr[a] - first, V.indptr[b] - first)
+        c = counts[local]
+        offsets = np.repeat(begin[local] - np.cumsum(c) + c, c) + np.arange(c.sum())
         mins = np.minimum(np.repeat(V.data[e], c), cols.col_data[offsets]).astype(np.float64)
         local_i = np.repeat(cols.rows[e] - a, c)
         pairs, m = _sums_above(local_i * n + cols.col_rows[offsets], mins, (b - a) * n, min_overlap)
