@@ -54,8 +54,7 @@ def main():
     distmat = ReRankedDistances(feats[q], feats[g], 20, 6, 0.3, args.memory_gb) if args.rerank else None
     encoded = time.perf_counter() - start
     peak_encoded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
-    chunk = min(args.chunk_size, distmat.rows_per_block) if args.rerank else args.chunk_size  # as the evaluator does
-    res = evaluate_rank(feats[q], feats[g], ids[q], ids[g], cams[q], cams[g], chunk_size=chunk, distmat=distmat)
+    res = evaluate_rank(feats[q], feats[g], ids[q], ids[g], cams[q], cams[g], chunk_size=args.chunk_size, distmat=distmat)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     what = (f"re-ranked (encodings {encoded:.1f} s, peak RSS after them {peak_encoded:.2f} GiB; budget {args.memory_gb} "

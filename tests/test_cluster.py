@@ -233,7 +233,7 @@ def test_jaccard_in_blocks_equals_one_block_to_the_bit():
     cols = ColumnMajor(V)
     per_row = np.bincount(cols.rows, weights=cols.meetings(0)[1])
     budget = 8 * BYTES_PER_MEETING * per_row.mean()  # a few rows' meetings: dozens of blocks
-    assert len(list(row_blocks(per_row, 0, len(per_row), len(per_row), budget, "KEY"))) > 20
+    assert len(list(row_blocks(per_row, 0, len(per_row), budget, "KEY"))) > 20
     blocked = jaccard_from_encoding(V, max_distance=1.0, budget_bytes=budget)
     assert (whole != blocked).nnz == 0 and whole.nnz > 0
 

@@ -161,16 +161,18 @@ class ColumnMajor:
         return begin, np.maximum(self.col_end[cols] - begin, 0)
 
 
-def row_blocks(meetings_per_row, start, stop, n, budget_bytes, budget_key):
-    """Consecutive blocks [a, b) of the rows start..stop whose pair sums each fit
-    ``budget_bytes`` (and a dense buffer of 2^23 entries, 64 MiB). A row that cannot fit alone
-    raises MemoryBudgetError naming ``budget_key``, before anything is allocated for it."""
-    cost = meetings_per_row[start:stop].astype(np.float64) * BYTES_PER_MEETING
+def row_blocks(meetings_per_row, start, n, budget_bytes, budget_key):
+    """Consecutive blocks [a, b) of the rows start, start + 1, ... (``meetings_per_row`` holds
+    theirs) whose pair sums each fit ``budget_bytes`` (and a dense buffer of 2^23 entries, 64
+    MiB; n is the number of columns). A row that cannot fit alone raises MemoryBudgetError
+    naming ``budget_key``, before anything is allocated for it."""
+    cost = np.asarray(meetings_per_row, dtype=np.float64) * BYTES_PER_MEETING
+    stop = start + len(cost)
     worst = int(np.argmax(cost)) if len(cost) else 0
     if len(cost) and cost[worst] > budget_bytes:
         raise MemoryBudgetError(
             f"the Jaccard distance needs {cost[worst] / 2 ** 20:.1f} MiB for row {start + worst} alone "
-            f"({int(meetings_per_row[start + worst])} meetings of k-reciprocal encodings: many images share its "
+            f"({int(meetings_per_row[worst])} meetings of k-reciprocal encodings: many images share its "
             f"neighbours, e.g. near-duplicates), more than {budget_key} ({budget_bytes / 2 ** 20:.1f} MiB). Raise "
             f"{budget_key} if the machine has the memory.")
     max_rows = max(1, 2 ** 23 // max(n, 1))
@@ -200,12 +202,11 @@ def jaccard_rows(V, start, stop, min_col=0, max_distance=1.0, budget_bytes=2 ** 
     cols = columns or ColumnMajor(V)
     first = V.indptr[start]  # only these rows' entries: a caller may ask for a few rows at a time
     begin, counts = cols.meetings(min_col, slice(first, V.indptr[stop]))
-    per_row = np.zeros(n)
-    per_row[start:stop] = np.bincount(cols.rows[first: V.indptr[stop]] - start, weights=counts, minlength=stop - start)
+    per_row = np.bincount(cols.rows[first: V.indptr[stop]] - start, weights=counts, minlength=stop - start)
     # d <= max_distance  <=>  m >= 2 (1 - max_distance) / (2 - max_distance); the slack keeps
     # borderline pairs for the exact test on d below.
     min_overlap = 2 * (1 - max_distance) / (2 - max_distance) - 1e-6 if max_distance < 1 else 0.0
-    for a, b in row_blocks(per_row, start, stop, n, budget_bytes, budget_key):
+    for a, b in row_blocks(per_row, start, n, budget_bytes, budget_key):
         e = slice(V.indptr[a], V.indptr[b])
         local = slice(V.indptr[a] - first, V.indptr[b] - first)
         c = counts[local]

@@ -99,9 +99,8 @@ class ReidEvaluator:
 
             # Computed a block of query rows at a time, as the ranking reads them.
             distmat = ReRankedDistances(qf, gf, t.RERANK.K1, t.RERANK.K2, t.RERANK.LAMBDA, t.RERANK.MEMORY_GB)
-        chunk_size = min(t.CHUNK_SIZE, distmat.rows_per_block) if distmat is not None else t.CHUNK_SIZE
         results = evaluate_rank(qf, gf, pids[is_query], pids[~is_query], cams[is_query], cams[~is_query],
-                                metric=t.METRIC, chunk_size=chunk_size, distmat=distmat)
+                                metric=t.METRIC, chunk_size=t.CHUNK_SIZE, distmat=distmat)
         valid, total = results["num_valid_queries"], int(is_query.sum())
         if valid < total / 2:
             # The metrics then speak for a minority of the queries: a camera or split problem.

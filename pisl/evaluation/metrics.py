@@ -45,14 +45,16 @@ def evaluate_rank(query_feats, gallery_feats, q_pids, g_pids, q_camids, g_camids
     """mAP, CMC@1..max_rank and mINP (all in %) over valid queries.
 
     Either features (distances computed chunk by chunk) or a precomputed ``distmat`` (e.g. after
-    re-ranking) are used.
+    re-ranking) are used; a ``distmat`` that computes its rows when read may cap the chunk with
+    its ``rows_per_block`` (``ReRankedDistances``: what its memory budget allows).
     """
     as_tensor = lambda a: torch.as_tensor(np.asarray(a))
     q_pids, g_pids, q_camids, g_camids = map(as_tensor, (q_pids, g_pids, q_camids, g_camids))
     # A chunk's ranking holds about 40 bytes per (query, gallery) pair (distances, the order,
     # sorted ids and cameras, running counts): at most 2^25 pairs keeps it near 1.3 GB, e.g.
     # 408 queries a chunk against MSMT17's 82,161 gallery images.
-    chunk_size = max(1, min(chunk_size, 2 ** 25 // max(1, len(g_pids))))
+    chunk_size = min(chunk_size, 2 ** 25 // max(1, len(g_pids)), getattr(distmat, "rows_per_block", chunk_size))
+    chunk_size = max(1, chunk_size)
     cmc_all, ap_all, inp_all, valid_all = [], [], [], []
     for start in range(0, len(q_pids), chunk_size):
         rows = slice(start, start + chunk_size)

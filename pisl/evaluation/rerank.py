@@ -48,13 +48,6 @@ class ReRankedDistances:
         self.V = jaccard_encoding(torch.cat([self.query, self.gallery]), k1, k2)
         self.columns = ColumnMajor(self.V)
 
-    def __len__(self):
-        return self.num_query
-
-    @property
-    def shape(self):
-        return self.num_query, len(self.gallery)
-
     def __getitem__(self, rows):
         if not isinstance(rows, slice) or rows.step not in (None, 1):
             raise TypeError("ReRankedDistances gives blocks of consecutive query rows: index it with a slice")

@@ -63,15 +63,15 @@ def checkpoint_file_problem(key, path):
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read (missing, truncated, corrupt, or unsafe to
-    unpickle), or whose tensors do not fit the model. The message is one line."""
+    """A checkpoint file that cannot be read (truncated, corrupt, or unsafe to unpickle), or
+    whose tensors do not fit the model. The message is one line."""
 
 
 def read_checkpoint(path):
     """Load a checkpoint with ``weights_only=True`` (a pickle of arbitrary objects can run code;
     this toolbox writes only tensors and plain Python values). Errors name the file."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"Checkpoint not found: {path}")
+        raise FileNotFoundError(f"Checkpoint not found: {path}")
     problem = checkpoint_file_problem("Checkpoint", path)
     if problem:
         raise CheckpointError(problem)
