@@ -30,8 +30,8 @@ def save(fig, path):
     return path
 
 
-def _show(ax, path, title=None, border=None):
-    ax.imshow(read_image(path))
+def _show(ax, path, title=None, border=None, image=None):
+    ax.imshow(read_image(path) if image is None else image)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
@@ -121,13 +121,14 @@ def affine_box_corners(theta):
     return corners @ np.asarray(theta, dtype=float).reshape(2, 3).T
 
 
-def part_boxes(paths, thetas, num_images=6, title=None, per_row=8, anchors=None):
+def part_boxes(paths, thetas, num_images=6, title=None, per_row=8, anchors=None, misalign=None):
     """Left: ``num_images`` images with their P part boxes (one colour per part), ``per_row`` a
     row. Right: every image's boxes over one frame of the image's shape (the spread of the
     boxes over the set), with the stripes dashed; the legend sits under it, off the boxes.
     ``thetas``: N x P x 6. ``anchors`` (N x P x 6, optional): the boxes the parts are offsets
     from, drawn dotted on each image, their mean dashed on the right instead of the stripes.
-    Boxes that reach beyond the image are drawn whole: the axes grow to hold them."""
+    Boxes that reach beyond the image are drawn whole: the axes grow to hold them. ``misalign``
+    (a ``Misalignment``): the images are shown re-framed as the model saw them."""
     plt = _pyplot()
     thetas = np.asarray(thetas).reshape(len(paths), -1, 6)
     anchors = None if anchors is None else np.asarray(anchors).reshape(thetas.shape)
@@ -141,7 +142,9 @@ def part_boxes(paths, thetas, num_images=6, title=None, per_row=8, anchors=None)
     for i in range(shown):
         ax = fig.add_subplot(grid[i // cols, i % cols])
         image = read_image(paths[i])
-        _show(ax, paths[i])
+        if misalign is not None:
+            image = misalign(image, paths[i])
+        _show(ax, paths[i], image=image)
         w, h = image.size
         to_pixels = lambda xy: ((xy[:, 0] + 1) * w / 2 - 0.5, (xy[:, 1] + 1) * h / 2 - 0.5)
         for p in range(num_parts):

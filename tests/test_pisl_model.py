@@ -60,7 +60,7 @@ def test_gradients_reach_stn_and_denoiser():
 
 def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
     torch.manual_seed(0)
-    model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0", "PISL.SCD.W_OVERLAP", "1.0"))
+    model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0", "PISL.SCD.W_OVERLAP", "1.0", "PISL.DIFFUSION.BOXES", "affine"))
     images = torch.rand(4, 3, 64, 32)
     labels, cams = [0, 0, 1, 1], [0, 1, 0, 1]
     notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
@@ -71,7 +71,7 @@ def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
     assert losses["SCDLoss/bound"].item() == pytest.approx(0.1 * 2.0 * 4.0, rel=1e-4)  # SCD.SCALE * W_BOUND * (3-1)^2
     # Every patch box is the stripe plus tanh(3) limits: taller than a stripe, so neighbours overlap.
     gen = model.part_generator
-    boxes = gen.bound(gen.prior_theta + 3 * gen.limits, gen.prior_theta).view(1, 3, 6)
+    boxes = gen.boxes.settle(gen.boxes.stripes + 3 * gen.limits, gen.boxes.stripes).view(1, 3, 6)
     assert losses["SCDLoss/overlap"].item() == pytest.approx(0.1 * neighbour_iou(boxes).mean().item(), rel=1e-4)
     assert losses["SCDLoss/overlap"].item() > 0
     model.losses["SCDLoss"].w_bound = model.losses["SCDLoss"].w_overlap = 0.0
@@ -84,9 +84,9 @@ def test_box_statistics_of_a_tiny_model(caplog):
     images = torch.rand(6, 3, 64, 32)
     thetas = model.cluster_features({"images": images})["thetas"].view(6, 3, 6)
     untrained = box_statistics(thetas)
-    assert all(row[6] < 1e-4 and row[7] < 1e-4 for row in untrained)  # on the stripes, the same for all images
+    assert all(row[7] < 1e-4 for row in untrained)  # the stripe prior: the same for all images
     torch.nn.init.normal_(model.part_generator.denoiser.net[-1].weight, std=0.05)
-    moved = box_statistics(model.cluster_features({"images": images})["thetas"].view(6, 3, 6))
+    moved = box_statistics(model.cluster_features({"images": images})["thetas"].view(6, 3, 6), anchors=thetas)
     assert all(row[6] > 1e-3 and row[7] > 1e-4 for row in moved)
     labels = [0, 0, 1, 1, 2, 2]
     with caplog.at_level("INFO"):
@@ -112,15 +112,16 @@ def _log_and_results(out, dataset):
         return (out / "log.txt").read_text(), json.load(f)[dataset]
 
 
-@pytest.mark.parametrize("parts, anchors", [(2, "stripes"), (4, "person")])
-def test_pisl_trains_with_p_parts(parts, anchors, synthetic_root, tmp_path):
+@pytest.mark.parametrize("parts, anchors, boxes, misalign", [(2, "stripes", "partition", "True"),
+                                                             (4, "person", "affine", "False")])
+def test_pisl_trains_with_p_parts(parts, anchors, boxes, misalign, synthetic_root, tmp_path):
     train_net(tmp_path, synthetic_root, config=PISL_DEMO,
-              overrides=["PISL.NUM_PARTS", str(parts), "PISL.DIFFUSION.ANCHORS", anchors, "SOLVER.MAX_EPOCH", "1",
-                         *ALWAYS_CLUSTERS])
+              overrides=["PISL.NUM_PARTS", str(parts), "PISL.DIFFUSION.ANCHORS", anchors, "PISL.DIFFUSION.BOXES", boxes,
+                         "INPUT.MISALIGN.ENABLED", misalign, "SOLVER.MAX_EPOCH", "1", *ALWAYS_CLUSTERS])
     log, res = _log_and_results(tmp_path, "Synthetic")
     assert "epoch 0 iter 4/4" in log and "SCDLoss" in log and 0 <= res["mAP"] <= 100
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["model"]
-    assert state["part_generator.stn.features.8.bias"].numel() == 6 * parts
+    assert state["part_generator.stn.features.8.bias"].numel() == (parts + 2 if boxes == "partition" else 6 * parts)
     assert f"part_classifiers.{parts - 1}.weight" in state
     # PartBoxHook: the picture after the only epoch; the box diagnostics in the epoch's metrics
     assert (tmp_path / "part_boxes" / "epoch_000.png").stat().st_size > 10_000
@@ -128,6 +129,9 @@ def test_pisl_trains_with_p_parts(parts, anchors, synthetic_root, tmp_path):
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     epoch_record = next(r for r in records if "cluster/clusters" in r)
     assert {f"parts/centre_y_std/p{p}" for p in range(parts)} <= set(epoch_record)
+    # On misaligned crops the epoch's metrics also say how the boxes follow the applied shift.
+    followed = {f"parts/follow_r/p{p}" for p in range(parts)} | {f"parts/follow_slope/p{p}" for p in range(parts)}
+    assert (followed <= set(epoch_record)) == (misalign == "True")
     assert {f"parts/iou_next/p{p}" for p in range(parts - 1)} <= set(epoch_record)
     assert f"parts/at_bound_pct/p{parts - 1}" in epoch_record
     # every loss term's epoch mean, and the PSC agreement that weights the smoothing

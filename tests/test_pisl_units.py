@@ -15,9 +15,9 @@ from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_c
 from projects.PISL.losses import (PSCLoss, PartCrossEntropyLoss, agreement_aware_smoothing,  # noqa: E402
                                   agreement_aware_terms, camera_contrast, noise_loss, refined_targets, scd_loss, supervised_contrastive)
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
-from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, bound_boxes, box_limits, saturation,  # noqa: E402
-                                           box_metrics, box_statistics, cut_patches, neighbour_iou, part_overlap,
-                                           person_anchors, stripe_thetas)
+from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, affine_at_bound, bound_boxes,  # noqa: E402
+                                           box_limits, box_metrics, box_statistics, cut_patches, neighbour_iou,
+                                           part_overlap, person_anchors, saturation, stripe_thetas)
 
 
 def test_cosine_schedule_matches_reference_values():
@@ -259,10 +259,11 @@ def test_box_statistics_hand_case():
     thetas = torch.stack([stripes, stripes]).clone()
     thetas[0, 1, 5] += 0.2  # image 0: part 1 moved down by 0.2
     limits = torch.tensor([0.1, 0.1, 0.1, 0.1, 0.1, 0.2]).repeat(2)  # ty may move 0.2: image 0's part 1 is at it
-    rows = box_statistics(thetas, limits)
+    rows = box_statistics(thetas, at_bound=affine_at_bound(thetas, stripe_thetas(2).flatten(1), limits))
     # part 0: stripe y, centre y, its std, height, height std, offset, spread, at bound %, IoU next.
     # Image 0: part 1 spans y 0.2-1.2 and x -1..1, part 0 y -1..0: no overlap; image 1: they touch.
-    assert rows[0][1:] == pytest.approx([-0.5, -0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert rows[0][1:10] == pytest.approx([-0.5, -0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert all(math.isnan(x) for x in rows[0][10:])  # no misalignment given: nothing to follow
     # part 1: centre mean 0.6, std 0.1; offset mean (0.2 + 0) / 2; variance of ty 0.01, of the
     # others 0; 1 of its 12 parameters at its bound; no next part
     assert rows[1][1:9] == pytest.approx([0.5, 0.6, 0.1, 0.5, 0.0, 0.1, math.sqrt(0.01 / 6), 100 / 12])
@@ -293,7 +294,7 @@ def test_jaccard_agreement_hand_case():
 
 def test_untrained_sampler_returns_the_stripes():
     gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=20).eval()
-    theta = gen.sample(torch.randn(5, 16), gen.prior_theta.expand(5, -1))
+    theta = gen.sample(torch.randn(5, 16), gen.boxes.stripes.expand(5, -1))
     assert torch.allclose(theta, stripe_thetas(3).flatten().expand(5, -1), atol=1e-4)
 
 
@@ -301,7 +302,7 @@ def test_sampled_parts_do_not_depend_on_the_batch():
     gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=10).eval()
     torch.nn.init.normal_(gen.denoiser.net[-1].weight, std=0.1)  # a denoiser that does something
     cond = torch.randn(6, 16)
-    sample = lambda c: gen.sample(c, gen.prior_theta.expand(len(c), -1))
+    sample = lambda c: gen.sample(c, gen.boxes.stripes.expand(len(c), -1))
     together = sample(cond)
     assert not torch.allclose(together[0], together[1], atol=1e-3)
     for i in range(6):
@@ -361,9 +362,9 @@ def test_box_sources_report_where_the_boxes_come_from_and_how_deep_they_sit():
     with torch.no_grad():
         gen.denoiser.net[-1].bias.copy_(3 * gen.limits)
     sources = gen.box_sources(torch.randn(4, 16, 6, 4), torch.randn(4, 16), timesteps=(0, 999))
-    assert list(sources) == ["anchors", "STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"]
+    assert list(sources) == ["prior", "STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"]
     stripes = stripe_thetas(2).flatten().expand(4, -1)
-    assert torch.equal(sources["anchors"][0], stripes)
+    assert torch.equal(sources["prior"][0], stripes)
     theta, depth = sources["STN theta"]
     assert torch.allclose(theta, stripes) and torch.allclose(depth, torch.zeros(12))
     saturated = stripes + gen.limits * math.tanh(3.0)
@@ -459,19 +460,19 @@ def test_sampled_boxes_follow_the_condition_only_when_the_denoiser_sees_it(cond_
     cond = F.normalize(torch.randn(2, 8), dim=1)
     shift = torch.zeros(18)
     shift[5::6] = 0.1  # ty of each part
-    targets = torch.stack([gen.prior_theta + shift, gen.prior_theta - shift])
+    targets = torch.stack([gen.boxes.stripes + shift, gen.boxes.stripes - shift])
     optimizer = torch.optim.Adam(gen.denoiser.parameters(), lr=2e-3)
     for _ in range(120):
         which = torch.randint(0, 2, (32,))
         t = torch.randint(0, 100, (32,))
         x_t = gen.diffusion.q_sample(targets[which], t, torch.randn(32, 18))
-        anchors = gen.prior_theta.expand(32, -1)
+        anchors = gen.boxes.stripes.expand(32, -1)
         loss = F.mse_loss(gen.predict_start(gen.denoiser.conditioned(cond[which])(x_t, t), anchors), targets[which])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
-        centre_y = gen.sample(cond, gen.prior_theta.expand(2, -1)).view(2, 3, 6)[:, :, 5]
+        centre_y = gen.sample(cond, gen.boxes.stripes.expand(2, -1)).view(2, 3, 6)[:, :, 5]
     gap = (centre_y[0] - centre_y[1]).abs()
     if cond_scale > 0:
         assert (gap > 0.1).all(), gap  # the true gap is 0.2
@@ -520,9 +521,9 @@ def test_box_statistics_measure_offsets_and_bounds_from_the_anchors():
     limits = torch.full((12,), 0.1)
     thetas = anchors.clone()
     thetas[:, 0, 4] += 0.1  # part 0 is one limit taller than its anchor on both images
-    rows = box_statistics(thetas, limits, anchors)
+    rows = box_statistics(thetas, anchors, affine_at_bound(thetas, anchors, limits))
     # part 0: anchor y mean (-0.5 - 0.2) / 2, centre std 0.15, offset 0.1, 1 of 6 at its bound
     assert rows[0][1:4] == pytest.approx([-0.35, -0.35, 0.15]) and rows[0][6] == pytest.approx(0.1)
     assert rows[0][8] == pytest.approx(100 / 6) and rows[1][8] == 0.0
     # Measured from the stripes instead, image 1's shift (3 limits) would read as part 1 at its bound.
-    assert box_statistics(thetas, limits)[1][8] == pytest.approx(100 / 12)
+    assert affine_at_bound(thetas, stripe_thetas(2).flatten(1), limits)[1] == pytest.approx(100 / 12)

@@ -1,4 +1,5 @@
 """Value checks of the core keys, run once by ``load_config`` before anything is built."""
+from ..data.misalign import misalignment_problems
 
 
 def _size_problems(key, size):
@@ -33,6 +34,7 @@ def core_checks(cfg):
         problems.append(f"CLUSTER.MIN_SAMPLES is {cfg.CLUSTER.MIN_SAMPLES}: must be at least 1")
     problems += _size_problems("INPUT.SIZE_TRAIN", cfg.INPUT.SIZE_TRAIN)
     problems += _size_problems("INPUT.SIZE_TEST", cfg.INPUT.SIZE_TEST)
+    problems += misalignment_problems(cfg)
     for key in ("SOLVER.MAX_EPOCH", "TEST.IMS_PER_BATCH", "SOLVER.LOG_PERIOD", "SOLVER.CHECKPOINT_PERIOD"):
         section, name = key.split(".")
         if cfg[section][name] < 1:

@@ -57,6 +57,16 @@ _C.INPUT.PADDING = 10  # pixels of padding before the random crop back to SIZE_T
 _C.INPUT.REA = CN()
 _C.INPUT.REA.ENABLED = True  # random erasing in training
 _C.INPUT.REA.PROB = 0.5  # probability of erasing a rectangle of an image
+# Misaligned crops (pisl/data/misalign.py): every image of every loader (training, clustering,
+# evaluation) re-framed as a detector would frame it, the same way each time (drawn from its
+# file name). For benchmarks where following the person matters: hand-cut crops align everyone.
+_C.INPUT.MISALIGN = CN()
+_C.INPUT.MISALIGN.ENABLED = False  # off: the crops as they are
+_C.INPUT.MISALIGN.SHIFT = 0.15  # vertical shift, uniform in [-SHIFT, SHIFT] image heights (+: down)
+_C.INPUT.MISALIGN.SCALE = [0.8, 1.05]  # the person's scale about the image centre, uniform in [low, high]
+_C.INPUT.MISALIGN.OFFSET = 0.1  # horizontal offset, uniform in [-OFFSET, OFFSET] image widths
+_C.INPUT.MISALIGN.FILL = "mean"  # uncovered pixels: mean (each image's mean colour) | pixel_mean (MODEL.PIXEL_MEAN)
+_C.INPUT.MISALIGN.SEED = 0  # mixed with the file name's checksum: another SEED frames every image anew
 
 _C.DATASETS = CN()
 _C.DATASETS.ROOT = "datasets"  # the folder that holds the datasets (datasets/README.md)

@@ -4,6 +4,7 @@ from torch.utils.data import DataLoader
 
 from ..utils import comm
 from .common import ImageListDataset
+from .misalign import Misalignment
 from .samplers import SAMPLER_REGISTRY, InferenceSampler
 from .transforms import build_transforms
 
@@ -11,7 +12,7 @@ from .transforms import build_transforms
 def build_train_loader(cfg, items, sampler_name=None):
     """A loader over ``items`` ((path, label, camid) tuples) that yields exactly
     ``SOLVER.ITERS_PER_EPOCH`` batches per epoch; call ``set_loader_epoch`` before each epoch."""
-    dataset = ImageListDataset(items, build_transforms(cfg, is_train=True))
+    dataset = ImageListDataset(items, build_transforms(cfg, is_train=True), Misalignment.from_config(cfg))
     sampler = SAMPLER_REGISTRY.get(sampler_name or cfg.DATALOADER.SAMPLER)(
         targets=[pid for _, pid, _ in items],
         camids=[cam for _, _, cam in items],
@@ -40,10 +41,16 @@ def set_loader_epoch(loader, epoch, seed):
     loader.generator.manual_seed(seed * 100003 + epoch)
 
 
+def image_dataset(cfg, items):
+    """``items`` as the evaluation and clustering see them: test transforms, and the config's
+    misalignment (``INPUT.MISALIGN``)."""
+    return ImageListDataset(items, build_transforms(cfg, is_train=False), Misalignment.from_config(cfg))
+
+
 def build_test_loader(cfg, items):
     """An ordered loader over this process's share of ``items`` (all of them with one process);
     ``evaluation.extract_features`` gathers the shares."""
-    dataset = ImageListDataset(items, build_transforms(cfg, is_train=False))
+    dataset = image_dataset(cfg, items)
     return DataLoader(
         dataset,
         batch_size=cfg.TEST.IMS_PER_BATCH,

@@ -17,12 +17,13 @@ class ImageListDataset(Dataset):
 
     ``targets`` are the labels given in ``items`` (true ids, or pseudo-labels when the clustering
     hook builds it). An image that cannot be read is reported with its path and replaced by the
-    next readable item, so one corrupt file never stops an epoch.
+    next readable item, so one corrupt file never stops an epoch. ``misalign`` (a
+    ``Misalignment``, or None) re-frames each image, by its path, before ``transform``.
     """
 
-    def __init__(self, items, transform=None):
+    def __init__(self, items, transform=None, misalign=None):
         self.items = list(items)
-        self.transform = transform
+        self.transform, self.misalign = transform, misalign
         self.bad_paths = set()
 
     def __len__(self):
@@ -40,6 +41,8 @@ class ImageListDataset(Dataset):
                 self.bad_paths.add(path)
                 logger.warning(f"Skipping unreadable image {path}: {err}")
                 continue
+            if self.misalign is not None:
+                img = self.misalign(img, path)
             if self.transform is not None:
                 img = self.transform(img)
             return {"images": img, "targets": pid, "camids": camid, "index": i, "img_paths": path}

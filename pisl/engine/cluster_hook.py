@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from ..cluster import cluster_features, per_camera_standardised
 from ..cluster.jaccard import MemoryBudgetError
-from ..data import build_test_loader, build_train_loader
+from ..data import Misalignment, build_test_loader, build_train_loader
 from ..evaluation import extract_features
 from ..utils import comm
 from ..utils.checkpoint import unwrap
@@ -33,6 +33,8 @@ class PseudoLabels:
     (-1 = outlier), and ``clustered`` indexes the images used for training this epoch, in the
     order of the pseudo-labelled dataset (its ``index`` field). Modules may add scalars to
     ``metrics`` (e.g. diagnostics of their own); they are written with the epoch's metrics.
+    ``misalignment``: N x 3 (shift, scale, offset) that ``INPUT.MISALIGN`` applied to each
+    training image (None without it), for diagnostics that compare with the truth.
     """
 
     epoch: int
@@ -42,6 +44,7 @@ class PseudoLabels:
     clustered: np.ndarray
     num_clusters: int
     metrics: dict = field(default_factory=dict)
+    misalignment: np.ndarray = None
 
 
 def notify_pseudo_labels(model, state):
@@ -206,7 +209,10 @@ class ClusteringHook(HookBase):
         clustered = np.flatnonzero(self.labels >= 0)
         pseudo_items = [(self.items[i][0], int(self.labels[i]), self.items[i][2]) for i in clustered]
         t.train_loader = build_train_loader(self.cfg, pseudo_items, self.cfg.CLUSTER.SAMPLER)
-        state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1)
+        misalign = Misalignment.from_config(self.cfg)
+        applied = None if misalign is None else misalign.applied([path for path, _, _ in self.items])
+        state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1,
+                             misalignment=applied)
         notify_pseudo_labels(unwrap(t.model), state)
         t.epoch_metrics.update(state.metrics)
         reset_stale_optimizer_state(t.optimizer)

@@ -23,17 +23,30 @@ def add_pisl_config(cfg):
     cfg.PISL.DIFFUSION.COSINE_S = 0.008  # offset s of the cosine noise schedule
     cfg.PISL.DIFFUSION.SAMPLE_STEPS = 50  # DDIM steps at clustering (and test) time
     cfg.PISL.DIFFUSION.SAMPLE_SEED = 0  # seed of the sampler's fixed start x_T (the same boxes on every run)
-    # Largest offset of the boxes from the stripes, per affine parameter [sx, shx, tx, shy, sy, ty]
-    # (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly (tanh) to the
-    # STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
+    # What the diffusion generates (part_generators.BOX_SPACES): "partition" (P + 2 logits: a
+    # margin above the person, P parts that tile its extent, a margin below; every box inside
+    # the image, ordered, never collapsed, no saturating bound) | "affine" (the reference's six
+    # affine parameters a part, as bounded offsets from ANCHORS: on CUHK01 and CUHK03-NP the part
+    # losses drove them to their bounds in the first epoch, where the tanh passes no gradient,
+    # and the boxes were the same for every image; docs/pisl_cuhk01.md).
+    cfg.PISL.DIFFUSION.BOXES = "partition"
+    # Partition: the least height of a part, as a fraction of the image height.
+    cfg.PISL.DIFFUSION.MIN_PART_HEIGHT = 0.1
+    # Affine: largest offset of the boxes from the anchors, per affine parameter [sx, shx, tx,
+    # shy, sy, ty] (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly
+    # (tanh) to the STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
     cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
-    # What the boxes are offsets from: "stripes" (the image's P stripes, the same for every
-    # image) | "person" (the P stripes of the person's vertical extent in each image, found in
-    # the feature map's activation profile: part_generators.person_anchors). With person
-    # anchors, SCD.W_BOUND 10 and BOX_LIMITS [0.25, 0.1, 0.25, 0.1, 0.25, 0.25], the boxes met
-    # issue 20's box targets on CUHK01 and CUHK03-NP, but were 1.49 +- 0.86 mAP below stripe
-    # anchors over 3 seeds (docs/pisl_cuhk01.md).
+    # Where the boxes start, before the denoiser's correction: "stripes" (the image's P stripes,
+    # the same for every image) | "person" (the P stripes of the person's vertical extent in
+    # each image, found in the feature map's activation profile: part_generators.person_extent).
+    # Affine boxes with person anchors met issue 20's box targets on CUHK01 and CUHK03-NP, but
+    # were 1.49 +- 0.86 mAP below stripe anchors over 3 seeds (docs/pisl_cuhk01.md).
     cfg.PISL.DIFFUSION.ANCHORS = "stripes"
+    # What the denoiser is conditioned on: "global" (the unit global feature, the paper's) |
+    # "global+rows" (and the feature map's row profile in ROW_BINS bins: where along the height
+    # the activation is; part_generators.row_profile).
+    cfg.PISL.DIFFUSION.CONDITION = "global"
+    cfg.PISL.DIFFUSION.ROW_BINS = 8  # rows of the profile the denoiser sees with CONDITION global+rows
     # Person anchors: the extent runs from this share of the activation mass to 1 minus it.
     cfg.PISL.DIFFUSION.PERSON_QUANTILE = 0.02
     # Share of the training samples whose part patches are cut with the STN's theta rather than
@@ -99,6 +112,14 @@ def check_pisl_config(cfg):
     if len(p.DIFFUSION.BOX_LIMITS) != 6 or min(p.DIFFUSION.BOX_LIMITS) <= 0:
         problems.append(f"PISL.DIFFUSION.BOX_LIMITS is {list(p.DIFFUSION.BOX_LIMITS)}: give six positive offsets "
                         "[sx, shx, tx, shy, sy, ty] (sy and ty in stripe heights)")
+    if p.DIFFUSION.BOXES not in ("partition", "affine"):
+        problems.append(f"PISL.DIFFUSION.BOXES is '{p.DIFFUSION.BOXES}': use partition or affine")
+    if not 0 <= p.DIFFUSION.MIN_PART_HEIGHT * p.NUM_PARTS < 1:
+        problems.append(f"PISL.DIFFUSION.MIN_PART_HEIGHT is {p.DIFFUSION.MIN_PART_HEIGHT}: the {p.NUM_PARTS} parts' "
+                        "least heights must sum to less than the image (0 <= MIN_PART_HEIGHT < 1 / NUM_PARTS)")
+    if p.DIFFUSION.CONDITION not in ("global", "global+rows") or p.DIFFUSION.ROW_BINS < 1:
+        problems.append(f"PISL.DIFFUSION.CONDITION is '{p.DIFFUSION.CONDITION}' and ROW_BINS {p.DIFFUSION.ROW_BINS}: "
+                        "use global or global+rows, and at least 1 bin")
     if p.DIFFUSION.ANCHORS not in ("stripes", "person"):
         problems.append(f"PISL.DIFFUSION.ANCHORS is '{p.DIFFUSION.ANCHORS}': use stripes or person")
     if not 0 < p.DIFFUSION.PERSON_QUANTILE < 0.5:

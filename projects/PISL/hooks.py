@@ -5,7 +5,7 @@ import os
 import numpy as np
 import torch
 
-from pisl.data import ImageListDataset, build_dataset, build_transforms
+from pisl.data import Misalignment, build_dataset, image_dataset
 from pisl.engine.hooks import HOOK_REGISTRY
 from pisl.engine.trainer import HookBase
 from pisl.utils import comm
@@ -59,19 +59,22 @@ class PartBoxHook(HookBase):
             return
         model = unwrap(self.trainer.model)
         model.eval()
-        dataset = ImageListDataset(self.items, build_transforms(self.cfg, is_train=False))
+        dataset = image_dataset(self.cfg, self.items)
         images = torch.stack([dataset[i]["images"] for i in range(len(dataset))])
         with torch.no_grad():
             features = {k: v.cpu() for k, v in model.cluster_features({"images": images}).items()}
-        thetas, limits, anchors = part_boxes(features, model.part_generator)
+        thetas, anchors, at_bound = part_boxes(features, model.part_generator)
+        paths = [p for p, _, _ in self.items]
+        misalign = Misalignment.from_config(self.cfg)
+        applied = None if misalign is None else misalign.applied(paths)
         epoch = self.trainer.epoch
         os.makedirs(self.folder, exist_ok=True)
         title = f"epoch {epoch}, {len(self.items)} test images"
-        path = vis.save(vis.part_boxes([p for p, _, _ in self.items], thetas.numpy(), len(self.items), title, anchors=anchors),
+        path = vis.save(vis.part_boxes(paths, thetas.numpy(), len(self.items), title, anchors=anchors, misalign=misalign),
                         os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
         self.written.append(path)
         logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n"
-                    f"{box_table(thetas, limits, anchors)}")
+                    f"{box_table(thetas, anchors, at_bound, applied)}")
 
     def after_train(self):
         if self.written:

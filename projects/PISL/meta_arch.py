@@ -99,7 +99,7 @@ class PISL(Baseline):
     def on_pseudo_labels(self, state):
         """Classifiers re-sized to this epoch's clusters and set to the L2-normalised centroids;
         the part boxes' statistics are logged, and go to the epoch's metrics."""
-        boxes = part_boxes(state.features, self.part_generator)
+        boxes = (*part_boxes(state.features, self.part_generator), state.misalignment)
         logger.info(f"Part boxes of the {len(boxes[0])} training images before epoch {state.epoch}:\n{box_table(*boxes)}")
         state.metrics.update(box_metrics(*boxes))
         keep = state.clustered

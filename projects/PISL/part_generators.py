@@ -35,16 +35,17 @@ def neighbour_iou(thetas):
     return inter / (area[:, :-1] + area[:, 1:] - inter).clamp(min=1e-12)
 
 
-def person_anchors(feature_map, num_parts, quantile=0.02):
-    """The P stripes of the person's vertical extent in each image (B x 6P affine parameters):
+def person_extent(feature_map, quantile=0.02):
+    """Where the person is in each image: (top, extent) as fractions of the image height (B each),
     the rows between the ``quantile`` and 1 - ``quantile`` points of the feature map's
-    activation mass, cut into P equal parts, full width.
+    activation mass.
 
     A row's mass is its mean activation minus the emptiest row's (taken as background). The
     q-point is found in closed form, each row's mass spread evenly over its height: row i
     contributes clamp((q - mass above row i) / mass of row i, 0, 1) rows (elementwise ops
     only, so the model still exports to ONNX). A map whose rows are all equal gives the
-    extent [q, 1 - q]. q > 0: the 0 % point would be the top of the first empty row. Detached: the anchors are a prior, the part losses do not train them.
+    extent [q, 1 - q]. q > 0: the 0 % point would be the top of the first empty row. Detached:
+    the extent is a prior, the part losses do not train it.
     Measured on CUHK01 test crops (a CUHK03-NP model, q = 0.02): the extent starts at 0.06 +-
     0.04 and ends at 0.84 +- 0.02 of the image height (docs/pisl_cuhk01.md).
     """
@@ -58,7 +59,14 @@ def person_anchors(feature_map, num_parts, quantile=0.02):
     def point(level):  # where the cumulative mass reaches ``level``, as a fraction of the height
         return ((level - above) / mass.clamp(min=1e-12)).clamp(0, 1).sum(1) / height
 
-    top, extent = point(quantile), point(1 - quantile) - point(quantile)
+    top = point(quantile)
+    return top, point(1 - quantile) - top
+
+
+def person_anchors(feature_map, num_parts, quantile=0.02):
+    """The P stripes of the person's vertical extent in each image (``person_extent``), full
+    width, as B x 6P affine parameters."""
+    top, extent = person_extent(feature_map, quantile)
     # Stripe i of the extent: half-height extent / P, centre at top + (i + 1/2) extent / P, in
     # [-1, 1] map coordinates. Built by broadcasting, so an exported graph keeps a dynamic batch.
     zeros = torch.zeros(1, num_parts, device=feature_map.device) * top.unsqueeze(1)  # B x P
@@ -68,59 +76,97 @@ def person_anchors(feature_map, num_parts, quantile=0.02):
     return torch.stack([zeros + 1, zeros, zeros, zeros, half, centre], dim=2).flatten(1)
 
 
-def box_statistics(thetas, limits=None, anchors=None):
+def row_profile(feature_map, bins=8):
+    """The feature map's mean activation per row, pooled to ``bins`` rows, centred and
+    L2-normalised (B x bins): where along the height the activation is, whatever its overall
+    level. Detached, like the global feature it is conditioned beside."""
+    rows = feature_map.detach().float().mean((1, 3)).unsqueeze(1)  # B x 1 x H
+    profile = F.adaptive_avg_pool1d(rows, bins).squeeze(1)  # a map of fewer rows: each row repeated
+    return F.normalize(profile - profile.mean(1, keepdim=True), dim=1)
+
+
+def affine_at_bound(thetas, anchors, limits):
+    """% of each part's six affine parameters within 2 % of their bound (P), for boxes that are
+    anchors plus offsets bounded by ``limits`` (6P, ``box_limits``)."""
+    return 100 * ((thetas - anchors).abs() >= 0.98 * limits.view(thetas.shape[-2:]).to(thetas)).float().mean((0, 2))
+
+
+def follow_statistics(thetas, applied):
+    """How the part centres follow a known misalignment: P x 2, [correlation, slope].
+
+    ``applied``: N x 3 (shift, scale, offset) of ``INPUT.MISALIGN`` per image. A point at
+    relative height y of the aligned crop lands at 0.5 + scale (y - 0.5) + shift, so part p,
+    whose centre sits at about its mean predicted height y_p, is moved by
+    shift + (scale - 1)(y_p - 0.5). Correlation and least-squares slope of the predicted centre
+    (image heights) against that move, over images: 1 and 1 for boxes that follow the person
+    exactly, 0 for boxes that are the same for every image (nan: undefined).
+    """
+    applied = torch.as_tensor(applied, dtype=thetas.dtype)
+    centre = (thetas[..., 5] + 1) / 2  # N x P, image heights
+    move = applied[:, :1] + (applied[:, 1:2] - 1) * (centre.mean(0, keepdim=True) - 0.5)
+    dc, dm = centre - centre.mean(0), move - move.mean(0)
+    cov = (dc * dm).mean(0)
+    corr = cov / (dc.pow(2).mean(0).sqrt() * dm.pow(2).mean(0).sqrt())
+    slope = cov / dm.pow(2).mean(0)
+    return torch.stack([corr, slope], 1)
+
+
+def box_statistics(thetas, anchors=None, at_bound=None, applied=None):
     """How the part boxes vary over images, how far they are from their anchors, whether they
-    sit at their bounds and how much neighbouring parts overlap.
+    sit at their bounds, how much neighbouring parts overlap and how they follow a misalignment.
 
     ``thetas``: N x P x 6 affine parameters [sx, shx, tx, shy, sy, ty] (the grid maps the
     patch to x' = sx x + shx y + tx, y' = shy x + sy y + ty in [-1, 1] map coordinates: the box
-    is centred at (tx, ty) with half-extents about (sx, sy)). ``limits``: the generator's 6P
-    bounds on the offsets from the anchors (``box_limits``), None for unbounded boxes.
-    ``anchors``: N x P x 6, the boxes the offsets are measured from (``person_anchors``), None
-    for the stripes. Returns rows [part, anchor centre y mean, centre y mean, centre y std,
-    height (sy) mean, height std, |theta - anchor| mean, spread, % of parameters within 2 % of
-    their bound, IoU with the next part] where spread is the root mean variance of the six parameters over images
-    (0 for a generator whose boxes do not depend on the image); the last two are nan where
-    they do not apply (no bounds; the last part).
+    is centred at (tx, ty) with half-extents about (sx, sy)). ``anchors``: N x P x 6, the boxes
+    the generator starts from (``person_anchors``), None for the stripes. ``at_bound``: P, the
+    generator's own % of parameters at a bound (``affine_at_bound``, ``PartitionBoxes.at_bound``),
+    None where its boxes have none. ``applied``: N x 3, the misalignment of each image
+    (``follow_statistics``), None for aligned crops. Returns rows [part, anchor centre y mean,
+    centre y mean, centre y std, height (sy) mean, height std, |theta - anchor| mean, spread, at
+    bound %, IoU with the next part, follow r, follow slope] where spread is the root mean
+    variance of the six parameters over images (0 for a generator whose boxes do not depend on
+    the image); entries that do not apply are nan.
     """
     if anchors is None:
         anchors = stripe_thetas(thetas.shape[1]).flatten(1).to(thetas).expand_as(thetas)
     offset = (thetas - anchors).norm(dim=2).mean(0)
     spread = thetas.var(dim=0, unbiased=False).mean(1).sqrt()
     nan = torch.full((thetas.shape[1],), float("nan"))
-    at_bound = nan if limits is None else \
-        100 * ((thetas - anchors).abs() >= 0.98 * limits.view(anchors.shape[1:]).to(thetas)).float().mean((0, 2))
+    at_bound = nan if at_bound is None else at_bound
     iou = torch.cat([neighbour_iou(thetas).mean(0), nan[:1]])
+    follow = torch.stack([nan, nan], 1) if applied is None else follow_statistics(thetas, applied)
     return [[p, anchors[:, p, 5].mean().item(), thetas[:, p, 5].mean().item(), thetas[:, p, 5].std(unbiased=False).item(),
              thetas[:, p, 4].mean().item(), thetas[:, p, 4].std(unbiased=False).item(), offset[p].item(), spread[p].item(),
-             at_bound[p].item(), iou[p].item()] for p in range(thetas.shape[1])]
+             float(at_bound[p]), iou[p].item(), follow[p, 0].item(), follow[p, 1].item()] for p in range(thetas.shape[1])]
 
 
-def box_metrics(thetas, limits=None, anchors=None):
+def box_metrics(thetas, anchors=None, at_bound=None, applied=None):
     """``box_statistics`` as flat scalars for the metrics file and TensorBoard, e.g.
     ``parts/centre_y_std/p0``; nan entries are left out."""
-    names = ["centre_y_std", "height_std", "at_bound_pct", "iou_next"]
-    columns = [3, 5, 8, 9]
-    return {f"parts/{name}/p{row[0]}": row[c] for row in box_statistics(thetas, limits, anchors)
+    names = ["centre_y_std", "height_std", "at_bound_pct", "iou_next", "follow_r", "follow_slope"]
+    columns = [3, 5, 8, 9, 10, 11]
+    return {f"parts/{name}/p{row[0]}": row[c] for row in box_statistics(thetas, anchors, at_bound, applied)
             for name, c in zip(names, columns) if row[c] == row[c]}
 
 
 BOX_STATISTICS_HEADERS = ["part", "anchor y", "centre y", "centre y std", "height sy", "height std", "|theta - anchor|",
-                          "spread", "at bound %", "IoU next"]
+                          "spread", "at bound %", "IoU next", "follow r", "follow slope"]
 
 
-def box_table(thetas, limits=None, anchors=None):
+def box_table(thetas, anchors=None, at_bound=None, applied=None):
     """``box_statistics`` as a markdown table, as the logs and tools print it."""
-    return tabulate(box_statistics(thetas, limits, anchors), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe", floatfmt=".3f")
+    return tabulate(box_statistics(thetas, anchors, at_bound, applied), headers=BOX_STATISTICS_HEADERS, tablefmt="pipe",
+                    floatfmt=".3f")
 
 
 def part_boxes(features, generator):
-    """(thetas, limits, anchors) for ``box_statistics`` from a model's ``cluster_features``
-    (``features``: "thetas" N x 6P, and "anchors" where the generator has them) and its part
-    generator (its "limits" where its boxes are bounded)."""
+    """(thetas N x P x 6, anchors N x P x 6 or None, at_bound P or None) for ``box_statistics``,
+    from a model's ``cluster_features`` (``features``: "thetas" N x 6P, "anchors" and
+    "box_params" where the generator has them) and its part generator."""
     thetas = features["thetas"]
     view = lambda x: None if x is None else x.reshape(len(thetas), -1, 6)
-    return view(thetas), getattr(generator, "limits", None), view(features.get("anchors"))
+    at_bound = generator.at_bound(features) if hasattr(generator, "at_bound") else None
+    return view(thetas), view(features.get("anchors")), at_bound
 
 
 def box_limits(limits, num_parts):
@@ -225,22 +271,149 @@ class StripeParts(nn.Module):
         return {"parts": parts.transpose(1, 2), "thetas": thetas}
 
 
+def partition_floors(num_parts, min_part_height, like):
+    """The least height of each of the P + 2 cells of a partition: 0 for the two margins,
+    ``min_part_height`` for each part."""
+    floors = like.new_full((num_parts + 2,), min_part_height)
+    floors[0] = floors[-1] = 0
+    return floors
+
+
+def partition_heights(logits, min_part_height):
+    """B x (P + 2) logits -> the heights of the margin above the person, the P parts from top to
+    bottom and the margin below, as fractions of the image height (B x (P + 2)): each cell's
+    floor (``partition_floors``) plus its softmax share of the height the floors leave. They
+    sum to 1, so the parts tile the extent between the margins and stay inside the image; no
+    part can shrink below its floor or grow past 1 - (P - 1) ``min_part_height``."""
+    floors = partition_floors(logits.shape[1] - 2, min_part_height, logits)
+    return floors + (1 - floors.sum()) * F.softmax(logits, dim=1)
+
+
+def partition_logits(heights, min_part_height, least_share=0.01):
+    """Logits whose ``partition_heights`` are ``heights`` (B x (P + 2), summing to 1): the log of
+    each cell's height beyond its floor, clamped to ``least_share`` of the image height, so that
+    a prior never starts deep in the softmax's flat tail."""
+    floors = partition_floors(heights.shape[1] - 2, min_part_height, heights)
+    return torch.log((heights - floors).clamp(min=least_share))
+
+
+def partition_thetas(logits, min_part_height):
+    """The P full-width boxes of a partition (``partition_heights``) as B x 6P affine parameters:
+    part p spans [top, bottom] of the image height, i.e. centre top + bottom - 1 and half-height
+    bottom - top in [-1, 1] map coordinates, no shear."""
+    num_parts = logits.shape[1] - 2
+    cuts = torch.cumsum(partition_heights(logits, min_part_height), dim=1)  # the bottom of each cell
+    top, bottom = cuts[:, :num_parts], cuts[:, 1:num_parts + 1]
+    zeros = torch.zeros_like(top)
+    return torch.stack([zeros + 1, zeros, zeros, zeros, bottom - top, top + bottom - 1], dim=2).flatten(1)
+
+
+class AffineBoxes(nn.Module):
+    """Boxes as six affine parameters a part (the reference's theta), kept within ``limits`` of
+    their anchors by ``bound_boxes``' tanh. ``prior`` "stripes": the image's P stripes;
+    "person": the P stripes of the person's extent (``person_anchors``). Trained on CUHK01 and
+    CUHK03-NP, the part losses pushed these boxes to their limits in the first epoch, where the
+    tanh passes almost no gradient (docs/pisl_cuhk01.md): ``PartitionBoxes`` is the default."""
+
+    def __init__(self, num_parts, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), prior="stripes", person_quantile=0.02):
+        super().__init__()
+        self.num_parts, self.dim, self.prior_name, self.person_quantile = num_parts, 6 * num_parts, prior, person_quantile
+        self.register_buffer("stripes", stripe_thetas(num_parts).flatten(), persistent=False)
+        self.register_buffer("limits", box_limits(limits, num_parts), persistent=False)
+
+    def prior(self, feature_map):
+        """Each image's anchors, B x 6P."""
+        if self.prior_name == "person":
+            return person_anchors(feature_map, self.num_parts, self.person_quantile)
+        return self.stripes.expand(feature_map.shape[0], -1)
+
+    def settle(self, params, prior):
+        return bound_boxes(params, prior, self.limits)
+
+    def thetas(self, params):
+        return params
+
+    def saturation(self, offsets):
+        return saturation(offsets, self.limits)
+
+    def depth(self, offsets):
+        return bound_depth(offsets, self.limits).mean(0)
+
+    def at_bound(self, features):
+        thetas = features["thetas"].view(len(features["thetas"]), self.num_parts, 6)
+        anchors = features.get("anchors")
+        anchors = self.stripes.view(1, self.num_parts, 6).to(thetas) if anchors is None else anchors.view_as(thetas)
+        return affine_at_bound(thetas, anchors, self.limits)
+
+
+class PartitionBoxes(nn.Module):
+    """Boxes as a partition of the image height (``partition_thetas``): P + 2 logits give each
+    image a margin above the person, P parts that tile the person's extent and a margin below.
+    Every box is inside the image, the parts are ordered and none can collapse or cover the whole
+    image, by construction; there is no bound at which the gradient vanishes, only the softmax,
+    whose slope g (1 - g) stays above 0.02 while each cell keeps 2-98 % of the free height.
+    ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
+    parts from the person's extent in the feature map (``person_extent``)."""
+
+    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, person_quantile=0.02, stripe_margin=0.03):
+        super().__init__()
+        self.num_parts, self.dim, self.prior_name = num_parts, num_parts + 2, prior
+        self.min_part_height, self.person_quantile = min_part_height, person_quantile
+        part = (1 - 2 * stripe_margin) / num_parts
+        heights = torch.tensor([[stripe_margin] + [part] * num_parts + [stripe_margin]])
+        self.register_buffer("stripes", partition_logits(heights, min_part_height)[0], persistent=False)
+
+    def prior(self, feature_map):
+        """Each image's prior logits, B x (P + 2)."""
+        if self.prior_name != "person":
+            return self.stripes.expand(feature_map.shape[0], -1)
+        top, extent = person_extent(feature_map, self.person_quantile)
+        part = (extent / self.num_parts).unsqueeze(1).expand(-1, self.num_parts)
+        heights = torch.cat([top.unsqueeze(1), part, (1 - top - extent).unsqueeze(1)], dim=1)
+        return partition_logits(heights, self.min_part_height)
+
+    def settle(self, params, prior):
+        return params  # nothing to bound: every logit vector is a valid partition
+
+    def thetas(self, params):
+        return partition_thetas(params, self.min_part_height)
+
+    def saturation(self, offsets):
+        return offsets.new_zeros(())
+
+    def depth(self, offsets):
+        return None
+
+    def at_bound(self, features, low=0.02):
+        """% of each part's softmax shares (its own; the first and last part also their margin's)
+        below ``low`` or above 1 - ``low``, over images (P)."""
+        shares = F.softmax(features["box_params"].float(), dim=1)
+        flat = (shares < low) | (shares > 1 - low)
+        per_part = [flat[:, p + 1:p + 2] for p in range(self.num_parts)]
+        per_part[0] = torch.cat([flat[:, :1], per_part[0]], 1)
+        per_part[-1] = torch.cat([per_part[-1], flat[:, -1:]], 1)
+        return torch.stack([100 * x.float().mean() for x in per_part])
+
+
+BOX_SPACES = {"affine": AffineBoxes, "partition": PartitionBoxes}
+
+
 class Localisation(nn.Module):
     """STN localisation net: conv3x3 (no padding) -> BN -> ReLU -> max-pool 3/2 -> GAP -> FC
-    512 -> ReLU -> FC 6P, the last FC starting at weight 0 with the stripes as bias."""
+    512 -> ReLU -> FC, the last FC starting at weight 0 with ``start`` (the box parameters of
+    the stripes) as bias."""
 
-    def __init__(self, in_channels, num_parts, channels=4096):
+    def __init__(self, in_channels, start, channels=4096):
         super().__init__()
-        self.num_parts = num_parts
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, channels, 3), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
             nn.MaxPool2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-            nn.Linear(channels, 512), nn.ReLU(inplace=True), nn.Linear(512, 6 * num_parts),
+            nn.Linear(channels, 512), nn.ReLU(inplace=True), nn.Linear(512, len(start)),
         )
         nn.init.kaiming_normal_(self.features[0].weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.features[-1].weight)
         with torch.no_grad():
-            self.features[-1].bias.copy_(stripe_thetas(num_parts).flatten())
+            self.features[-1].bias.copy_(start)
 
     def forward(self, feature_map):
         if min(feature_map.shape[2:]) < 3:
@@ -248,55 +421,59 @@ class Localisation(nn.Module):
             # cell, i.e. a padded conv. Larger maps keep the reference's valid conv, which on
             # ResNet-50's 24 x 8 map also costs 30 % less than a padded one.
             feature_map = F.pad(feature_map, (1, 1, 1, 1))
-        return self.features(feature_map)  # B x 6P
+        return self.features(feature_map)  # B x the box parameters
 
 
 @PART_GENERATOR_REGISTRY.register(name="diffusion_stn")
 class DiffusionSTNParts(nn.Module):
-    """The Spatial Diffusion Model: an STN predicts theta (B x 6P); a diffusion model over
-    theta, conditioned on the detached L2-normalised global feature, learns to denoise.
+    """The Spatial Diffusion Model: an STN predicts the box parameters; a diffusion model over
+    them, conditioned on the detached L2-normalised global feature, learns to denoise.
 
     Training: theta_stn = STN(X); x_t = q(theta_stn, t, eps) with t drawn per sample;
     x0_hat = denoised x_t; the part patches are cut with x0_hat, so the part losses
     train the denoiser (semantic control). Eval: theta = DDIM sample from one seeded x_T.
 
-    Boxes are anchors plus bounded offsets. ``anchors`` "stripes": the P stripes of the image,
-    the same for every image. "person": the P stripes of the person's vertical extent in this
-    image (``person_anchors``), so that the parts follow the person even where the offsets do
-    not depend on the image (with stripe anchors, the trained offsets were the same for every
-    image: docs/pisl_cuhk01.md).
+    ``boxes`` says what the parameters are (``BOX_SPACES``): "partition" (the default: P + 2
+    logits of a partition of the image height, ``PartitionBoxes``) or "affine" (six affine
+    parameters a part, bounded offsets from anchors, ``AffineBoxes``). ``anchors`` is their prior,
+    where they start: "stripes" (the same for every image) or "person" (from the person's extent in each
+    image's feature map).
 
-    The denoiser predicts x0 as the anchors plus the MLP's correction (zero at init), and the
+    The denoiser predicts x0 as the prior plus the MLP's correction (zero at init), and the
     noise estimate eps_hat is the noise that x0_hat implies: an untrained model samples and
-    trains on the anchors, i.e. starts as PPLR (stripe anchors). Predicting x0 rather than the noise keeps the
+    trains on the prior, i.e. starts as PPLR (stripe prior). Predicting x0 rather than the noise keeps the
     patches well-conditioned at every t: recovering x0 from a noise estimate divides by
     sqrt(abar_t), which reaches 5e-5 at t = 999 and turns any error into a patch off the map.
-    With stripe anchors the diffusion runs on theta itself, as the reference's; with person
-    anchors, which the denoiser does not see, on the offsets from them (``origin``).
+    With the stripe prior the diffusion runs on the parameters themselves, as the reference's;
+    with the person prior, which the denoiser does not see, on the offsets from it (``origin``).
 
-    theta_stn and x0_hat are both kept near the anchors by ``bound_boxes`` (``box_limits``:
-    by default each box is 0.5 to 1.5 stripes high, its centre within half a stripe of its
-    anchor's, so the parts stay ordered top to bottom and none can cover the whole map).
+    ``condition`` "global+rows" gives the denoiser the feature map's row profile
+    (``row_profile``) beside the global feature: where along the height the person is, in a
+    form it need not learn to read from a pooled feature.
 
     ``stn_patch_share`` > 0 cuts that share of the training samples' patches with theta_stn
     instead of x0_hat, so that the part losses also reach the STN, the one module that sees
-    the feature map (the denoiser sees the image only through the pooled global feature).
+    the feature map.
     """
 
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
                  sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0,
-                 cond_scale=1.0, anchors="stripes", person_quantile=0.02):
+                 cond_scale=1.0, anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1,
+                 condition="global", row_bins=8):
         super().__init__()
         self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
-        self.anchors, self.person_quantile = anchors, person_quantile
-        self.stn = Localisation(in_channels, num_parts, stn_channels)
+        self.condition, self.row_bins = condition, row_bins
+        if boxes == "partition":
+            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, person_quantile)
+        else:
+            self.boxes = AffineBoxes(num_parts, limits, anchors, person_quantile)
+        self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
-        self.denoiser = Denoiser(6 * num_parts, in_channels, cond_scale=cond_scale)
-        self.register_buffer("prior_theta", stripe_thetas(num_parts).flatten(), persistent=False)
-        self.register_buffer("limits", box_limits(limits, num_parts), persistent=False)
+        cond_dim = in_channels + (row_bins if condition == "global+rows" else 0)
+        self.denoiser = Denoiser(self.boxes.dim, cond_dim, cond_scale=cond_scale)
         # The sampler's start, drawn once on the CPU: the same on every device, and a constant
         # (not a random op) in an exported graph.
-        x_T = torch.randn(1, 6 * num_parts, generator=torch.Generator().manual_seed(sample_seed))
+        x_T = torch.randn(1, self.boxes.dim, generator=torch.Generator().manual_seed(sample_seed))
         self.register_buffer("x_T", x_T, persistent=False)
 
     @classmethod
@@ -304,92 +481,104 @@ class DiffusionSTNParts(nn.Module):
         d = cfg.PISL.DIFFUSION
         return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
                    d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS, d.STN_PATCH_SHARE, d.COND_SCALE, d.ANCHORS,
-                   d.PERSON_QUANTILE)
+                   d.PERSON_QUANTILE, d.BOXES, d.MIN_PART_HEIGHT, d.CONDITION, d.ROW_BINS)
 
-    def anchor_thetas(self, feature_map):
-        """Each image's anchors, B x 6P."""
-        if self.anchors == "person":
-            return person_anchors(feature_map, self.num_parts, self.person_quantile)
-        return self.prior_theta.expand(feature_map.shape[0], -1)
+    @property
+    def limits(self):
+        """The affine boxes' bounds (6P), None for a partition."""
+        return getattr(self.boxes, "limits", None)
 
-    def origin(self, anchors):
-        """What the diffusion's x0 is measured from: 0 with stripe anchors (theta itself), the
-        anchors with person anchors (the denoiser cannot recover anchors it does not see)."""
-        return anchors if self.anchors == "person" else torch.zeros_like(anchors)
+    def at_bound(self, features):
+        return self.boxes.at_bound(features)
 
-    def bound(self, thetas, anchors):
-        return bound_boxes(thetas, anchors, self.limits)
+    def conditions(self, feature_map, global_feature):
+        """What the denoiser is conditioned on: the unit global feature, and with "global+rows"
+        the row profile. Detached: the denoiser reads them, it does not train the backbone."""
+        cond = F.normalize(global_feature.detach(), dim=1)
+        if self.condition == "global+rows":
+            cond = torch.cat([cond, row_profile(feature_map, self.row_bins).to(cond)], dim=1)
+        return cond
 
-    def predict_start(self, correction, anchors):
-        """x0_hat: the anchors plus the denoiser's correction, bounded."""
-        return self.bound(anchors + correction, anchors)
+    def origin(self, prior):
+        """What the diffusion's x0 is measured from: 0 with the stripe prior (the parameters
+        themselves), the prior with the person prior (the denoiser cannot recover a prior it
+        does not see)."""
+        return prior if self.boxes.prior_name == "person" else torch.zeros_like(prior)
 
-    def stn_thetas(self, feature_map, anchors):
-        """The STN's boxes and their unbounded offsets from the anchors (the STN starts at
-        the stripes, so its output less the stripes is its offset)."""
-        offset = self.stn(feature_map) - self.prior_theta
-        return self.bound(anchors + offset, anchors), offset
+    def predict_start(self, correction, prior):
+        """x0_hat: the prior plus the denoiser's correction, settled (bounded, for affine boxes)."""
+        return self.boxes.settle(prior + correction, prior)
 
-    def _patches(self, feature_map, theta):
-        return cut_patches(feature_map, theta.view(-1, self.num_parts, 2, 3))
+    def stn_params(self, feature_map, prior):
+        """The STN's box parameters and their unsettled offsets from the prior (the STN starts
+        at the stripes, so its output less the stripes is its offset)."""
+        offset = self.stn(feature_map) - self.boxes.stripes
+        return self.boxes.settle(prior + offset, prior), offset
+
+    def _patches(self, feature_map, params):
+        return cut_patches(feature_map, self.boxes.thetas(params).view(-1, self.num_parts, 2, 3))
+
+    def _eval_outputs(self, feature_map, params, prior):
+        out = {"parts": self._patches(feature_map, params), "thetas": self.boxes.thetas(params)}
+        if isinstance(self.boxes, PartitionBoxes):
+            out["box_params"] = params
+        if self.boxes.prior_name == "person":  # the stripes are implied
+            out["anchors"] = self.boxes.thetas(prior)
+        return out
 
     def forward(self, feature_map, global_feature):
-        cond = F.normalize(global_feature.detach(), dim=1)
-        anchors = self.anchor_thetas(feature_map)
+        cond = self.conditions(feature_map, global_feature)
+        prior = self.boxes.prior(feature_map)
         if not self.training:
-            thetas = self.sample(cond, anchors)
-            out = {"parts": self._patches(feature_map, thetas), "thetas": thetas}
-            if self.anchors == "person":  # stripe anchors are implied
-                out["anchors"] = anchors
-            return out
-        theta, stn_offset = self.stn_thetas(feature_map, anchors)
-        origin = self.origin(anchors)
+            return self._eval_outputs(feature_map, self.sample(cond, prior), prior)
+        theta, stn_offset = self.stn_params(feature_map, prior)
+        origin = self.origin(prior)
         t = torch.randint(0, self.diffusion.timesteps, (theta.shape[0],), device=theta.device)
         noise = torch.randn_like(theta)
         x_t = self.diffusion.q_sample(theta - origin, t, noise)
         correction = self.denoiser.conditioned(cond)(x_t, t)
-        x0_hat = self.predict_start(correction, anchors)
+        x0_hat = self.predict_start(correction, prior)
         eps_hat = self.diffusion.predict_eps(x_t, t, x0_hat - origin)
-        patch_theta = x0_hat
+        patch_params = x0_hat
         if self.stn_patch_share > 0:  # no random draw when off: runs without it stay as they were
             from_stn = torch.rand(theta.shape[0], 1, device=theta.device) < self.stn_patch_share
-            patch_theta = torch.where(from_stn, theta, x0_hat)
-        return {"parts": self._patches(feature_map, patch_theta), "theta": theta, "x0_hat": x0_hat,
+            patch_params = torch.where(from_stn, theta, x0_hat)
+        return {"parts": self._patches(feature_map, patch_params), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t),
-                "saturation": saturation(stn_offset, self.limits) + saturation(correction, self.limits),
-                "overlap": part_overlap(patch_theta.view(-1, self.num_parts, 6))}
+                "saturation": self.boxes.saturation(stn_offset) + self.boxes.saturation(correction),
+                "overlap": part_overlap(self.boxes.thetas(patch_params).view(-1, self.num_parts, 6))}
 
     @torch.no_grad()
     def box_sources(self, feature_map, global_feature, timesteps=(0, 500, 999), seed=0):
         """Diagnostics (``projects/PISL/tools/box_sources.py``): where a trained model's boxes come from.
 
-        Returns {source: (thetas N x 6P, depth 6P or None)} for the anchors, the STN's theta,
-        the DDIM sample, and the x0_hat that the denoiser recovers from the STN's theta noised
+        Returns {source: (thetas N x 6P, depth or None)} for the prior, the STN's boxes,
+        the DDIM sample, and the x0_hat that the denoiser recovers from the STN's boxes noised
         to each t in ``timesteps`` (the training path). ``depth`` is the mean ``bound_depth``
-        over images, per parameter.
+        over images, per parameter (affine boxes; None for a partition, which has no bound).
         """
-        cond = F.normalize(global_feature, dim=1)
-        anchors = self.anchor_thetas(feature_map)
-        origin = self.origin(anchors)
-        theta, stn_offset = self.stn_thetas(feature_map, anchors)
-        sources = {"anchors": (anchors, None), "STN theta": (theta, bound_depth(stn_offset, self.limits).mean(0)),
-                   "DDIM sample": (self.sample(cond, anchors), None)}
+        cond = self.conditions(feature_map, global_feature)
+        prior = self.boxes.prior(feature_map)
+        origin = self.origin(prior)
+        theta, stn_offset = self.stn_params(feature_map, prior)
+        thetas = self.boxes.thetas
+        sources = {"prior": (thetas(prior), None), "STN theta": (thetas(theta), self.boxes.depth(stn_offset)),
+                   "DDIM sample": (thetas(self.sample(cond, prior)), None)}
         denoise = self.denoiser.conditioned(cond)
         generator = torch.Generator().manual_seed(seed)
         for step in timesteps:
             t = torch.full((len(theta),), step, dtype=torch.long, device=theta.device)
             noise = torch.randn(theta.shape, generator=generator).to(theta)
             correction = denoise(self.diffusion.q_sample(theta - origin, t, noise), t)
-            sources[f"x0_hat t={step}"] = (self.predict_start(correction, anchors),
-                                           bound_depth(correction, self.limits).mean(0))
+            sources[f"x0_hat t={step}"] = (thetas(self.predict_start(correction, prior)), self.boxes.depth(correction))
         return sources
 
-    def sample(self, cond, anchors):
-        """Deterministic DDIM sample of theta for each conditioning row and its anchors. Every
-        row starts from the same seeded noise, so an image's parts depend on its own global
-        feature and anchors only, not on the rest of its batch, its place in it or the batch size."""
+    def sample(self, cond, prior):
+        """Deterministic DDIM sample of the box parameters for each conditioning row and its prior.
+        Every row starts from the same seeded noise, so an image's parts depend on its own
+        conditions and prior only, not on the rest of its batch, its place in it or the batch size."""
         denoise = self.denoiser.conditioned(cond)
-        origin = self.origin(anchors)
+        origin = self.origin(prior)
         x_T = self.x_T.expand(cond.shape[0], -1)
-        x0_fn = lambda x, t: self.predict_start(denoise(x, t), anchors) - origin
+        x0_fn = lambda x, t: self.predict_start(denoise(x, t), prior) - origin
         return self.diffusion.ddim_sample(x0_fn, x_T, self.sample_steps) + origin

@@ -6,12 +6,18 @@
 #   cuhk03np  unsupervised CUHK03-NP from ImageNet (6 epochs x 100 iterations, evaluated at
 #             the end; about 25 min a run on 2 CPU cores).
 #   cuhk01    cross-domain CUHK03-NP (labelled) -> CUHK01 (unlabelled): every row starts from
-#             the supervised CUHK03-NP model SOURCE (default logs/source_cuhk03np/model_final.pth,
-#             trained first with configs/CUHK03NP/baseline.yml, 7 epochs, about 30 min, when
-#             missing), trains on CUHK01's 1,940 training crops with the configs' 6 epochs x 50
+#             the supervised CUHK03-NP model SOURCE (default: the maintainers' fixed copy,
+#             source_cuhk03np_mobilenetv2.pth in the weights folder beside the checkout, so that
+#             records made on any CPU start from the same model; without it
+#             logs/source_cuhk03np/model_final.pth, trained first with configs/CUHK03NP/baseline.yml,
+#             7 epochs, about 30 min, when missing),
+#             trains on CUHK01's 1,940 training crops with the configs' 6 epochs x 50
 #             iterations and is evaluated on CUHK01's test split after every epoch (the table
 #             reports the final epoch; no test-set model selection). About 14 min a run on
 #             an AMD EPYC (AVX2) 2-core machine, 6-8 min on an Intel Xeon (AVX512) one.
+#   cuhk01_misaligned  the same on misaligned crops (INPUT.MISALIGN.ENABLED True: each CUHK01
+#             image re-framed as a detector would frame it, the same way in training, clustering
+#             and evaluation), where following the person can pay off.
 #   cuhk03np_supervised  issue 20's supervised parts testbed: CUHK03-NP with its identity
 #             labels, the source model's recipe (7 epochs x 120 iterations) with the global
 #             feature only, with stripe parts, or with diffusion-STN parts
@@ -35,26 +41,28 @@ PROTOCOL=$1; shift
 SEEDS=${SEEDS:-"1 2 3"}
 LOG_ROOT=${LOG_ROOT:-logs/${PROTOCOL}_seeds}
 RECORD_ROOT=${RECORD_ROOT:-projects/PISL/results/${PROTOCOL}_seeds}
-SOURCE=${SOURCE:-logs/source_cuhk03np/model_final.pth}
+FIXED_SOURCE=../shared/weights/source_cuhk03np_mobilenetv2.pth
+if [ -f "$FIXED_SOURCE" ]; then SOURCE=${SOURCE:-$FIXED_SOURCE}; else SOURCE=${SOURCE:-logs/source_cuhk03np/model_final.pth}; fi
 case $PROTOCOL in
   cuhk03np)
     START=imagenet
     ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl pisl_no_scd pisl_no_psc pisl_no_cam"}
     PAIRED_TO=${PAIRED_TO:-"pisl_stripes"}
     PROTOCOL_ARGS=(TEST.EVAL_PERIOD 0 SOLVER.ITERS_PER_EPOCH 100) ;;
-  cuhk01)
+  cuhk01|cuhk01_misaligned)
     START=source
     ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl pisl_no_scd pisl_no_psc"}
     PAIRED_TO=${PAIRED_TO:-"pisl_stripes cluster_contrast"}
     PROTOCOL_ARGS=(TEST.EVAL_PERIOD 1 DATASETS.NAMES '["CUHK01"]' DATASETS.TESTS '["CUHK01"]'
                    MODEL.WEIGHTS "$SOURCE" MODEL.PARTIAL_LOAD True)
+    if [ "$PROTOCOL" = cuhk01_misaligned ]; then PROTOCOL_ARGS+=(INPUT.MISALIGN.ENABLED True); fi
     ;;
   cuhk03np_supervised)
     START=imagenet
     ROWS=${ROWS:-"supervised_global supervised_stripes supervised_pisl"}
     PAIRED_TO=${PAIRED_TO:-"supervised_global supervised_stripes"}
     PROTOCOL_ARGS=() ;;
-  *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np, cuhk01 or cuhk03np_supervised" >&2; exit 2 ;;
+  *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np, cuhk01, cuhk01_misaligned or cuhk03np_supervised" >&2; exit 2 ;;
 esac
 # row NAME: the config file, then the row's own overrides, one per line.
 row() {
@@ -78,6 +86,10 @@ row() {
     # Issue 20's third design: boxes as offsets from each image's person-aligned stripes, and
     # the penalty that keeps the offsets out of the bound's flat tanh tail.
     *_person) row "${1%_person}"; printf '%s\n' PISL.DIFFUSION.ANCHORS person ;;
+    # The denoiser also conditioned on the feature map's row profile.
+    *_rows) row "${1%_rows}"; printf '%s\n' PISL.DIFFUSION.CONDITION global+rows ;;
+    # The reference's affine boxes (bounded offsets) instead of the partition.
+    *_affine) row "${1%_affine}"; printf '%s\n' PISL.DIFFUSION.BOXES affine ;;
     *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
     # Half the default room for the heights and centres (a quarter of a stripe each way).
     *_tight) row "${1%_tight}"; printf '%s\n' PISL.DIFFUSION.BOX_LIMITS "[0.25, 0.1, 0.25, 0.1, 0.25, 0.25]" ;;

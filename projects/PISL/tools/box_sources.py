@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Where a trained PISL model's part boxes come from, on test images: their anchors, the STN's theta, the
+"""Where a trained PISL model's part boxes come from, on test images: their prior, the STN's boxes, the
 DDIM sample (what clustering and testing use), and the denoiser's x0_hat from the STN's theta
 noised to several t (what training cuts patches with).
 
@@ -7,9 +7,9 @@ noised to several t (what training cuts patches with).
 
 For each source: the box statistics that training logs before each epoch (centres, heights,
 distance from the stripes, spread over images; ``box_statistics``) and how deep in the box
-bound's tanh the parameters sit (mean |offset / limit| over images, min / median / max over the
-6P parameters; beyond 2 the bound passes almost no gradient). A source whose spread is 0 gives
-every image the same boxes.
+bound's tanh the parameters sit, for affine boxes (mean |offset / limit| over images, min / median /
+max over the 6P parameters; beyond 2 the bound passes almost no gradient). A source whose spread
+is 0 gives every image the same boxes.
 """
 import os
 import sys
@@ -24,7 +24,7 @@ from pisl.config import ConfigError  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from projects.PISL.part_generators import box_table  # noqa: E402
+from projects.PISL.part_generators import affine_at_bound, box_table  # noqa: E402
 
 
 @exit_on_bad_input
@@ -52,9 +52,12 @@ def main():
             globals_.append(model.heads(fmap))
     sources = generator.box_sources(torch.cat(maps), torch.cat(globals_), args.timesteps, args.seed)
     parts = generator.num_parts
-    anchors = sources["anchors"][0].cpu().view(-1, parts, 6)
+    prior = sources["prior"][0].cpu().view(-1, parts, 6)
     for name, (thetas, depth) in sources.items():
-        table = box_table(thetas.cpu().view(len(thetas), parts, 6), generator.limits.cpu(), anchors)
+        thetas = thetas.cpu().view(len(thetas), parts, 6)
+        limits = generator.limits
+        at_bound = None if limits is None else affine_at_bound(thetas, prior, limits.cpu())
+        table = box_table(thetas, prior, at_bound)
         print(f"\n{name} ({len(thetas)} images)\n{table}")
         if depth is not None:
             d = depth.cpu()

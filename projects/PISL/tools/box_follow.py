@@ -1,0 +1,84 @@
+#!/usr/bin/env python
+"""Do a trained PISL model's part boxes follow each person? Its boxes on the first test set's
+query and gallery images, aligned as they are and misaligned by ``INPUT.MISALIGN``'s ranges
+(each image re-framed by a known shift and scale), against the targets of parts that follow:
+
+    python projects/PISL/tools/box_follow.py --config-file RUN/config.yaml MODEL.WEIGHTS RUN/model_final.pth
+
+Prints the box statistics of each framing (``box_statistics``; on misaligned crops with the
+correlation and slope of each part's centre against the move that the misalignment applied to
+that part, ``follow_statistics``) and one line per target: centre-y std >= 0.03 image heights
+on aligned crops, correlation >= 0.8 on misaligned ones, < 10 % of box parameters at a bound,
+neighbour IoU <= 0.3 and every box inside the image, on both framings.
+"""
+import os
+import sys
+
+import torch
+from tabulate import tabulate
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+from pisl.data import Misalignment, build_dataset, build_test_loader  # noqa: E402
+from pisl.engine import Predictor  # noqa: E402
+from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
+from pisl.evaluation import extract_features  # noqa: E402
+from pisl.utils.logger import setup_logger  # noqa: E402
+from projects.PISL.part_generators import box_statistics, box_table, part_boxes  # noqa: E402
+
+
+def boxes_of(model, cfg, items):
+    """(thetas N x P x 6, anchors, at_bound) of ``items`` as the config frames them."""
+    features, _ = extract_features(model, build_test_loader(cfg, items), model.cluster_features, desc="Part boxes")
+    return part_boxes(features, model.part_generator)
+
+
+def inside_share(thetas, tolerance=1e-4):
+    """% of boxes whose four corners are inside the image ([-1, 1] map units)."""
+    x = thetas[..., 0].abs() + thetas[..., 1].abs()
+    y = thetas[..., 3].abs() + thetas[..., 4].abs()
+    inside = ((thetas[..., 2].abs() + x) <= 1 + tolerance) & ((thetas[..., 5].abs() + y) <= 1 + tolerance)
+    return 100 * inside.float().mean().item()
+
+
+def target_rows(aligned, misaligned):
+    """[check, worst part's value, target, met] from the two framings' ``box_statistics`` rows
+    and their boxes."""
+    (a_rows, a_thetas), (m_rows, m_thetas) = aligned, misaligned
+    centre_std = min(r[3] for r in a_rows) / 2  # map units -> image heights
+    follow_r = min(r[10] for r in m_rows)
+    at_bound = max(r[8] for r in a_rows + m_rows)
+    iou = max((r[9] for r in a_rows + m_rows if r[9] == r[9]), default=0.0)
+    inside = min(inside_share(a_thetas), inside_share(m_thetas))
+    return [["centre-y std, aligned (image heights)", centre_std, ">= 0.03", centre_std >= 0.03],
+            ["follow correlation, misaligned", follow_r, ">= 0.8", follow_r >= 0.8],
+            ["parameters at a bound (%)", at_bound, "< 10", not at_bound >= 10],
+            ["neighbour IoU", iou, "<= 0.3", iou <= 0.3],
+            ["boxes inside the image (%)", inside, "100", inside >= 100 - 1e-9]]
+
+
+@exit_on_bad_input
+def main():
+    parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
+    args = parser.parse_args()
+    setup_logger(None)
+    framings = {}
+    for name, enabled in (("aligned", "False"), ("misaligned", "True")):
+        cfg = checked_config(args.config_file, [*args.opts, "INPUT.MISALIGN.ENABLED", enabled], need_weights=True)
+        if name == "aligned":
+            model = Predictor(cfg).model
+            dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
+            items = dataset.query + dataset.gallery
+        thetas, anchors, at_bound = boxes_of(model, cfg, items)
+        applied = Misalignment.from_config(cfg).applied([p for p, _, _ in items]) if enabled == "True" else None
+        print(f"\n{name} {dataset.name} test crops ({len(items)})\n{box_table(thetas, anchors, at_bound, applied)}")
+        framings[name] = (box_statistics(thetas, anchors, at_bound, applied), thetas)
+    rows = target_rows(framings["aligned"], framings["misaligned"])
+    print("\n" + tabulate(rows, headers=["target (worst part)", "value", "target", "met"], tablefmt="pipe", floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""INPUT.MISALIGN: crops re-framed per file, the same way in every loader."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pisl.config import ConfigError, get_cfg, load_config
+from pisl.data import Misalignment, build_train_loader, image_dataset
+from pisl.data.datasets import Synthetic
+from pisl.data.misalign import misalign_image
+
+from conftest import REPO
+
+
+def test_misalign_image_moves_a_row_where_the_formula_says():
+    """A 40 x 100 image, black but for a white row at y = 20 (relative 0.205 at the row's
+    centre): scale 0.5 and shift +0.2 put it at 0.5 + 0.5 (0.205 - 0.5) + 0.2 = 0.5525, row 55;
+    the content now spans rows 45-95, and the uncovered border gets the fill."""
+    pixels = np.zeros((100, 40, 3), np.uint8)
+    pixels[20] = 255
+    out = np.asarray(misalign_image(Image.fromarray(pixels), 0.2, 0.5, 0.0, (9, 9, 9)))
+    assert out[:, 20, 0].argmax() == 55
+    assert (out[:44, 20] == 9).all() and (out[-4:, 20] == 9).all() and (out[50, :9] == 9).all()
+    assert (out[47:94, 20] != 9).all()
+    shifted = np.asarray(misalign_image(Image.fromarray(pixels), -0.1, 1.0, 0.0, (0, 0, 0)))
+    assert shifted[:, 20, 0].argmax() == 10
+
+
+def test_misalignment_is_drawn_from_the_file_name_alone():
+    m = Misalignment(shift=0.2, scale=(0.7, 1.1), offset=0.1)
+    a = m.draw("/data/one/0001_c1_0003.jpg")
+    assert m.draw("/elsewhere/0001_c1_0003.jpg") == a  # the folder does not matter
+    assert m.draw("/data/one/0001_c1_0004.jpg") != a
+    assert Misalignment(shift=0.2, scale=(0.7, 1.1), offset=0.1, seed=1).draw("/data/one/0001_c1_0003.jpg") != a
+    shift, scale, offset = m.applied([f"{i}.jpg" for i in range(500)]).T
+    assert np.abs(shift).max() <= 0.2 and 0.7 <= scale.min() and scale.max() <= 1.1 and np.abs(offset).max() <= 0.1
+    assert shift.std() > 0.1  # spread over the range, not stuck at one value
+
+
+def test_training_and_evaluation_loaders_misalign_each_image_the_same_way(synthetic_root):
+    cfg = load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"),
+                      ["DATASETS.ROOT", synthetic_root, "INPUT.MISALIGN.ENABLED", "True", "INPUT.FLIP_PROB", "0.0",
+                       "INPUT.PADDING", "0", "INPUT.REA.ENABLED", "False", "INPUT.SIZE_TRAIN", "[128, 64]",
+                       "INPUT.SIZE_TEST", "[128, 64]", "DATALOADER.NUM_WORKERS", "0"])
+    items = Synthetic(synthetic_root, seed=0, num_train_ids=16, num_test_ids=10, num_cameras=2, images_per_camera=3).train
+    train = build_train_loader(cfg, items).dataset
+    test = image_dataset(cfg, items)
+    for i in (0, 7, 30):
+        assert torch.equal(train[i]["images"], test[i]["images"])
+    # ... and it is the misalignment of that file, not an image left as it was.
+    plain = image_dataset(load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"),
+                                      ["DATASETS.ROOT", synthetic_root, "INPUT.SIZE_TEST", "[128, 64]"]), items)
+    assert not torch.equal(test[0]["images"], plain[0]["images"])
+
+
+def test_bad_misalignment_settings_are_reported_before_the_run():
+    with pytest.raises(ConfigError) as err:
+        load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"), ["INPUT.MISALIGN.SHIFT", "0.7", "INPUT.MISALIGN.SCALE", "[1.2, 0.8]", "INPUT.MISALIGN.FILL", "red"])
+    text = str(err.value)
+    assert "INPUT.MISALIGN.SHIFT (0.7)" in text and "INPUT.MISALIGN.SCALE is [1.2, 0.8]" in text
+    assert "INPUT.MISALIGN.FILL is 'red'" in text
+    assert get_cfg().INPUT.MISALIGN.ENABLED is False

@@ -1,0 +1,111 @@
+"""PISL's partition boxes and the diagnostics that compare boxes with a known misalignment."""
+import math
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO
+
+sys.path.insert(0, REPO)
+from projects.PISL.part_generators import (DiffusionSTNParts, PartitionBoxes, follow_statistics,  # noqa: E402
+                                           partition_heights, partition_logits, partition_thetas, row_profile)
+
+
+def test_partition_hand_case():
+    """Heights 0.1 | 0.2, 0.3, 0.3 | 0.1 (no floor): part 0 spans 0.1-0.3 of the height, i.e.
+    half-height 0.2 and centre 0.1 + 0.3 - 1 = -0.6 in map units; part 1 0.3-0.6, part 2 0.6-0.9."""
+    heights = torch.tensor([[0.1, 0.2, 0.3, 0.3, 0.1]])
+    logits = partition_logits(heights, 0.0)
+    assert torch.allclose(partition_heights(logits, 0.0), heights)
+    boxes = partition_thetas(logits, 0.0).view(3, 6)
+    assert boxes[:, 4].tolist() == pytest.approx([0.2, 0.3, 0.3])
+    assert boxes[:, 5].tolist() == pytest.approx([-0.6, -0.1, 0.5])
+    assert (boxes[:, [0, 1, 2, 3]] == torch.tensor([1.0, 0, 0, 0])).all()  # full width, no shear
+
+
+@pytest.mark.parametrize("num_parts", [1, 3, 5])
+def test_partition_invariants_hold_for_any_logits(num_parts):
+    """Whatever the networks output: heights sum to 1, each part is at least its floor, the cut
+    points are monotone and every box lies inside the image."""
+    floor = 0.5 / num_parts / 2
+    logits = torch.cat([torch.randn(200, num_parts + 2) * 3, torch.randn(20, num_parts + 2) * 60])
+    heights = partition_heights(logits, floor)
+    assert torch.allclose(heights.sum(1), torch.ones(len(logits)))
+    assert (heights[:, 1:-1] >= floor - 1e-6).all() and (heights >= 0).all()
+    boxes = partition_thetas(logits, floor).view(len(logits), num_parts, 6)
+    top, bottom = boxes[..., 5] - boxes[..., 4], boxes[..., 5] + boxes[..., 4]
+    assert (top >= -1 - 1e-5).all() and (bottom <= 1 + 1e-5).all()
+    assert (bottom[:, :-1] <= top[:, 1:] + 1e-5).all()  # part p ends where part p + 1 begins: ordered, tiled
+    assert torch.allclose(bottom[:, :-1], top[:, 1:], atol=1e-5)
+
+
+def test_untrained_partition_generator_starts_on_its_prior_and_stays_in_the_softmax_working_range():
+    gen = DiffusionSTNParts(16, 3, stn_channels=8, sample_steps=5, boxes="partition")
+    fmap, cond = torch.rand(4, 16, 8, 4), torch.randn(4, 16)
+    out = gen.eval()(fmap, cond)
+    heights = partition_heights(out["box_params"], 0.1)
+    assert torch.allclose(heights, torch.tensor([0.03] + [0.94 / 3] * 3 + [0.03]).expand(4, -1), atol=1e-4)
+    assert gen.at_bound(out).tolist() == [0.0, 0.0, 0.0]
+    # The part losses' gradient reaches the denoiser's correction at full strength: no tanh.
+    torch.manual_seed(0)
+    train = gen.train()(fmap, cond)
+    train["parts"].pow(2).sum().backward()
+    assert gen.denoiser.net[-1].bias.grad.abs().min() > 0
+
+
+def test_at_bound_counts_softmax_shares_in_the_flat_tail():
+    boxes = PartitionBoxes(2, min_part_height=0.0)
+    heights = torch.tensor([[0.005, 0.5, 0.49, 0.005], [0.1, 0.4, 0.4, 0.1]])
+    at_bound = boxes.at_bound({"box_params": partition_logits(heights, 0.0, least_share=1e-4)})
+    # Image 0: both margins under 2 %: part 0 has 1 of its 2 shares flat, part 1 too; image 1: none.
+    assert at_bound.tolist() == pytest.approx([25.0, 25.0])
+
+
+def _person_map(top_row, rows=16, height=8):
+    """A feature map (1 x 4 x rows x 2) with uniform activation on ``height`` rows from ``top_row``."""
+    fmap = torch.zeros(1, 4, rows, 2)
+    fmap[:, :, top_row:top_row + height] = 1.0
+    return fmap
+
+
+@pytest.mark.parametrize("condition", ["global", "global+rows"])
+def test_one_person_at_two_heights_gives_boxes_shifted_by_the_same_amount(condition):
+    """The same person 4 of 16 rows (a quarter of the image) lower: with the person prior every
+    part's centre moves down by a quarter of the image height, 0.5 in map units, and its height
+    stays the same."""
+    gen = DiffusionSTNParts(4, 3, stn_channels=8, sample_steps=5, boxes="partition", anchors="person",
+                            person_quantile=0.01, condition=condition).eval()
+    fmap = torch.cat([_person_map(2), _person_map(6)])
+    cond = torch.randn(1, 4).expand(2, -1)  # the same global feature: only where the person is differs
+    boxes = gen(fmap, cond)["thetas"].view(2, 3, 6)
+    assert (boxes[1, :, 5] - boxes[0, :, 5]).tolist() == pytest.approx([0.5] * 3, abs=1e-4)
+    assert torch.allclose(boxes[1, :, 4], boxes[0, :, 4], atol=1e-4)
+    # The person spans rows 2-10 of 16: the parts tile 2/16 .. 10/16 of the height.
+    top, bottom = (boxes[0, :, 5] - boxes[0, :, 4] + 1) / 2, (boxes[0, :, 5] + boxes[0, :, 4] + 1) / 2
+    assert top[0].item() == pytest.approx(2 / 16 + 0.01 * 0.5, abs=2e-3) and bottom[-1].item() == pytest.approx(10 / 16 - 0.005, abs=2e-3)
+
+
+def test_row_profile_says_where_the_activation_is():
+    high, low = row_profile(_person_map(0), bins=4), row_profile(_person_map(8), bins=4)
+    assert high[0].tolist() == pytest.approx([0.5, 0.5, -0.5, -0.5]) and low[0].tolist() == pytest.approx([-0.5, -0.5, 0.5, 0.5])
+    # A map of fewer rows than bins: each row repeated.
+    assert row_profile(_person_map(1, rows=2, height=1), bins=4)[0].tolist() == pytest.approx([-0.5, -0.5, 0.5, 0.5])
+
+
+def test_follow_statistics_hand_case():
+    """Parts at relative heights 0.25 and 0.75 of an aligned crop, moved exactly as three
+    misalignments move them: correlation 1 and slope 1. Boxes that stay put: slope 0."""
+    applied = torch.tensor([[0.1, 1.0, 0.0], [-0.1, 0.8, 0.0], [0.0, 1.2, 0.05]], dtype=torch.float64)
+    centres = torch.tensor([0.25, 0.75], dtype=torch.float64)
+    moved = 0.5 + applied[:, 1:2] * (centres - 0.5) + applied[:, :1]  # 3 x 2, image heights
+    thetas = torch.zeros(3, 2, 6, dtype=torch.float64)
+    thetas[..., 5] = 2 * moved - 1
+    stats = follow_statistics(thetas, applied)
+    # The statistic measures the move from each part's mean centre, which here is 0.25 / 0.75
+    # shifted by the mean move; both are exact for a linear move.
+    assert stats[:, 0].tolist() == pytest.approx([1.0, 1.0]) and stats[:, 1].tolist() == pytest.approx([1.0, 1.0], abs=0.05)
+    still = thetas.clone()
+    still[..., 5] = torch.tensor([-0.5, 0.5], dtype=torch.float64)
+    still[0, :, 5] += 1e-9  # not exactly constant, so the correlation is defined
+    assert follow_statistics(still, applied)[:, 1].abs().max() < 1e-6
