@@ -8,7 +8,7 @@ import torch
 from conftest import REPO
 
 sys.path.insert(0, REPO)
-from projects.PISL.part_generators import (DiffusionSTNParts, PartitionBoxes, follow_statistics,  # noqa: E402
+from projects.PISL.part_generators import (DiffusionSTNParts, PartitionBoxes, band_patches, follow_statistics,  # noqa: E402
                                            partition_heights, partition_logits, partition_thetas, row_profile)
 
 
@@ -109,3 +109,19 @@ def test_follow_statistics_hand_case():
     still[..., 5] = torch.tensor([-0.5, 0.5], dtype=torch.float64)
     still[0, :, 5] += 1e-9  # not exactly constant, so the correlation is defined
     assert follow_statistics(still, applied)[:, 1].abs().max() < 1e-6
+
+
+def test_band_patches_average_the_rows_a_band_covers():
+    """A map of 4 rows with values 0, 1, 2, 3 (each over a quarter of the height): the band
+    0.125-0.5 covers half of row 0 and all of row 1, so its average is (0.5 * 0 + 1 * 1) / 1.5;
+    the band of the whole image averages all four rows. The average moves with the boundaries:
+    of the band 0.125-0.45, lowering the bottom takes in more of row 1 and lowering the top
+    leaves out more of row 0, and both raise it."""
+    fmap = torch.arange(4.0).view(1, 1, 4, 1).expand(1, 2, 4, 3)
+    top, bottom = torch.tensor([[0.125, 0.0]], requires_grad=True), torch.tensor([[0.5, 1.0]], requires_grad=True)
+    parts = band_patches(fmap, top, bottom)
+    assert parts[0, :, 0].tolist() == pytest.approx([1 / 1.5, 1.5])
+    top, bottom = torch.tensor([[0.125]], requires_grad=True), torch.tensor([[0.45]], requires_grad=True)
+    band_patches(fmap, top, bottom)[0, 0, 0].backward()
+    average = 0.2 / 0.325  # 0.125 of row 0 (value 0), 0.2 of row 1 (value 1)
+    assert bottom.grad.item() == pytest.approx((1 - average) / 0.325) and top.grad.item() == pytest.approx(average / 0.325)

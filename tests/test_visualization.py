@@ -1,7 +1,9 @@
 """tools/visualize.py on the synthetic data: every picture is written and is a real PNG; the
-geometry and the metrics reading against hand cases. projects/PISL/tools/box_sources.py on the same run."""
+geometry and the metrics reading against hand cases. PISL's box tools (projects/PISL/tools) on
+the same run."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -86,7 +88,32 @@ def test_box_sources_tool_reports_every_source(pisl_run, synthetic_root):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for source in ("STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"):
         assert f"\n{source} (20 images)\n|   part |" in proc.stdout
-    assert proc.stdout.count("depth in the bound's tanh") == 3  # STN and both x0_hat, not the sample
+    assert "depth in the bound's tanh" not in proc.stdout  # the demo's partition boxes have no bound
+
+
+def _pisl_tool(name, run, root, *args):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "projects", "PISL", "tools", name), "--config-file",
+                           os.path.join(REPO, PISL_DEMO), *args, "MODEL.WEIGHTS", str(run / "model_final.pth"),
+                           "DATASETS.ROOT", root, "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_box_follow_tool_reports_both_framings_and_the_targets(pisl_run, synthetic_root):
+    out = _pisl_tool("box_follow.py", pisl_run, synthetic_root)
+    assert "\naligned Synthetic test crops (360)\n|   part |" in out and "\nmisaligned Synthetic test crops (360)" in out
+    targets = out.split("| target (worst part)")[1]
+    for check in ("centre-y std, aligned", "follow correlation, misaligned", "parameters at a bound", "neighbour IoU"):
+        assert check in targets, targets
+    assert re.search(r"boxes inside the image \(%\) +\| +100.000 \| 100 +\| True", targets), targets  # a partition
+
+
+def test_probe_condition_tool_fits_the_applied_shift(pisl_run, synthetic_root):
+    out = _pisl_tool("probe_condition.py", pisl_run, synthetic_root, "--bins", "4")
+    table = out.split("(5-fold CV R^2):")[1]
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "dims" not in line}
+    assert set(rows) == {"global feature", "row profile", "both"} and "|      4 |" in rows["row profile"]
 
 
 def test_metrics_file_is_jsonl_and_the_old_name_is_still_read(tmp_path):

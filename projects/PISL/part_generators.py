@@ -297,15 +297,38 @@ def partition_logits(heights, min_part_height, least_share=0.01):
     return torch.log((heights - floors).clamp(min=least_share))
 
 
+def partition_bands(logits, min_part_height):
+    """(top, bottom), B x P each: where each part of a partition (``partition_heights``) begins
+    and ends, as fractions of the image height."""
+    num_parts = logits.shape[1] - 2
+    cuts = torch.cumsum(partition_heights(logits, min_part_height), dim=1)  # the bottom of each cell
+    return cuts[:, :num_parts], cuts[:, 1:num_parts + 1]
+
+
 def partition_thetas(logits, min_part_height):
     """The P full-width boxes of a partition (``partition_heights``) as B x 6P affine parameters:
     part p spans [top, bottom] of the image height, i.e. centre top + bottom - 1 and half-height
     bottom - top in [-1, 1] map coordinates, no shear."""
-    num_parts = logits.shape[1] - 2
-    cuts = torch.cumsum(partition_heights(logits, min_part_height), dim=1)  # the bottom of each cell
-    top, bottom = cuts[:, :num_parts], cuts[:, 1:num_parts + 1]
+    top, bottom = partition_bands(logits, min_part_height)
     zeros = torch.zeros_like(top)
     return torch.stack([zeros + 1, zeros, zeros, zeros, bottom - top, top + bottom - 1], dim=2).flatten(1)
+
+
+def band_weights(top, bottom, height):
+    """B x P x H: each feature-map row's share of the average over a band [top, bottom] (fractions
+    of the image height; B x P each): the row's overlap with the band over the band's height,
+    each row a constant over its 1 / H of the image. Piecewise linear in top and bottom, so the
+    part losses move the boundaries by what lies at them, even on a map of a few rows."""
+    start = torch.arange(height, device=top.device, dtype=top.dtype) / height
+    overlap = torch.minimum(bottom.unsqueeze(2), start + 1 / height) - torch.maximum(top.unsqueeze(2), start)
+    return overlap.clamp(min=0) / (bottom - top).unsqueeze(2).clamp(min=1e-6)
+
+
+def band_patches(feature_map, top, bottom):
+    """The average of the feature map over each full-width band [top, bottom] (B x P each,
+    fractions of the image height): B x P x C."""
+    weights = band_weights(top, bottom, feature_map.shape[2]).to(feature_map.dtype)
+    return torch.bmm(weights, feature_map.mean(3).transpose(1, 2))
 
 
 class AffineBoxes(nn.Module):
@@ -332,6 +355,10 @@ class AffineBoxes(nn.Module):
 
     def thetas(self, params):
         return params
+
+    def patches(self, feature_map, params):
+        """The part features: a stripe-sized grid sampled in each box and averaged (``cut_patches``)."""
+        return cut_patches(feature_map, params.view(-1, self.num_parts, 2, 3))
 
     def saturation(self, offsets):
         return saturation(offsets, self.limits)
@@ -377,6 +404,12 @@ class PartitionBoxes(nn.Module):
 
     def thetas(self, params):
         return partition_thetas(params, self.min_part_height)
+
+    def patches(self, feature_map, params):
+        """The part features: the exact average of the map over each part's band (``band_patches``);
+        a stripe-sized grid of samples would see a map of 4 rows at one row per part, whatever
+        the part's height."""
+        return band_patches(feature_map, *partition_bands(params, self.min_part_height))
 
     def saturation(self, offsets):
         return offsets.new_zeros(())
@@ -516,7 +549,7 @@ class DiffusionSTNParts(nn.Module):
         return self.boxes.settle(prior + offset, prior), offset
 
     def _patches(self, feature_map, params):
-        return cut_patches(feature_map, self.boxes.thetas(params).view(-1, self.num_parts, 2, 3))
+        return self.boxes.patches(feature_map, params)
 
     def _eval_outputs(self, feature_map, params, prior):
         out = {"parts": self._patches(feature_map, params), "thetas": self.boxes.thetas(params)}
