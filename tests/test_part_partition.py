@@ -125,3 +125,17 @@ def test_band_patches_average_the_rows_a_band_covers():
     band_patches(fmap, top, bottom)[0, 0, 0].backward()
     average = 0.2 / 0.325  # 0.125 of row 0 (value 0), 0.2 of row 1 (value 1)
     assert bottom.grad.item() == pytest.approx((1 - average) / 0.325) and top.grad.item() == pytest.approx(average / 0.325)
+
+
+def test_equal_parts_cut_the_learned_extent_into_equal_bands():
+    """EQUAL_PARTS: three logits (margin, extent, margin); heights 0.1 | 0.6 | 0.3 cut into three
+    parts of 0.2 each, from 0.1 to 0.7 of the image height."""
+    boxes = PartitionBoxes(3, min_part_height=0.0, equal_parts=True)
+    assert boxes.dim == 3
+    top, bottom = boxes.bands(partition_logits(torch.tensor([[0.1, 0.6, 0.3]]), 0.0))
+    assert top[0].tolist() == pytest.approx([0.1, 0.3, 0.5]) and bottom[0].tolist() == pytest.approx([0.3, 0.5, 0.7])
+    gen = DiffusionSTNParts(4, 3, stn_channels=8, sample_steps=5, boxes="partition", anchors="person",
+                            person_quantile=0.01, equal_parts=True).eval()
+    boxes = gen(torch.cat([_person_map(2), _person_map(6)]), torch.randn(1, 4).expand(2, -1))["thetas"].view(2, 3, 6)
+    assert (boxes[1, :, 5] - boxes[0, :, 5]).tolist() == pytest.approx([0.5] * 3, abs=1e-4)  # one person, two heights
+    assert torch.allclose(boxes[0, :, 4], boxes[0, :1, 4].expand(3))  # equal heights

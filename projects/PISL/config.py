@@ -32,6 +32,10 @@ def add_pisl_config(cfg):
     cfg.PISL.DIFFUSION.BOXES = "partition"
     # Partition: the least height of a part, as a fraction of the image height.
     cfg.PISL.DIFFUSION.MIN_PART_HEIGHT = 0.1
+    # Partition: True learns only the person's extent (a margin above, one below) and cuts it
+    # into P equal parts, so the parts cannot take height from each other; False learns each
+    # part's height.
+    cfg.PISL.DIFFUSION.EQUAL_PARTS = False
     # Affine: largest offset of the boxes from the anchors, per affine parameter [sx, shx, tx,
     # shy, sy, ty] (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly
     # (tanh) to the STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.

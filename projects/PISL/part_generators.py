@@ -309,7 +309,12 @@ def partition_thetas(logits, min_part_height):
     """The P full-width boxes of a partition (``partition_heights``) as B x 6P affine parameters:
     part p spans [top, bottom] of the image height, i.e. centre top + bottom - 1 and half-height
     bottom - top in [-1, 1] map coordinates, no shear."""
-    top, bottom = partition_bands(logits, min_part_height)
+    return band_thetas(*partition_bands(logits, min_part_height))
+
+
+def band_thetas(top, bottom):
+    """Full-width bands [top, bottom] (B x P each, fractions of the image height) as B x 6P affine
+    parameters: centre top + bottom - 1 and half-height bottom - top in [-1, 1] map units."""
     zeros = torch.zeros_like(top)
     return torch.stack([zeros + 1, zeros, zeros, zeros, bottom - top, top + bottom - 1], dim=2).flatten(1)
 
@@ -374,42 +379,57 @@ class AffineBoxes(nn.Module):
 
 
 class PartitionBoxes(nn.Module):
-    """Boxes as a partition of the image height (``partition_thetas``): P + 2 logits give each
-    image a margin above the person, P parts that tile the person's extent and a margin below.
-    Every box is inside the image, the parts are ordered and none can collapse or cover the whole
-    image, by construction; there is no bound at which the gradient vanishes, only the softmax,
-    whose slope g (1 - g) stays above 0.02 while each cell keeps 2-98 % of the free height.
+    """Boxes as a partition of the image height (``partition_thetas``): logits give each image a
+    margin above the person, P parts that tile the person's extent and a margin below. Every box
+    is inside the image, the parts are ordered and none can collapse or cover the whole image, by
+    construction; there is no bound at which the gradient vanishes, only the softmax, whose slope
+    g (1 - g) stays above 0.02 while each cell keeps 2-98 % of the free height.
+
+    ``equal_parts`` False: P + 2 logits, each part its own height (at least ``min_part_height``).
+    True: 3 logits (margin, extent, margin), the extent cut into P equal parts: the parts cannot
+    take height from each other, only the extent can move and grow or shrink.
     ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
     parts from the person's extent in the feature map (``person_extent``)."""
 
-    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, person_quantile=0.02, stripe_margin=0.03):
+    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, person_quantile=0.02, stripe_margin=0.03,
+                 equal_parts=False):
         super().__init__()
-        self.num_parts, self.dim, self.prior_name = num_parts, num_parts + 2, prior
-        self.min_part_height, self.person_quantile = min_part_height, person_quantile
-        part = (1 - 2 * stripe_margin) / num_parts
-        heights = torch.tensor([[stripe_margin] + [part] * num_parts + [stripe_margin]])
-        self.register_buffer("stripes", partition_logits(heights, min_part_height)[0], persistent=False)
+        self.num_parts, self.prior_name, self.person_quantile = num_parts, prior, person_quantile
+        self.cells = 1 if equal_parts else num_parts  # the learned heights between the margins
+        self.dim, self.floor = self.cells + 2, min_part_height * num_parts / self.cells
+        cell = (1 - 2 * stripe_margin) / self.cells
+        heights = torch.tensor([[stripe_margin] + [cell] * self.cells + [stripe_margin]])
+        self.register_buffer("stripes", partition_logits(heights, self.floor)[0], persistent=False)
 
     def prior(self, feature_map):
-        """Each image's prior logits, B x (P + 2)."""
+        """Each image's prior logits, B x dim."""
         if self.prior_name != "person":
             return self.stripes.expand(feature_map.shape[0], -1)
         top, extent = person_extent(feature_map, self.person_quantile)
-        part = (extent / self.num_parts).unsqueeze(1).expand(-1, self.num_parts)
-        heights = torch.cat([top.unsqueeze(1), part, (1 - top - extent).unsqueeze(1)], dim=1)
-        return partition_logits(heights, self.min_part_height)
+        cell = (extent / self.cells).unsqueeze(1).expand(-1, self.cells)
+        heights = torch.cat([top.unsqueeze(1), cell, (1 - top - extent).unsqueeze(1)], dim=1)
+        return partition_logits(heights, self.floor)
 
     def settle(self, params, prior):
         return params  # nothing to bound: every logit vector is a valid partition
 
+    def bands(self, params):
+        """(top, bottom) of each part, B x P each, fractions of the image height."""
+        top, bottom = partition_bands(params, self.floor)
+        if self.cells == 1:  # the extent cut into P equal parts
+            steps = torch.arange(self.num_parts + 1, device=params.device, dtype=top.dtype) / self.num_parts
+            cuts = top + (bottom - top) * steps
+            top, bottom = cuts[:, :-1], cuts[:, 1:]
+        return top, bottom
+
     def thetas(self, params):
-        return partition_thetas(params, self.min_part_height)
+        return band_thetas(*self.bands(params))
 
     def patches(self, feature_map, params):
         """The part features: the exact average of the map over each part's band (``band_patches``);
         a stripe-sized grid of samples would see a map of 4 rows at one row per part, whatever
         the part's height."""
-        return band_patches(feature_map, *partition_bands(params, self.min_part_height))
+        return band_patches(feature_map, *self.bands(params))
 
     def saturation(self, offsets):
         return offsets.new_zeros(())
@@ -418,10 +438,13 @@ class PartitionBoxes(nn.Module):
         return None
 
     def at_bound(self, features, low=0.02):
-        """% of each part's softmax shares (its own; the first and last part also their margin's)
-        below ``low`` or above 1 - ``low``, over images (P)."""
+        """% of each part's softmax shares below ``low`` or above 1 - ``low``, over images (P):
+        its own share (the first and last part also their margin's), or with equal parts the
+        three shares that place every part."""
         shares = F.softmax(features["box_params"].float(), dim=1)
         flat = (shares < low) | (shares > 1 - low)
+        if self.cells == 1:
+            return (100 * flat.float().mean()).expand(self.num_parts).clone()
         per_part = [flat[:, p + 1:p + 2] for p in range(self.num_parts)]
         per_part[0] = torch.cat([flat[:, :1], per_part[0]], 1)
         per_part[-1] = torch.cat([per_part[-1], flat[:, -1:]], 1)
@@ -492,12 +515,12 @@ class DiffusionSTNParts(nn.Module):
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
                  sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0,
                  cond_scale=1.0, anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1,
-                 condition="global", row_bins=8):
+                 condition="global", row_bins=8, equal_parts=False):
         super().__init__()
         self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
         self.condition, self.row_bins = condition, row_bins
         if boxes == "partition":
-            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, person_quantile)
+            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, person_quantile, equal_parts=equal_parts)
         else:
             self.boxes = AffineBoxes(num_parts, limits, anchors, person_quantile)
         self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
@@ -514,7 +537,7 @@ class DiffusionSTNParts(nn.Module):
         d = cfg.PISL.DIFFUSION
         return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
                    d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS, d.STN_PATCH_SHARE, d.COND_SCALE, d.ANCHORS,
-                   d.PERSON_QUANTILE, d.BOXES, d.MIN_PART_HEIGHT, d.CONDITION, d.ROW_BINS)
+                   d.PERSON_QUANTILE, d.BOXES, d.MIN_PART_HEIGHT, d.CONDITION, d.ROW_BINS, d.EQUAL_PARTS)
 
     @property
     def limits(self):

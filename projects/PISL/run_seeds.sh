@@ -88,6 +88,8 @@ row() {
     *_person) row "${1%_person}"; printf '%s\n' PISL.DIFFUSION.ANCHORS person ;;
     # The denoiser also conditioned on the feature map's row profile.
     *_rows) row "${1%_rows}"; printf '%s\n' PISL.DIFFUSION.CONDITION global+rows ;;
+    # The partition's extent cut into P equal parts (only the extent is learned).
+    *_equal) row "${1%_equal}"; printf '%s\n' PISL.DIFFUSION.EQUAL_PARTS True ;;
     # The reference's affine boxes (bounded offsets) instead of the partition.
     *_affine) row "${1%_affine}"; printf '%s\n' PISL.DIFFUSION.BOXES affine ;;
     *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
