@@ -60,7 +60,8 @@ def test_gradients_reach_stn_and_denoiser():
 
 def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
     torch.manual_seed(0)
-    model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0", "PISL.SCD.W_OVERLAP", "1.0", "PISL.DIFFUSION.BOXES", "affine"))
+    model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0", "PISL.SCD.W_OVERLAP", "1.0", "PISL.DIFFUSION.BOXES", "affine",
+                                  "PISL.DIFFUSION.ANCHORS", "stripes"))
     images = torch.rand(4, 3, 64, 32)
     labels, cams = [0, 0, 1, 1], [0, 1, 0, 1]
     notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
@@ -80,7 +81,7 @@ def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
 
 def test_box_statistics_of_a_tiny_model(caplog):
     torch.manual_seed(0)
-    model = build_model(_demo_cfg()).eval()
+    model = build_model(_demo_cfg("PISL.DIFFUSION.ANCHORS", "stripes")).eval()
     images = torch.rand(6, 3, 64, 32)
     thetas = model.cluster_features({"images": images})["thetas"].view(6, 3, 6)
     untrained = box_statistics(thetas)

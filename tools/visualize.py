@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from pisl import visualization as vis  # noqa: E402
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.config import ConfigError  # noqa: E402
-from pisl.data import build_dataset, build_test_loader  # noqa: E402
+from pisl.data import Misalignment, build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser, OneLineErrorParser  # noqa: E402
 from pisl.engine.hooks import metrics_file  # noqa: E402
@@ -55,10 +55,12 @@ def parts(args, cfg):
         raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
     from projects.PISL.part_generators import box_table, part_boxes  # only models with parts get here
 
-    thetas, limits, anchors = part_boxes(feats, getattr(model, "part_generator", None))
-    print(box_table(thetas, limits, anchors))
-    return [vis.save(vis.part_boxes([items[i][0] for i in idx], thetas.numpy(), 16, f"{len(idx)} images of {dataset.name}",
-                                    anchors=anchors),
+    thetas, anchors, at_bound = part_boxes(feats, getattr(model, "part_generator", None))
+    paths = [items[i][0] for i in idx]
+    misalign = Misalignment.from_config(cfg)  # INPUT.MISALIGN: the images as the model saw them
+    print(box_table(thetas, anchors, at_bound, None if misalign is None else misalign.applied(paths)))
+    return [vis.save(vis.part_boxes(paths, thetas.numpy(), 16, f"{len(idx)} images of {dataset.name}", anchors=anchors,
+                                    misalign=misalign),
                      args.output)]
 
 

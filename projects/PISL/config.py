@@ -40,16 +40,20 @@ def add_pisl_config(cfg):
     # shy, sy, ty] (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly
     # (tanh) to the STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
     cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
-    # Where the boxes start, before the denoiser's correction: "stripes" (the image's P stripes,
-    # the same for every image) | "person" (the P stripes of the person's vertical extent in
-    # each image, found in the feature map's activation profile: part_generators.person_extent).
-    # Affine boxes with person anchors met issue 20's box targets on CUHK01 and CUHK03-NP, but
-    # were 1.49 +- 0.86 mAP below stripe anchors over 3 seeds (docs/pisl_cuhk01.md).
-    cfg.PISL.DIFFUSION.ANCHORS = "stripes"
-    # What the denoiser is conditioned on: "global" (the unit global feature, the paper's) |
-    # "global+rows" (and the feature map's row profile in ROW_BINS bins: where along the height
-    # the activation is; part_generators.row_profile).
-    cfg.PISL.DIFFUSION.CONDITION = "global"
+    # Where the boxes start, before the denoiser's correction: "person" (the P stripes of the
+    # person's vertical extent in each image, found in the feature map's activation profile:
+    # part_generators.person_extent) | "stripes" (the image's P stripes, the same for every
+    # image). Partition boxes on misaligned CUHK01 (seed 1): person 21.83 mAP (22.49 with the
+    # parts), stripes 21.36 (21.91), both following the applied shift (r 0.80 / 0.75 on the
+    # training crops); docs/pisl_cuhk01.md. Affine boxes with person anchors were 1.49 +- 0.86
+    # mAP below stripe anchors on aligned CUHK01 over 3 seeds.
+    cfg.PISL.DIFFUSION.ANCHORS = "person"
+    # What the denoiser is conditioned on: "global+rows" (the unit global feature and the feature
+    # map's row profile in ROW_BINS bins: where along the height the activation is;
+    # part_generators.row_profile) | "global" (the global feature only, the paper's). A linear
+    # probe reads the applied shift of misaligned CUHK01 crops from the source model's global
+    # feature with R^2 0.88, from the 8-bin profile 0.64, from both 0.91 (tools/probe_condition.py).
+    cfg.PISL.DIFFUSION.CONDITION = "global+rows"
     cfg.PISL.DIFFUSION.ROW_BINS = 8  # rows of the profile the denoiser sees with CONDITION global+rows
     # Person anchors: the extent runs from this share of the activation mass to 1 minus it.
     cfg.PISL.DIFFUSION.PERSON_QUANTILE = 0.02
