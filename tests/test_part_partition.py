@@ -9,7 +9,7 @@ from conftest import REPO
 
 sys.path.insert(0, REPO)
 from projects.PISL.part_generators import (DiffusionSTNParts, PartitionBoxes, band_patches, follow_statistics,  # noqa: E402
-                                           partition_heights, partition_logits, partition_thetas, row_profile)
+                                           partition_heights, partition_logits, row_profile)
 
 
 def test_partition_hand_case():
@@ -18,7 +18,7 @@ def test_partition_hand_case():
     heights = torch.tensor([[0.1, 0.2, 0.3, 0.3, 0.1]])
     logits = partition_logits(heights, 0.0)
     assert torch.allclose(partition_heights(logits, 0.0), heights)
-    boxes = partition_thetas(logits, 0.0).view(3, 6)
+    boxes = PartitionBoxes(3, min_part_height=0.0).thetas(logits).view(3, 6)
     assert boxes[:, 4].tolist() == pytest.approx([0.2, 0.3, 0.3])
     assert boxes[:, 5].tolist() == pytest.approx([-0.6, -0.1, 0.5])
     assert (boxes[:, [0, 1, 2, 3]] == torch.tensor([1.0, 0, 0, 0])).all()  # full width, no shear
@@ -33,7 +33,7 @@ def test_partition_invariants_hold_for_any_logits(num_parts):
     heights = partition_heights(logits, floor)
     assert torch.allclose(heights.sum(1), torch.ones(len(logits)))
     assert (heights[:, 1:-1] >= floor - 1e-6).all() and (heights >= 0).all()
-    boxes = partition_thetas(logits, floor).view(len(logits), num_parts, 6)
+    boxes = PartitionBoxes(num_parts, min_part_height=floor).thetas(logits).view(len(logits), num_parts, 6)
     top, bottom = boxes[..., 5] - boxes[..., 4], boxes[..., 5] + boxes[..., 4]
     assert (top >= -1 - 1e-5).all() and (bottom <= 1 + 1e-5).all()
     assert (bottom[:, :-1] <= top[:, 1:] + 1e-5).all()  # part p ends where part p + 1 begins: ordered, tiled

@@ -23,7 +23,7 @@ def add_pisl_config(cfg):
     cfg.PISL.DIFFUSION.COSINE_S = 0.008  # offset s of the cosine noise schedule
     cfg.PISL.DIFFUSION.SAMPLE_STEPS = 50  # DDIM steps at clustering (and test) time
     cfg.PISL.DIFFUSION.SAMPLE_SEED = 0  # seed of the sampler's fixed start x_T (the same boxes on every run)
-    # What the diffusion generates (part_generators.BOX_SPACES): "partition" (P + 2 logits: a
+    # What the diffusion generates (part_generators.PartitionBoxes, AffineBoxes): "partition" (P + 2 logits: a
     # margin above the person, P parts that tile its extent, a margin below; every box inside
     # the image, ordered, never collapsed, no saturating bound) | "affine" (the reference's six
     # affine parameters a part, as bounded offsets from ANCHORS: on CUHK01 and CUHK03-NP the part

@@ -305,13 +305,6 @@ def partition_bands(logits, min_part_height):
     return cuts[:, :num_parts], cuts[:, 1:num_parts + 1]
 
 
-def partition_thetas(logits, min_part_height):
-    """The P full-width boxes of a partition (``partition_heights``) as B x 6P affine parameters:
-    part p spans [top, bottom] of the image height, i.e. centre top + bottom - 1 and half-height
-    bottom - top in [-1, 1] map coordinates, no shear."""
-    return band_thetas(*partition_bands(logits, min_part_height))
-
-
 def band_thetas(top, bottom):
     """Full-width bands [top, bottom] (B x P each, fractions of the image height) as B x 6P affine
     parameters: centre top + bottom - 1 and half-height bottom - top in [-1, 1] map units."""
@@ -379,7 +372,7 @@ class AffineBoxes(nn.Module):
 
 
 class PartitionBoxes(nn.Module):
-    """Boxes as a partition of the image height (``partition_thetas``): logits give each image a
+    """Boxes as a partition of the image height (``partition_heights``): logits give each image a
     margin above the person, P parts that tile the person's extent and a margin below. Every box
     is inside the image, the parts are ordered and none can collapse or cover the whole image, by
     construction; there is no bound at which the gradient vanishes, only the softmax, whose slope
@@ -451,9 +444,6 @@ class PartitionBoxes(nn.Module):
         return torch.stack([100 * x.float().mean() for x in per_part])
 
 
-BOX_SPACES = {"affine": AffineBoxes, "partition": PartitionBoxes}
-
-
 class Localisation(nn.Module):
     """STN localisation net: conv3x3 (no padding) -> BN -> ReLU -> max-pool 3/2 -> GAP -> FC
     512 -> ReLU -> FC, the last FC starting at weight 0 with ``start`` (the box parameters of
@@ -489,7 +479,7 @@ class DiffusionSTNParts(nn.Module):
     x0_hat = denoised x_t; the part patches are cut with x0_hat, so the part losses
     train the denoiser (semantic control). Eval: theta = DDIM sample from one seeded x_T.
 
-    ``boxes`` says what the parameters are (``BOX_SPACES``): "partition" (the default: P + 2
+    ``boxes`` says what the parameters are: "partition" (the default: P + 2
     logits of a partition of the image height, ``PartitionBoxes``) or "affine" (six affine
     parameters a part, bounded offsets from anchors, ``AffineBoxes``). ``anchors`` is their prior,
     where they start: "stripes" (the same for every image) or "person" (from the person's extent in each
