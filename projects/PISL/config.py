@@ -45,7 +45,8 @@ def add_pisl_config(cfg):
     # part_generators.person_extent) | "stripes" (the image's P stripes, the same for every
     # image). Partition boxes on misaligned CUHK01 (seed 1): person 21.83 mAP (22.49 with the
     # parts), stripes 21.36 (21.91), both following the applied shift (r 0.80 / 0.75 on the
-    # training crops); docs/pisl_cuhk01.md. Affine boxes with person anchors were 1.49 +- 0.86
+    # training crops); over 5 seeds level with stripes (-0.56 +- 2.57 mAP; +2.03 +- 2.51 with the
+    # parts); docs/pisl_cuhk01.md. Affine boxes with person anchors were 1.49 +- 0.86
     # mAP below stripe anchors on aligned CUHK01 over 3 seeds.
     cfg.PISL.DIFFUSION.ANCHORS = "person"
     # What the denoiser is conditioned on: "global+rows" (the unit global feature and the feature
