@@ -124,6 +124,8 @@ class ClusteringHook(HookBase):
         # True ids, for diagnostics only; None when a dataset has none.
         true = [pid for ds in self.trainer.train_datasets for _, pid, _ in ds.train]
         self.true_pids = np.unique(np.array(true), return_inverse=True)[1] if len(true) == len(items) else None
+        misalign = Misalignment.from_config(self.cfg)  # what INPUT.MISALIGN applies to each item, once
+        self.misalignment = None if misalign is None else misalign.applied([path for path, _, _ in items])
         self.loader = build_test_loader(self.cfg, items)
         self.item_index = np.arange(len(items))  # position of each current item in train_items
         if comm.is_main_process():
@@ -181,6 +183,7 @@ class ClusteringHook(HookBase):
         self.items = [self.items[i] for i in readable]
         self.item_index = self.item_index[readable]
         self.camids = self.camids[readable]
+        self.misalignment = None if self.misalignment is None else self.misalignment[readable]
         self.true_pids = None if self.true_pids is None else self.true_pids[readable]
         self.loader = build_test_loader(self.cfg, self.items)
         self.labels = None  # indexed the old item list
@@ -209,10 +212,8 @@ class ClusteringHook(HookBase):
         clustered = np.flatnonzero(self.labels >= 0)
         pseudo_items = [(self.items[i][0], int(self.labels[i]), self.items[i][2]) for i in clustered]
         t.train_loader = build_train_loader(self.cfg, pseudo_items, self.cfg.CLUSTER.SAMPLER)
-        misalign = Misalignment.from_config(self.cfg)
-        applied = None if misalign is None else misalign.applied([path for path, _, _ in self.items])
         state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1,
-                             misalignment=applied)
+                             misalignment=self.misalignment)
         notify_pseudo_labels(unwrap(t.model), state)
         t.epoch_metrics.update(state.metrics)
         reset_stale_optimizer_state(t.optimizer)
