@@ -9,7 +9,8 @@ from conftest import REPO
 
 sys.path.insert(0, REPO)
 from projects.PISL.part_generators import (DiffusionSTNParts, PartitionBoxes, band_patches, follow_statistics,  # noqa: E402
-                                           partition_heights, partition_logits, row_profile)
+                                           partition_heights, partition_logits, row_profile,
+                                           share_barrier)
 
 
 def test_partition_hand_case():
@@ -84,6 +85,33 @@ def test_one_person_at_two_heights_gives_boxes_shifted_by_the_same_amount(condit
     # The person spans rows 2-10 of 16: the parts tile 2/16 .. 10/16 of the height.
     top, bottom = (boxes[0, :, 5] - boxes[0, :, 4] + 1) / 2, (boxes[0, :, 5] + boxes[0, :, 4] + 1) / 2
     assert top[0].item() == pytest.approx(2 / 16 + 0.01 * 0.5, abs=2e-3) and bottom[-1].item() == pytest.approx(10 / 16 - 0.005, abs=2e-3)
+
+
+def test_share_barrier_hand_case_and_its_gradient_at_the_floor():
+    """Shares 1:4:1:1:1 of 8 over margin, 3 parts, margin: the parts' shares x 5 are 2.5, 0.625 and
+    0.625, so the barrier is -(log 2.5 + 2 log 0.625) / 3; equal shares give 0. A part squeezed to
+    its floor (logit -10, share 1.1e-5) still gets a gradient of share - 1/3 to its logit,
+    where the softmax's own slope g (1 - g) is 1.1e-5."""
+    logits = torch.log(torch.tensor([[1.0, 4, 1, 1, 1]]))
+    expected = -(math.log(2.5) + 2 * math.log(0.625)) / 3
+    assert share_barrier(logits, 3).item() == pytest.approx(expected, abs=1e-6)
+    assert share_barrier(torch.zeros(2, 5), 3).item() == pytest.approx(0.0, abs=1e-6)
+    squeezed = torch.tensor([[0.0, 0, -10, 0, 0]], dtype=torch.float64, requires_grad=True)
+    share_barrier(squeezed, 3).backward()
+    share = math.exp(-10) / (4 + math.exp(-10))
+    assert squeezed.grad[0, 2].item() == pytest.approx(share - 1 / 3, rel=1e-9)
+    # The margins are free: an image whose person touches the top edge costs nothing more.
+    assert share_barrier(torch.tensor([[-10.0, 0, 0, 0, 0]]), 3) < share_barrier(torch.zeros(1, 5), 3)
+
+
+def test_partition_generator_reports_the_share_barrier_as_its_saturation():
+    torch.manual_seed(0)
+    gen = DiffusionSTNParts(8, 3, stn_channels=16, timesteps=10, boxes="partition").train()
+    out = gen(torch.rand(4, 8, 4, 2), torch.randn(4, 8))
+    # Stripes with margins of 0.03: each part has about 0.3 of the free height, above the equal 0.2.
+    assert out["saturation"].item() < 0
+    out["saturation"].backward()
+    assert gen.denoiser.net[-1].bias.grad.abs().sum() > 0  # the barrier trains the denoiser's correction
 
 
 def test_row_profile_says_where_the_activation_is():

@@ -101,9 +101,11 @@ def add_pisl_config(cfg):
     # small t) or none (the reference's plain MSE, about SNR = 24,000 times the x0 error at t = 0).
     cfg.PISL.SCD.NOISE_WEIGHTING = "min_snr"
     cfg.PISL.SCD.SNR_GAMMA = 5.0  # min_snr's gamma: the largest weight of a sample's x0 error
-    # Weight of the penalty on box offsets more than one BOX_LIMIT deep in the bound's tanh
-    # (part_generators.saturation), on the STN's theta and the denoiser's correction. 0: off
-    # (tried at 10 on CUHK03-NP: no gain, boxes still the same for every image; docs/pisl_cuhk03np.md).
+    # Weight of the penalty that keeps the boxes off their bounds, on the STN's boxes and the
+    # denoiser's: affine boxes, offsets more than one BOX_LIMIT deep in the bound's tanh
+    # (part_generators.saturation; tried at 10 on CUHK03-NP: no gain, boxes still the same for
+    # every image; docs/pisl_cuhk03np.md); partition boxes, a log barrier on each part's share of
+    # the height (part_generators.share_barrier). 0: off.
     cfg.PISL.SCD.W_BOUND = 0.0
     # Weight of the mean IoU of neighbouring parts' patch boxes (part_generators.part_overlap),
     # a diversity penalty that keeps the parts on different regions. 0: off.

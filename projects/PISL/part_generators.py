@@ -2,6 +2,8 @@
 
 Both are registered in PART_GENERATOR_REGISTRY and chosen by ``PISL.PART_GENERATOR``.
 """
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -297,6 +299,18 @@ def partition_logits(heights, min_part_height, least_share=0.01):
     return torch.log((heights - floors).clamp(min=least_share))
 
 
+def share_barrier(logits, cells):
+    """-mean over images and the ``cells`` learned cells between the margins of log(share x
+    (cells + 2)), each share the cell's softmax share of the free height (``partition_heights``):
+    0 where every cell has an equal share, growing without bound as a part's share goes to 0.
+    The partition's counterpart of ``saturation`` (``PISL.SCD.W_BOUND``): its gradient to a
+    part's own logit is share - 1 / cells, so unlike the softmax's g (1 - g) it does not
+    vanish as the part reaches its floor. The margins are left free: a person may touch the
+    image's edge."""
+    shares = F.log_softmax(logits, dim=1)[:, 1:cells + 1]
+    return -(shares + math.log(logits.shape[1])).mean()
+
+
 def partition_bands(logits, min_part_height):
     """(top, bottom), B x P each: where each part of a partition (``partition_heights``) begins
     and ends, as fractions of the image height."""
@@ -358,8 +372,8 @@ class AffineBoxes(nn.Module):
         """The part features: a stripe-sized grid sampled in each box and averaged (``cut_patches``)."""
         return cut_patches(feature_map, params.view(-1, self.num_parts, 2, 3))
 
-    def saturation(self, offsets):
-        return saturation(offsets, self.limits)
+    def saturation(self, offsets, prior):
+        return saturation(offsets, self.limits)  # the bound is on the offsets, whatever the prior
 
     def depth(self, offsets):
         return bound_depth(offsets, self.limits).mean(0)
@@ -424,8 +438,9 @@ class PartitionBoxes(nn.Module):
         the part's height."""
         return band_patches(feature_map, *self.bands(params))
 
-    def saturation(self, offsets):
-        return offsets.new_zeros(())
+    def saturation(self, offsets, prior):
+        """``share_barrier`` of the parameters (prior + offsets)."""
+        return share_barrier(prior + offsets, self.cells)
 
     def depth(self, offsets):
         return None
@@ -591,7 +606,7 @@ class DiffusionSTNParts(nn.Module):
             patch_params = torch.where(from_stn, theta, x0_hat)
         return {"parts": self._patches(feature_map, patch_params), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t),
-                "saturation": self.boxes.saturation(stn_offset) + self.boxes.saturation(correction),
+                "saturation": self.boxes.saturation(stn_offset, prior) + self.boxes.saturation(correction, prior),
                 "overlap": part_overlap(self.boxes.thetas(patch_params).view(-1, self.num_parts, 6))}
 
     @torch.no_grad()
