@@ -58,6 +58,21 @@ def test_gradients_reach_stn_and_denoiser():
     assert model.heads.classifier.num_classes == 4 and model.part_classifiers[1].num_classes == 4
 
 
+@pytest.mark.parametrize("kl_gradient", ["features", "classifier"])
+def test_psc_kl_reaches_the_backbone_only_when_it_trains_the_features(kl_gradient):
+    torch.manual_seed(0)
+    model = build_model(_demo_cfg("PISL.PSC.LS_START_EPOCH", "0", "PISL.PSC.KL_GRADIENT", kl_gradient))
+    images = torch.rand(4, 3, 64, 32)
+    labels, cams = [0, 0, 1, 1], [0, 1, 0, 1]
+    notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))
+    model.losses["PSCLoss"].agreement.fill_(0.5)  # 4 images all agree; the KL needs 1 - a > 0
+    batch = {"images": images, "targets": torch.tensor(labels), "camids": torch.tensor(cams), "index": torch.arange(4)}
+    model(batch)["PSCLoss/part_kl"].backward()
+    backbone = sum(p.grad.abs().sum() for p in model.backbone.parameters() if p.grad is not None)
+    assert (backbone > 0) == (kl_gradient == "features")
+    assert model.part_classifiers[0].weight.grad.abs().sum() > 0
+
+
 def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
     torch.manual_seed(0)
     model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0", "PISL.SCD.W_OVERLAP", "1.0", "PISL.DIFFUSION.BOXES", "affine",

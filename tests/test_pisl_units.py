@@ -1,5 +1,6 @@
 """PISL math against hand-computed cases and plain loops."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistenc
                                        mmd_discrepancy, neighbours)
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
 from projects.PISL.losses import (PSCLoss, PartCrossEntropyLoss, agreement_aware_smoothing,  # noqa: E402
-                                  agreement_aware_terms, camera_contrast, noise_loss, refined_targets, scd_loss, supervised_contrastive)
+                                  agreement_aware_terms, camera_contrast, noise_loss, refined_targets, scd_loss,
+                                  smoothing_ramp, supervised_contrastive)
+from pisl.modeling.heads import ResizableClassifier  # noqa: E402
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, affine_at_bound, bound_boxes,  # noqa: E402
                                            box_limits, box_metrics, box_statistics, cut_patches, neighbour_iou,
@@ -114,6 +117,50 @@ def test_agreement_aware_terms_of_a_confident_classifier_hand_computed():
     ce_term, kl_term = agreement_aware_terms(logits, torch.tensor([0]), a)
     assert ce_term.item() == pytest.approx(0.2 * ce, abs=1e-6) and kl_term.item() == pytest.approx(0.8 * kl, rel=1e-5)
     assert kl_term.item() > 10
+
+
+def test_classifier_only_kl_has_the_same_value_and_no_gradient_to_the_features():
+    """PISL.PSC.KL_GRADIENT classifier: a confident cosine classifier's KL (6.1 at agreement 0) is the
+    same number, but only the classifier's weights get its gradient; the agreement-weighted CE
+    still reaches the features."""
+    torch.manual_seed(0)
+    clf = ResizableClassifier(3, 4, logit_scale=10.0)
+    clf.reset(torch.eye(4, 3) * 20)
+    feats = torch.tensor([[2.0, 0.0, 0.0]], requires_grad=True)  # on class 0's centroid: confident
+    logits = clf(feats)
+    target, a = torch.tensor([0]), torch.tensor([0.0])
+    _, kl_features = agreement_aware_terms(logits, target, a)
+    ce, kl_classifier = agreement_aware_terms(logits, target, a, kl_logits=clf(feats.detach()))
+    assert kl_classifier.item() == pytest.approx(kl_features.item()) and kl_classifier.item() > 5
+    kl_classifier.backward()
+    assert feats.grad is None and clf.weight.grad.abs().sum() > 0
+    ce_with_agreement, _ = agreement_aware_terms(clf(feats), target, torch.tensor([1.0]), kl_logits=clf(feats.detach()))
+    ce_with_agreement.backward()
+    assert feats.grad is not None
+
+
+def test_smoothing_ramp_hand_values():
+    assert [smoothing_ramp(step, 4) for step in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert smoothing_ramp(0, 0) == 1.0  # no ramp
+
+
+def test_psc_kl_ramps_in_after_each_classifier_reset():
+    """KL_RAMP_ITERS 2: the confident classifier's KL weighs 0, then 1/2, then all of it, and
+    again 0 after the next clustering resets the classifiers."""
+    loss = PSCLoss(k=2, score="jaccard", ls_start_epoch=0, kl_ramp_iters=2, knn_backend="torch")
+    state = SimpleNamespace(features={"global": torch.randn(6, 4), "parts": torch.randn(6, 2, 4)},
+                            clustered=np.arange(6), epoch=0, metrics={})
+    loss.on_pseudo_labels(state)
+    outputs = {"logits": torch.tensor([[5.0, 0.0]]), "part_logits": [torch.tensor([[20.0, 0.0]])] * 2}
+    batch = {"targets": torch.tensor([0]), "index": torch.tensor([0])}
+    full = PSCLoss(k=2, score="jaccard", ls_start_epoch=0, knn_backend="torch")
+    full.agreement = loss.agreement
+    kl_full = full(outputs, batch)["part_kl"].item()
+    assert kl_full > 1
+    assert [loss(outputs, batch)["part_kl"].item() for _ in range(3)] == pytest.approx([0.0, kl_full / 2, kl_full])
+    state.epoch = 1
+    loss.on_pseudo_labels(state)
+    assert loss(outputs, batch)["part_kl"].item() == 0.0
 
 
 def test_psc_loss_logs_its_terms_and_they_sum_to_the_loss():

@@ -81,6 +81,12 @@ def add_pisl_config(cfg):
     # Part classifiers' logits: 0 = the reference's (BN-neck feature . unit centroid rows, whose
     # scale is the feature norm); s > 0 = s * cosine. See docs/deviations.md.
     cfg.PISL.PSC.PART_LOGIT_SCALE = 10.0
+    # What the smoothing's KL(uniform || p) trains: features (the paper: the part features and
+    # classifiers) | classifier (the part classifiers only: their logits on detached features).
+    cfg.PISL.PSC.KL_GRADIENT = "features"
+    # Iterations over which the KL's weight ramps from 0 to 1 after each epoch's classifier
+    # reset, when the reset classifiers are most confident and the KL largest. 0: no ramp.
+    cfg.PISL.PSC.KL_RAMP_ITERS = 0
 
     # PartBoxHook: pictures of the part boxes on test images, in OUTPUT_DIR/part_boxes/.
     cfg.PISL.BOX_PICTURE = CN()
@@ -142,6 +148,9 @@ def check_pisl_config(cfg):
                         f"PISL.DIFFUSION.WEIGHT_DECAY ({p.DIFFUSION.WEIGHT_DECAY}) at least 0")
     if p.PSC.PART_LOGIT_SCALE < 0:
         problems.append(f"PISL.PSC.PART_LOGIT_SCALE is {p.PSC.PART_LOGIT_SCALE}: use 0 (plain logits) or a positive scale")
+    if p.PSC.KL_GRADIENT not in ("features", "classifier") or p.PSC.KL_RAMP_ITERS < 0:
+        problems.append(f"PISL.PSC.KL_GRADIENT is '{p.PSC.KL_GRADIENT}' and KL_RAMP_ITERS {p.PSC.KL_RAMP_ITERS}: "
+                        "use features or classifier, and 0 (no ramp) or more iterations")
     if p.PSC.K < 1:
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
     if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):

@@ -1,5 +1,6 @@
 """PISL's registered losses: PSC, camera contrast and SCD (docs/method.md)."""
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
@@ -26,14 +27,26 @@ def refined_targets(targets, part_logits, agreement, lam):
     return lam * onehot + (1 - lam) * ensemble
 
 
-def agreement_aware_terms(logits, targets, agreement):
+def agreement_aware_terms(logits, targets, agreement, kl_logits=None, kl_weight=1.0):
     """The two terms of agreement-aware smoothing: mean_i a_i CE(z_i, y_i) and
-    mean_i (1 - a_i) KL(u || softmax(z_i))."""
+    kl_weight mean_i (1 - a_i) KL(u || softmax(z'_i)), z' = ``kl_logits`` (default: the same
+    logits; the part classifier applied to detached features, to keep the KL's gradient off
+    the features)."""
     log_probs = F.log_softmax(logits, dim=1)
     ce = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+    kl_log_probs = log_probs if kl_logits is None else F.log_softmax(kl_logits, dim=1)
     c = logits.shape[1]
-    kl_uniform = (-torch.log(torch.tensor(float(c))) - log_probs).sum(1) / c
-    return (agreement * ce).mean(), ((1 - agreement) * kl_uniform).mean()
+    kl_uniform = (-math.log(c) - kl_log_probs).sum(1) / c
+    return (agreement * ce).mean(), kl_weight * ((1 - agreement) * kl_uniform).mean()
+
+
+def smoothing_ramp(step, ramp_iters):
+    """The weight of agreement-aware smoothing's KL term at the ``step``-th iteration (0 first)
+    after a classifier reset: linear from 0 to 1 over ``ramp_iters`` iterations (0: always 1).
+    Right after a reset the classifiers are set to the cluster centroids and are confident,
+    which is when the KL to uniform is largest and pushes each part feature hardest away from
+    its own centroid (docs/pisl_cuhk01.md)."""
+    return 1.0 if ramp_iters <= 0 else min(1.0, step / ramp_iters)
 
 
 def agreement_aware_smoothing(logits, targets, agreement):
@@ -104,22 +117,25 @@ class PSCLoss(ReidLoss):
     ``ls_start_epoch``). The agreement scores are recomputed every epoch from the clustering
     features (``on_pseudo_labels``) and looked up by the batch's ``index``."""
 
-    def __init__(self, k=20, score="mmd", lam=0.5, ls_start_epoch=5, epsilon=0.1, scale=1.0, knn_backend="auto"):
+    def __init__(self, k=20, score="mmd", lam=0.5, ls_start_epoch=5, epsilon=0.1, scale=1.0, knn_backend="auto",
+                 kl_gradient="features", kl_ramp_iters=0):
         super().__init__()
         self.k, self.score, self.lam, self.ls_start_epoch = k, score, lam, ls_start_epoch
         self.epsilon, self.scale, self.knn_backend = epsilon, scale, knn_backend
-        self.epoch = 0
+        self.kl_gradient, self.kl_ramp_iters = kl_gradient, kl_ramp_iters
+        self.epoch, self.step = 0, 0  # the step counts the iterations since the classifiers' reset
         self.register_buffer("agreement", torch.zeros(0, 0))
 
     @classmethod
     def from_config(cls, cfg):
         p = cfg.PISL.PSC
-        return cls(p.K, p.SCORE, p.REFINE_LAMBDA, p.LS_START_EPOCH, p.EPSILON, p.SCALE, cfg.CLUSTER.KNN_BACKEND)
+        return cls(p.K, p.SCORE, p.REFINE_LAMBDA, p.LS_START_EPOCH, p.EPSILON, p.SCALE, cfg.CLUSTER.KNN_BACKEND,
+                   p.KL_GRADIENT, p.KL_RAMP_ITERS)
 
     def on_pseudo_labels(self, state):
         scores = consistency_scores(state.features["global"], state.features["parts"], self.k, self.score, self.knn_backend)
         self.agreement = scores[torch.as_tensor(state.clustered)].to(self.agreement.device)
-        self.epoch = state.epoch
+        self.epoch, self.step = state.epoch, 0
         # The mean agreement weights the smoothing's CE (and 1 minus it, its KL to uniform).
         state.metrics.update({f"PSCLoss/agreement_mean/p{p}": a.item() for p, a in enumerate(self.agreement.mean(0))})
         table = tabulate(agreement_summary(scores), headers=["part", "p10", "p50", "p90", "std", "weight spread"],
@@ -129,16 +145,23 @@ class PSCLoss(ReidLoss):
     def forward(self, outputs, batch):
         """Three logged terms: ``global`` (label-refined CE), ``part_ce`` and ``part_kl`` (their
         mean over parts: the agreement-weighted CE and uniform-KL of the smoothing, or the plain
-        label-smoothing CE and 0 before ``ls_start_epoch``)."""
+        label-smoothing CE and 0 before ``ls_start_epoch``). ``kl_gradient`` "classifier" takes
+        the KL on ``part_logits_detached`` (the classifiers on detached part features: the
+        KL trains the classifiers only); ``kl_ramp_iters`` ramps its weight in after each reset
+        (``smoothing_ramp``)."""
         targets = batch["targets"].to(outputs["logits"].device)
         agreement = self.agreement[batch["index"].to(self.agreement.device)]
         global_loss = soft_target_cross_entropy(outputs["logits"], refined_targets(targets, outputs["part_logits"], agreement, self.lam))
         if self.epoch >= self.ls_start_epoch:
-            terms = [agreement_aware_terms(z, targets, agreement[:, p]) for p, z in enumerate(outputs["part_logits"])]
+            kl_logits = outputs["part_logits_detached"] if self.kl_gradient == "classifier" else [None] * len(outputs["part_logits"])
+            ramp = smoothing_ramp(self.step, self.kl_ramp_iters)
+            terms = [agreement_aware_terms(z, targets, agreement[:, p], kl_logits[p], ramp)
+                     for p, z in enumerate(outputs["part_logits"])]
         else:
             zero = global_loss.new_zeros(())
             terms = [(cross_entropy_label_smooth(z, targets, self.epsilon), zero) for z in outputs["part_logits"]]
         part_ce, part_kl = (torch.stack(t).mean() for t in zip(*terms))
+        self.step += 1
         return {"global": self.scale * global_loss, "part_ce": self.scale * part_ce, "part_kl": self.scale * part_kl}
 
 

@@ -27,9 +27,9 @@ class PISL(Baseline):
     """
 
     def __init__(self, backbone, heads, losses, pixel_mean, pixel_std, part_generator, num_parts, test_with_parts=False,
-                 evaluate_both=True, part_logit_scale=0.0, num_classes=1):
+                 evaluate_both=True, part_logit_scale=0.0, num_classes=1, detached_part_logits=False):
         super().__init__(backbone, heads, losses, pixel_mean, pixel_std)
-        self.evaluate_both = evaluate_both
+        self.evaluate_both, self.detached_part_logits = evaluate_both, detached_part_logits
         c = backbone.out_channels
         self.part_generator = part_generator
         self.part_necks = nn.ModuleList(BNNeck(c) for _ in range(num_parts))
@@ -45,7 +45,7 @@ class PISL(Baseline):
         generator = PART_GENERATOR_REGISTRY.get(cfg.PISL.PART_GENERATOR).from_config(cfg, base.backbone.out_channels)
         return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
                    cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH, cfg.PISL.PSC.PART_LOGIT_SCALE,
-                   classes)
+                   classes, cfg.PISL.PSC.KL_GRADIENT == "classifier")
 
     def param_groups(self, cfg):
         """Optimizer groups: the part generator (STN and denoiser) with its own weight decay
@@ -67,6 +67,9 @@ class PISL(Baseline):
         outputs.update(generated)
         outputs["part_features"] = self._part_necks(parts)
         outputs["part_logits"] = [clf(f) for clf, f in zip(self.part_classifiers, outputs["part_features"].unbind(1))]
+        if self.detached_part_logits:  # PSC's KL to uniform on these trains the classifiers only
+            outputs["part_logits_detached"] = [clf(f.detach()) for clf, f in
+                                               zip(self.part_classifiers, outputs["part_features"].unbind(1))]
         return compute_losses(self.losses, outputs, batch)
 
     def part_features(self, fmap, global_feature):

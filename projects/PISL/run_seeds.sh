@@ -81,6 +81,13 @@ row() {
     # is plain label smoothing throughout, with the reference's logits).
     *_psc_reference) row "${1%_psc_reference}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 0.0 ;;
     *_psc_cosine) row "${1%_psc_cosine}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 10.0 ;;
+    # Issue 34's designs on _psc_cosine: the KL to uniform trains the part classifiers only, or
+    # its weight ramps in over the first half epoch (25 of 50 iterations) after each reset.
+    *_psc_classifier) row "${1%_psc_classifier}_psc_cosine"; printf '%s\n' PISL.PSC.KL_GRADIENT classifier ;;
+    *_psc_ramp) row "${1%_psc_ramp}_psc_cosine"; printf '%s\n' PISL.PSC.KL_RAMP_ITERS 25 ;;
+    # 4x longer epochs (200 iterations; the LR drop stays at the same epoch), nearer the
+    # reference's and PPLR's 400 iterations after each classifier reset.
+    *_long) row "${1%_long}"; printf '%s\n' SOLVER.ITERS_PER_EPOCH 200 ;;
     # Issue 20's second distinct-parts design: the overlap penalty on neighbouring part boxes.
     *_overlap) row "${1%_overlap}"; printf '%s\n' PISL.SCD.W_OVERLAP 10.0 ;;
     # Issue 20's third design: boxes as offsets from each image's person-aligned stripes, and
