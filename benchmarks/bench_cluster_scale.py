@@ -144,11 +144,14 @@ def run_one(args):
     start = time.perf_counter()
     knn_result = knn_graph(feats, K1, **options)
     knn_s = time.perf_counter() - start
+    # The peak so far (features, generator, k-NN): what the Jaccard step's budget does not cover.
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
     result = cluster_features(feats, EPS, K1, K2, knn_result=knn_result, memory_gb=args.memory_gb)
     labels = result.labels
     out = {"features": args.features, "N": args.size, "dim": args.dim, "method": args.method, "knn s": knn_s,
            **{f"{k} s": v for k, v in result.seconds.items()},
            "total s": knn_s + sum(result.seconds.values()), "peak RSS GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+           "peak RSS before clustering GiB": before,
            "clusters": int(labels.max()) + 1, "ARI vs true ids": adjusted_rand_score(true_ids[labels >= 0], labels[labels >= 0])
            if (labels >= 0).any() else float("nan")}
     out["recall@30"] = 1.0 if method == "exact" else recall_at_k(feats, knn_result[1], args.recall_queries, args.seed)

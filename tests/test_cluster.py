@@ -11,7 +11,8 @@ from sklearn.cluster import DBSCAN
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
                           compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_hnsw, knn_pca, knn_self,
                           knn_torch, per_camera_standardised)
-from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, _sums_above, expanded_sets,
+from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, _sums_above, encoding_bytes,
+                                 expanded_sets,
                                   jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
 from pisl.evaluation.rerank import BYTES_PER_RANKED_PAIR, ReRankedDistances
 
@@ -234,8 +235,17 @@ def test_jaccard_in_blocks_equals_one_block_to_the_bit():
     per_row = np.bincount(cols.rows, weights=cols.meetings(0)[1])
     budget = 8 * BYTES_PER_MEETING * per_row.mean()  # a few rows' meetings: dozens of blocks
     assert len(list(row_blocks(per_row, 0, len(per_row), budget, "KEY"))) > 20
-    blocked = jaccard_from_encoding(V, max_distance=1.0, budget_bytes=budget)
+    # The budget also holds the encodings: what they leave sizes the blocks.
+    blocked = jaccard_from_encoding(V, max_distance=1.0, budget_bytes=budget + encoding_bytes(V, cols))
     assert (whole != blocked).nnz == 0 and whole.nnz > 0
+
+
+def test_jaccard_budget_holds_the_encodings_first():
+    _, V = _encoding()
+    held = encoding_bytes(V, ColumnMajor(V))
+    assert held == pytest.approx(45 * V.nnz, rel=0.2)  # 4 + 4 (CSR), 8 + 8 + 4 + 8 + 8 (column-major) a nonzero
+    with pytest.raises(MemoryBudgetError, match=r"encodings of 300 images take .* more than CLUSTER.MEMORY_GB"):
+        jaccard_from_encoding(V, budget_bytes=held)
 
 
 def test_jaccard_memory_guard_names_the_key_on_a_hub():
@@ -248,9 +258,10 @@ def test_jaccard_memory_guard_names_the_key_on_a_hub():
     V.sort_indices()
     cols = ColumnMajor(V)
     assert np.bincount(cols.rows, weights=cols.meetings(0)[1])[0] == n  # row 0 meets all of column 0
+    held = encoding_bytes(V, cols)
     with pytest.raises(MemoryBudgetError, match=r"row 0 alone .* more than CLUSTER.MEMORY_GB"):
-        jaccard_from_encoding(V, budget_bytes=BYTES_PER_MEETING * n / 2)
-    jaccard_from_encoding(V, budget_bytes=BYTES_PER_MEETING * n)  # one row's worth is enough
+        jaccard_from_encoding(V, budget_bytes=held + BYTES_PER_MEETING * n / 2)
+    jaccard_from_encoding(V, budget_bytes=held + BYTES_PER_MEETING * n)  # the encodings and one row's worth
 
 
 def test_re_ranked_rows_read_in_blocks_equal_the_full_jaccard_block():
@@ -267,7 +278,7 @@ def test_re_ranked_rows_read_in_blocks_equal_the_full_jaccard_block():
     assert np.allclose(blocks, expected, atol=1e-5) and np.allclose(reranked[:], blocks)
     with pytest.raises(MemoryBudgetError, match="TEST.RERANK.MEMORY_GB"):
         ReRankedDistances(q, g, k1=10, k2=3, memory_gb=1e-9)[0:5]
-    # Half the budget sizes the blocks the ranking reads: 10 rows of 170 gallery pairs here.
-    budget_gb = 2 * 10 * 170 * BYTES_PER_RANKED_PAIR / 2 ** 30
+    # Half of what the encodings leave sizes the blocks the ranking reads: 10 rows of 170 gallery pairs here.
+    budget_gb = (encoding_bytes(reranked.V, reranked.columns) + 2 * 10 * 170 * BYTES_PER_RANKED_PAIR) / 2 ** 30
     assert ReRankedDistances(q, g, k1=10, k2=3, memory_gb=budget_gb).rows_per_block == 10
 

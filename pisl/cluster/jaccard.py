@@ -161,6 +161,28 @@ class ColumnMajor:
         return begin, np.maximum(self.col_end[cols] - begin, 0)
 
 
+def encoding_bytes(V, columns):
+    """Bytes that the Jaccard step holds throughout: the encoding V (CSR) and its column-major
+    copy (``ColumnMajor``), about 45 bytes per entry."""
+    arrays = (V.data, V.indices, V.indptr, columns.rows, columns.col_rows, columns.col_data, columns.col_end,
+              columns.place, columns.col_keys)
+    return sum(a.nbytes for a in arrays)
+
+
+def blocks_budget(V, columns, budget_bytes, budget_key):
+    """What ``budget_bytes`` leaves for the blocks of pair sums once the encodings are held
+    (``encoding_bytes``), so that the step's whole peak follows the budget. MemoryBudgetError
+    naming ``budget_key`` where the encodings alone fill it (they grow with N times each
+    image's neighbours; the blocks grow with how many images share them)."""
+    held = encoding_bytes(V, columns)
+    if held >= budget_bytes:
+        raise MemoryBudgetError(
+            f"the Jaccard encodings of {V.shape[0]} images take {held / 2 ** 20:.1f} MiB, more than "
+            f"{budget_key} ({budget_bytes / 2 ** 20:.1f} MiB), which must also hold the pair sums. Raise "
+            f"{budget_key} if the machine has the memory.")
+    return budget_bytes - held
+
+
 def row_blocks(meetings_per_row, start, n, budget_bytes, budget_key):
     """Consecutive blocks [a, b) of the rows start, start + 1, ... (``meetings_per_row`` holds
     theirs) whose pair sums each fit ``budget_bytes`` (and a dense buffer of 2^23 entries, 64
@@ -221,13 +243,16 @@ def jaccard_rows(V, start, stop, min_col=0, max_distance=1.0, budget_bytes=2 ** 
 
 def jaccard_from_encoding(V, max_distance=1.0, budget_bytes=2 ** 32, budget_key="CLUSTER.MEMORY_GB"):
     """d_J for every pair whose encodings share a column and whose distance is at most
-    ``max_distance``, as a symmetric sparse CSR matrix. m_ij is symmetric, so only j >= i is
+    ``max_distance``, as a symmetric sparse CSR matrix, within ``budget_bytes`` for the
+    encodings and the blocks of pair sums together (``blocks_budget``). m_ij is symmetric, so only j >= i is
     computed (``jaccard_rows``) and mirrored; time and memory grow with the number of entry
     meetings, about N x (nonzeros per row) x (per column) / 2, not with N^2."""
     V = V.tocsr()
     V.sort_indices()
     n = V.shape[0]
-    blocks = list(jaccard_rows(V, 0, n, 0, max_distance, budget_bytes, budget_key))
+    columns = ColumnMajor(V)
+    budget_bytes = blocks_budget(V, columns, budget_bytes, budget_key)
+    blocks = list(jaccard_rows(V, 0, n, 0, max_distance, budget_bytes, budget_key, columns))
     r, c, d = (np.concatenate(x) for x in zip(*blocks)) if blocks else (np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.float32),)
     off = r != c
     return sp.csr_matrix((np.concatenate([d, d[off]]), (np.concatenate([r, c[off]]), np.concatenate([c, r[off]]))),

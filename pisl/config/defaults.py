@@ -128,8 +128,9 @@ _C.TEST.RERANK.ENABLED = False  # k-reciprocal re-ranking of the query-gallery d
 _C.TEST.RERANK.K1 = 20  # re-ranking's k1 (k-reciprocal neighbours)
 _C.TEST.RERANK.K2 = 6  # re-ranking's k2 (neighbours of the local query expansion)
 _C.TEST.RERANK.LAMBDA = 0.3  # weight of the original distance against the Jaccard distance
-# Memory of re-ranking, in GiB: half for the Jaccard pair sums (a query row that cannot fit
-# alone stops the evaluation with this key's name), half for the blocks of query rows ranked.
+# Memory of re-ranking, in GiB: first the k-reciprocal encodings, then half of what they leave
+# for the Jaccard pair sums and half for the blocks of query rows ranked (encodings or a query
+# row that cannot fit stop the evaluation with this key's name).
 _C.TEST.RERANK.MEMORY_GB = 4.0
 # Query rows per chunk when ranking the gallery (at most; fewer for a large gallery, so that a
 # chunk holds at most 2^25 query-gallery pairs, about 1.3 GB): bounds memory at MSMT17 size.
@@ -159,9 +160,10 @@ _C.CLUSTER.KNN.EXACT_BELOW = 50000  # auto: the exact search below this many tra
 _C.CLUSTER.KNN.PCA_DIM = 128  # pca, hnsw: principal directions of the candidate search
 _C.CLUSTER.KNN.REFINE = 2  # pca, hnsw: candidates per image, in multiples of K1, re-ranked with the full features
 _C.CLUSTER.KNN.EF_SEARCH = 192  # hnsw: rows kept in the search's frontier (more: higher recall, slower)
-# Memory for the Jaccard distance's pair sums, in GiB: the rows go in blocks that fit it, so
-# the peak follows this budget and not how many images share neighbours; a row that cannot fit
-# alone stops the run (exit 1) with this key's name, before the memory runs out.
+# Memory of the Jaccard distance, in GiB: the k-reciprocal encodings, then the pair sums, whose
+# rows go in blocks that fit what the encodings leave, so the step's peak follows this budget
+# and not how many images share neighbours; encodings or a row that cannot fit stop the run
+# (exit 1) with this key's name, before the memory runs out.
 _C.CLUSTER.MEMORY_GB = 4.0
 _C.CLUSTER.SAMPLER = "CameraAwareSampler"  # sampler of the pseudo-labelled loader (DATALOADER.SAMPLER's names)
 # Stop (cleanly) after this many consecutive epochs with fewer than 2 clusters; 0 = never.

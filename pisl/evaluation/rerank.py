@@ -7,7 +7,7 @@ import ctypes.util
 import numpy as np
 import torch
 
-from ..cluster.jaccard import ColumnMajor, jaccard_encoding, jaccard_rows
+from ..cluster.jaccard import ColumnMajor, blocks_budget, jaccard_encoding, jaccard_rows
 from .metrics import pairwise_distance
 
 
@@ -36,17 +36,18 @@ class ReRankedDistances:
     """(1 - lam) * Jaccard + lam * original squared distance, query x gallery, computed when
     rows are read: ``distances[a:b]`` is the b - a queries' rows (a NumPy array). The
     k-reciprocal encodings of query + gallery are built once; each block of query rows then
-    costs only its own pair sums. ``memory_gb`` (``TEST.RERANK.MEMORY_GB``) is shared: half
-    for the pair sums (``MemoryBudgetError``, naming the key, where one query row alone
-    exceeds it), half for the blocks of ``rows_per_block`` rows that the ranking reads."""
+    costs only its own pair sums. ``memory_gb`` (``TEST.RERANK.MEMORY_GB``) holds the encodings
+    (``blocks_budget``), and what they leave is shared: half for the pair sums
+    (``MemoryBudgetError``, naming the key, where one query row alone exceeds it), half for the
+    blocks of ``rows_per_block`` rows that the ranking reads."""
 
     def __init__(self, query_feats, gallery_feats, k1=20, k2=6, lam=0.3, memory_gb=4.0, metric="euclidean"):
         self.query, self.gallery = query_feats.float(), gallery_feats.float()
         self.num_query, self.lam, self.metric = len(query_feats), lam, metric
-        self.budget_bytes = memory_gb * 2 ** 30 / 2
-        self.rows_per_block = max(1, int(self.budget_bytes // (len(gallery_feats) * BYTES_PER_RANKED_PAIR)))
         self.V = jaccard_encoding(torch.cat([self.query, self.gallery]), k1, k2)
         self.columns = ColumnMajor(self.V)
+        self.budget_bytes = blocks_budget(self.V, self.columns, memory_gb * 2 ** 30, "TEST.RERANK.MEMORY_GB") / 2
+        self.rows_per_block = max(1, int(self.budget_bytes // (len(gallery_feats) * BYTES_PER_RANKED_PAIR)))
 
     def __getitem__(self, rows):
         if not isinstance(rows, slice) or rows.step not in (None, 1):
