@@ -88,28 +88,28 @@ def test_one_person_at_two_heights_gives_boxes_shifted_by_the_same_amount(condit
 
 
 def test_share_barrier_hand_case_and_its_gradient_at_the_floor():
-    """Shares 1:4:1:1:1 of 8 over margin, 3 parts, margin: the parts' shares x 5 are 2.5, 0.625 and
-    0.625, so the barrier is -(log 2.5 + 2 log 0.625) / 3; equal shares give 0. A part squeezed to
-    its floor (logit -10, share 1.1e-5) still gets a gradient of share - 1/3 to its logit,
-    where the softmax's own slope g (1 - g) is 1.1e-5."""
+    """Shares 1:4:1:1:1 of 8 over margin, 3 parts, margin: times 5 cells they are 0.625, 2.5 and
+    three 0.625, so the barrier is -(log 2.5 + 4 log 0.625) / 5; equal shares give 0. A part
+    squeezed to its floor (logit -10, share 1.1e-5) still gets a gradient of share - 1/5 to its
+    logit, where the softmax's own slope g (1 - g) is 1.1e-5; so does a closed margin."""
     logits = torch.log(torch.tensor([[1.0, 4, 1, 1, 1]]))
-    expected = -(math.log(2.5) + 2 * math.log(0.625)) / 3
-    assert share_barrier(logits, 3).item() == pytest.approx(expected, abs=1e-6)
-    assert share_barrier(torch.zeros(2, 5), 3).item() == pytest.approx(0.0, abs=1e-6)
-    squeezed = torch.tensor([[0.0, 0, -10, 0, 0]], dtype=torch.float64, requires_grad=True)
-    share_barrier(squeezed, 3).backward()
+    expected = -(math.log(2.5) + 4 * math.log(0.625)) / 5
+    assert share_barrier(logits).item() == pytest.approx(expected, abs=1e-6)
+    assert share_barrier(torch.zeros(2, 5)).item() == pytest.approx(0.0, abs=1e-6)
     share = math.exp(-10) / (4 + math.exp(-10))
-    assert squeezed.grad[0, 2].item() == pytest.approx(share - 1 / 3, rel=1e-9)
-    # The margins are free: an image whose person touches the top edge costs nothing more.
-    assert share_barrier(torch.tensor([[-10.0, 0, 0, 0, 0]]), 3) < share_barrier(torch.zeros(1, 5), 3)
+    for cell in (2, 0):  # the middle part, the top margin
+        squeezed = torch.zeros(1, 5, dtype=torch.float64)
+        squeezed[0, cell] = -10
+        squeezed.requires_grad_(True)
+        share_barrier(squeezed).backward()
+        assert squeezed.grad[0, cell].item() == pytest.approx(share - 1 / 5, rel=1e-9)
 
 
 def test_partition_generator_reports_the_share_barrier_as_its_saturation():
     torch.manual_seed(0)
     gen = DiffusionSTNParts(8, 3, stn_channels=16, timesteps=10, boxes="partition").train()
     out = gen(torch.rand(4, 8, 4, 2), torch.randn(4, 8))
-    # Stripes with margins of 0.03: each part has about 0.3 of the free height, above the equal 0.2.
-    assert out["saturation"].item() < 0
+    assert out["saturation"].item() > 0  # the stripe prior's margins of 0.03 are far below an equal share
     out["saturation"].backward()
     assert gen.denoiser.net[-1].bias.grad.abs().sum() > 0  # the barrier trains the denoiser's correction
 

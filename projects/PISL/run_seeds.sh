@@ -101,7 +101,7 @@ row() {
     *_affine) row "${1%_affine}"; printf '%s\n' PISL.DIFFUSION.BOXES affine ;;
     *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
     # The partition's share barrier at a tenth of that (SCD's scale 0.1: 0.1 a unit of barrier),
-    # to keep the middle part off its height floor without fixing the shares.
+    # to keep every cell (parts and margins) off zero without fixing the shares.
     *_barrier) row "${1%_barrier}"; printf '%s\n' PISL.SCD.W_BOUND 1.0 ;;
     # Half the default room for the heights and centres (a quarter of a stripe each way).
     *_tight) row "${1%_tight}"; printf '%s\n' PISL.DIFFUSION.BOX_LIMITS "[0.25, 0.1, 0.25, 0.1, 0.25, 0.25]" ;;
