@@ -244,9 +244,9 @@ def jaccard_rows(V, start, stop, min_col=0, max_distance=1.0, budget_bytes=2 ** 
 def jaccard_from_encoding(V, max_distance=1.0, budget_bytes=2 ** 32, budget_key="CLUSTER.MEMORY_GB"):
     """d_J for every pair whose encodings share a column and whose distance is at most
     ``max_distance``, as a symmetric sparse CSR matrix, within ``budget_bytes`` for the
-    encodings and the blocks of pair sums together (``blocks_budget``). m_ij is symmetric, so only j >= i is
-    computed (``jaccard_rows``) and mirrored; time and memory grow with the number of entry
-    meetings, about N x (nonzeros per row) x (per column) / 2, not with N^2."""
+    encodings and the blocks of pair sums together (``blocks_budget``). m_ij is symmetric, so
+    only j >= i is computed (``jaccard_rows``) and mirrored; time and memory grow with the
+    number of entry meetings, about N x (nonzeros per row) x (per column) / 2, not with N^2."""
     V = V.tocsr()
     V.sort_indices()
     n = V.shape[0]

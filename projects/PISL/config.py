@@ -110,8 +110,8 @@ def add_pisl_config(cfg):
     # Weight of the penalty that keeps the boxes off their bounds, on the STN's boxes and the
     # denoiser's: affine boxes, offsets more than one BOX_LIMIT deep in the bound's tanh
     # (part_generators.saturation; tried at 10 on CUHK03-NP: no gain, boxes still the same for
-    # every image; docs/pisl_cuhk03np.md); partition boxes, a log barrier on each part's share of
-    # the height (part_generators.share_barrier). 0: off.
+    # every image; docs/pisl_cuhk03np.md); partition boxes, KL(uniform || shares) of the cells
+    # (part_generators.share_barrier), which keeps every part and margin off zero. 0: off.
     cfg.PISL.SCD.W_BOUND = 0.0
     # Weight of the mean IoU of neighbouring parts' patch boxes (part_generators.part_overlap),
     # a diversity penalty that keeps the parts on different regions. 0: off.
