@@ -43,7 +43,8 @@ def test_gradients_reach_stn_and_denoiser():
     batch = {"images": images, "targets": torch.tensor(labels), "camids": torch.tensor(cams), "index": torch.arange(8)}
     losses = model(batch)
     assert set(losses) == {"PSCLoss/global", "PSCLoss/part_ce", "PSCLoss/part_kl", "SoftTripletLoss",
-                           "CameraContrastLoss", "SCDLoss/noise", "SCDLoss/consistency", "SCDLoss/contrast"}
+                           "CameraContrastLoss", "SCDLoss/noise", "SCDLoss/consistency", "SCDLoss/contrast",
+                           "SCDLoss/bound"}  # the partition's share barrier, on by default
     sum(losses.values()).backward()
     gen = model.part_generator
     for name, param in [("stn last fc", gen.stn.features[-1].weight), ("stn last fc bias", gen.stn.features[-1].bias),

@@ -101,8 +101,11 @@ row() {
     *_affine) row "${1%_affine}"; printf '%s\n' PISL.DIFFUSION.BOXES affine ;;
     *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
     # The partition's share barrier at a tenth of that (SCD's scale 0.1: 0.1 a unit of barrier),
-    # to keep every cell (parts and margins) off zero without fixing the shares.
+    # to keep every cell (parts and margins) off zero without fixing the shares: the default
+    # since it was measured (recorded as pisl_barrier), so _unbarred turns it off; the
+    # pisl_person_rows records ran without it, as pisl_unbarred does now.
     *_barrier) row "${1%_barrier}"; printf '%s\n' PISL.SCD.W_BOUND 1.0 ;;
+    *_unbarred) row "${1%_unbarred}"; printf '%s\n' PISL.SCD.W_BOUND 0.0 ;;
     # Half the default room for the heights and centres (a quarter of a stripe each way).
     *_tight) row "${1%_tight}"; printf '%s\n' PISL.DIFFUSION.BOX_LIMITS "[0.25, 0.1, 0.25, 0.1, 0.25, 0.25]" ;;
     *) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
