@@ -66,10 +66,10 @@ class PISL(Baseline):
         parts = generated.pop("parts")
         outputs.update(generated)
         outputs["part_features"] = self._part_necks(parts)
-        outputs["part_logits"] = [clf(f) for clf, f in zip(self.part_classifiers, outputs["part_features"].unbind(1))]
+        per_part = list(zip(self.part_classifiers, outputs["part_features"].unbind(1)))
+        outputs["part_logits"] = [clf(f) for clf, f in per_part]
         if self.detached_part_logits:  # PSC's KL to uniform on these trains the classifiers only
-            outputs["part_logits_detached"] = [clf(f.detach()) for clf, f in
-                                               zip(self.part_classifiers, outputs["part_features"].unbind(1))]
+            outputs["part_logits_detached"] = [clf(f.detach()) for clf, f in per_part]
         return compute_losses(self.losses, outputs, batch)
 
     def part_features(self, fmap, global_feature):
