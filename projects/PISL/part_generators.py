@@ -372,8 +372,8 @@ class AffineBoxes(nn.Module):
         """The part features: a stripe-sized grid sampled in each box and averaged (``cut_patches``)."""
         return cut_patches(feature_map, params.view(-1, self.num_parts, 2, 3))
 
-    def saturation(self, params, offsets):
-        return saturation(offsets, self.limits)  # the bound is on the offsets from the anchors
+    def saturation(self, offsets, prior):
+        return saturation(offsets, self.limits)  # the bound is on the offsets, whatever the prior
 
     def depth(self, offsets):
         return bound_depth(offsets, self.limits).mean(0)
@@ -438,9 +438,11 @@ class PartitionBoxes(nn.Module):
         the part's height."""
         return band_patches(feature_map, *self.bands(params))
 
-    def saturation(self, params, offsets):
-        """``share_barrier`` of the parameters themselves (the logits)."""
-        return share_barrier(params)
+    def saturation(self, offsets, prior):
+        """``share_barrier`` of the parameters (prior + offsets). Computed apart from theta and
+        x0_hat on purpose: routing its gradient through them changes the order in which float
+        gradients add up, and the recorded runs' clusters with it."""
+        return share_barrier(prior + offsets)
 
     def depth(self, offsets):
         return None
@@ -606,7 +608,7 @@ class DiffusionSTNParts(nn.Module):
             patch_params = torch.where(from_stn, theta, x0_hat)
         return {"parts": self._patches(feature_map, patch_params), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t),
-                "saturation": self.boxes.saturation(theta, stn_offset) + self.boxes.saturation(x0_hat, correction),
+                "saturation": self.boxes.saturation(stn_offset, prior) + self.boxes.saturation(correction, prior),
                 "overlap": part_overlap(self.boxes.thetas(patch_params).view(-1, self.num_parts, 6))}
 
     @torch.no_grad()
