@@ -9,7 +9,7 @@ from PIL import Image
 from pisl.config import ConfigError, get_cfg, load_config
 from pisl.data import Misalignment, build_train_loader, image_dataset
 from pisl.data.datasets import Synthetic
-from pisl.data.misalign import misalign_image
+from pisl.data.misalign import misalign_image, misaligned_heights
 
 from conftest import REPO
 
@@ -26,6 +26,20 @@ def test_misalign_image_moves_a_row_where_the_formula_says():
     assert (out[47:94, 20] != 9).all()
     shifted = np.asarray(misalign_image(Image.fromarray(pixels), -0.1, 1.0, 0.0, (0, 0, 0)))
     assert shifted[:, 20, 0].argmax() == 10
+
+
+def test_misaligned_heights_are_where_misalign_image_puts_the_rows():
+    """Hand case: 0.5 + 0.5 (0.205 - 0.5) + 0.2 = 0.5525 (the white row of the test above), the
+    crop's top and bottom to 0.45 and 0.95; with shift -0.15 and scale 1.05, 0.205 goes to
+    0.04025 and the top to 0.5 + 1.05 (0 - 0.5) - 0.15 = -0.175, clipped to 0. Then, for several shifts and
+    scales, the row the image transform moves a white row to is the one the formula gives."""
+    assert np.allclose(misaligned_heights([0.205, 0.0, 1.0], [[0.2], [-0.15]], [[0.5], [1.05]]),
+                       [[0.5525, 0.45, 0.95], [0.04025, 0.0, 0.875]])
+    pixels = np.zeros((100, 40, 3), np.uint8)
+    pixels[30] = 255  # relative height 0.305 at the row's centre
+    for shift, scale in ((0.1, 0.8), (-0.12, 1.05), (0.0, 0.9)):
+        out = np.asarray(misalign_image(Image.fromarray(pixels), shift, scale, 0.0, (0, 0, 0)))
+        assert abs(out[:, 20, 0].argmax() + 0.5 - 100 * misaligned_heights(0.305, shift, scale)) <= 1
 
 
 def test_misalignment_is_drawn_from_the_file_name_alone():

@@ -116,6 +116,27 @@ def test_probe_condition_tool_fits_the_applied_shift(pisl_run, synthetic_root):
     assert set(rows) == {"global feature", "row profile", "both"} and "|      4 |" in rows["row profile"]
 
 
+def test_follow_ceiling_tool_evaluates_own_fixed_and_following_parts(pisl_run, synthetic_root):
+    out = _pisl_tool("follow_ceiling.py", pisl_run, synthetic_root)
+    table = out.split("that follow the applied misalignment:")[1]
+    maps = {line.split("|")[1].strip(): float(line.split("|")[2]) for line in table.splitlines()
+            if line.startswith("| ") and "mAP" not in line}
+    assert set(maps) == {"global", "global+own", "global+fixed", "global+following", "own parts", "fixed parts",
+                         "following parts"}
+    # The model's own parts are what its evaluation tests with: the same mAP as the recorded
+    # global+parts of a misaligned evaluation of the same weights.
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file",
+                           os.path.join(REPO, PISL_DEMO), "--eval-only", "MODEL.WEIGHTS", str(pisl_run / "model_final.pth"),
+                           "DATASETS.ROOT", synthetic_root, "MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", "0",
+                           "INPUT.MISALIGN.ENABLED", "True", "OUTPUT_DIR", str(pisl_run / "eval_misaligned")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((pisl_run / "eval_misaligned" / "eval_results.json").read_text())
+    recorded = {key.split("/")[-1]: value["mAP"] for key, value in results.items()}
+    assert abs(maps["global"] - recorded["Synthetic"]) < 0.01
+    assert abs(maps["global+own"] - recorded["global+parts"]) < 0.01
+
+
 def test_metrics_file_is_jsonl_and_the_old_name_is_still_read(tmp_path):
     from pisl.engine.hooks import metrics_file
 

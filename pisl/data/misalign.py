@@ -26,6 +26,14 @@ def misalign_image(img, shift, scale, offset, fill):
     return img.transform((w, h), Image.AFFINE, matrix, resample=Image.BILINEAR, fillcolor=fill)
 
 
+def misaligned_heights(heights, shift, scale):
+    """Where points at relative ``heights`` of the aligned crop (0 top, 1 bottom) land once
+    ``misalign_image`` has scaled and shifted it, clipped to the crop: 0.5 + scale (y - 0.5) +
+    shift. Array-like; ``shift`` and ``scale`` broadcast against ``heights`` (e.g. N x 1 against
+    N x K)."""
+    return np.clip(0.5 + np.asarray(scale) * (np.asarray(heights) - 0.5) + np.asarray(shift), 0.0, 1.0)
+
+
 class Misalignment:
     """``INPUT.MISALIGN``: vertical shift uniform in [-shift, shift] image heights, scale uniform in
     ``scale``, horizontal offset uniform in [-offset, offset] image widths. ``fill``: "mean" (each

@@ -78,9 +78,12 @@ class ReidEvaluator:
                                  "evaluation needs query and gallery images")
         self.loader = build_test_loader(cfg, self.query + self.gallery)
 
-    def evaluate(self, model):
-        feats, idx = extract_features(model, self.loader, getattr(model, "test_features", None),
-                                      desc=f"Evaluating on {self.dataset_name}", amp_dtype=amp_dtype(self.cfg))
+    def evaluate(self, model, feature_fn=None):
+        """``feature_fn(batch)`` (default: the model's ``test_features``, else its eval forward)
+        gives the named features to evaluate."""
+        feature_fn = feature_fn or getattr(model, "test_features", None)
+        feats, idx = extract_features(model, self.loader, feature_fn, desc=f"Evaluating on {self.dataset_name}",
+                                      amp_dtype=amp_dtype(self.cfg))
         names = list(feats)
         return {self.dataset_name if name == names[0] else f"{self.dataset_name}/{name}": self._rank(feats[name], idx)
                 for name in names}

@@ -1,0 +1,92 @@
+#!/usr/bin/env python
+"""What is following the person worth? A trained PISL model's part features on the first test
+set's misaligned query and gallery, pooled over three sets of bands and evaluated with the
+global feature (``global+parts``, as the model tests) and alone (``parts``):
+
+- ``own``: the model's own part boxes;
+- ``fixed``: P equal full-width bands of the crop, wherever the person stands in it;
+- ``following``: the same P bands of the aligned crop, moved and scaled by the misalignment
+  that ``INPUT.MISALIGN`` applied to each image (``misaligned_heights``): bands that follow
+  each person exactly, which no model can know; the truth used as an oracle.
+
+    python projects/PISL/tools/follow_ceiling.py --config-file RUN/config.yaml MODEL.WEIGHTS RUN/model_final.pth
+
+``following`` against ``fixed`` is what perfect following adds to this model's own features at
+test time: the most that boxes which follow the person could add over stripes without training
+the backbone differently. ``fixed`` and ``following`` use the exact band average
+(``band_patches``) through the model's part BN necks; a stripes model's ``own`` pooling
+(adaptive average pooling of the map's rows) differs from ``fixed`` where the map's rows do
+not divide into P.
+"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from tabulate import tabulate
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+
+from pisl.data import Misalignment, build_dataset  # noqa: E402
+from pisl.data.misalign import misaligned_heights  # noqa: E402
+from pisl.engine import Predictor  # noqa: E402
+from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
+from pisl.evaluation import ReidEvaluator  # noqa: E402
+from pisl.utils.logger import setup_logger  # noqa: E402
+from projects.PISL.part_generators import band_patches  # noqa: E402
+
+
+def band_features(model, fmap, top, bottom):
+    """L2-normalised part features (B x P x C) of the bands [top, bottom] (B x P each, image
+    heights), through the model's part BN necks."""
+    return F.normalize(model._part_necks(band_patches(fmap, top, bottom)), dim=2)
+
+
+def with_global(global_feature, parts):
+    return F.normalize(torch.cat([global_feature, parts.flatten(1)], dim=1), dim=1)
+
+
+def ceiling_features(model, applied, num_parts):
+    """``feature_fn`` for ``ReidEvaluator.evaluate``: global+parts and parts alone for the own,
+    fixed and following bands. ``applied``: N x 3 (shift, scale, offset) of every test item."""
+    edges = torch.linspace(0, 1, num_parts + 1)
+
+    def features(batch):
+        fmap = model.backbone(model.preprocess(batch))
+        global_feature = model.heads(fmap)
+        own, _ = model.part_features(fmap, global_feature)
+        shift, scale = (torch.as_tensor(applied[batch["index"].numpy(), k:k + 1]) for k in (0, 1))
+        moved = torch.as_tensor(misaligned_heights(edges.double(), shift, scale)).to(fmap)
+        fixed = edges.to(fmap).expand(len(fmap), -1)
+        parts = {"own": own, "fixed": band_features(model, fmap, fixed[:, :-1], fixed[:, 1:]),
+                 "following": band_features(model, fmap, moved[:, :-1], moved[:, 1:])}
+        out = {"global": global_feature}
+        out.update({f"global+{name}": with_global(global_feature, p) for name, p in parts.items()})
+        out.update({f"{name} parts": p.flatten(1) / num_parts ** 0.5 for name, p in parts.items()})
+        return out
+
+    return features
+
+
+@exit_on_bad_input
+def main():
+    parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
+    args = parser.parse_args()
+    setup_logger(None)
+    cfg = checked_config(args.config_file, [*args.opts, "INPUT.MISALIGN.ENABLED", "True"], need_weights=True)
+    model = Predictor(cfg).model
+    dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
+    evaluator = ReidEvaluator(cfg, dataset)
+    applied = Misalignment.from_config(cfg).applied([p for p, _, _ in dataset.query + dataset.gallery])
+    results = evaluator.evaluate(model, ceiling_features(model, applied, cfg.PISL.NUM_PARTS))
+    rows = [[name.split("/", 1)[-1] if "/" in name else "global", r["mAP"], r["Rank-1"]] for name, r in results.items()]
+    print(f"\n{len(applied)} misaligned {dataset.name} test crops, parts pooled over each model's own boxes, fixed "
+          f"bands, and bands that follow the applied misalignment:")
+    print(tabulate(rows, headers=["feature", "mAP", "Rank-1"], tablefmt="pipe", floatfmt=".2f"))
+
+
+if __name__ == "__main__":
+    main()
