@@ -166,20 +166,26 @@ def seeds_table(log_root, rows):
     for start, label in (("imagenet", "ImageNet start"), ("source", "source model")):
         res = load(os.path.join(log_root, start))
         if res:
-            table.append([label, 1, f"{res['mAP']:.2f}", "-", f"{res['Rank-1']:.2f}", "-", "-"] + ["-"] * len(diag_formats))
+            table.append([label, 1, f"{res['mAP']:.2f}", "-", f"{res['Rank-1']:.2f}", "-", "-", "-"]
+                         + ["-"] * len(diag_formats))
     for row in rows:
         runs = finished_runs(log_root, row)
         folders, results = list(runs), list(runs.values())
         main_res = [next(iter(r.values())) for r in results]
         parts = [m for m in map(global_parts_map, results) if m is not None]
+        # What the parts add at test time, run by run: the same model's global+parts against
+        # its global feature, a difference free of the seeds' spread.
+        gains = [global_parts_map(r) - m["mAP"] for r, m in zip(results, main_res) if global_parts_map(r) is not None]
         diags = [d for d in map(last_clustering, folders) if d]
         walls = [int(open(os.path.join(f, "wall_seconds")).read()) / 60 for f in folders
                  if os.path.isfile(os.path.join(f, "wall_seconds"))]
         late = [m for m in map(late_map, folders) if m is not None]
         table.append([row, len(results), mean_std([r["mAP"] for r in main_res]), mean_std(late),
-                      mean_std([r["Rank-1"] for r in main_res]), mean_std(parts), mean_std(walls, "{:.1f}")]
+                      mean_std([r["Rank-1"] for r in main_res]), mean_std(parts), mean_std(gains),
+                      mean_std(walls, "{:.1f}")]
                      + [mean_std([float(d[k]) for d in diags if k in d], fmt) for k, fmt in diag_formats.items()])
-    headers = (["run", "seeds", "mAP", f"mAP, last {LATE_EPOCHS} epochs", "R1", "mAP global+parts", "wall min"]
+    headers = (["run", "seeds", "mAP", f"mAP, last {LATE_EPOCHS} epochs", "R1", "mAP global+parts",
+                "global+parts - global", "wall min"]
                + [f"last: {k}" for k in diag_formats])
     print(tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True))  # keep "1.00" as written
 

@@ -31,7 +31,7 @@ def _fake_run(folder, mAP, clusters, history_in_checkpoint=False, per_epoch_maps
 def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
     runs, records = tmp_path / "logs", tmp_path / "records"
     _fake_run(runs / "seed1" / "row", 1.0, 10, history_in_checkpoint=True, per_epoch_maps=[9.0, 1.0, 2.0, 3.0])
-    _fake_run(runs / "seed2" / "row", 3.0, 20, per_epoch_maps=[4.0, 5.0, 6.0])
+    _fake_run(runs / "seed2" / "row", 3.0, 20, per_epoch_maps=[4.0, 5.0, 6.0], parts_mAP=5.0)
     for seed in ("seed1", "seed2"):
         collect_results.record(str(runs / seed / "row"), str(records / seed / "row"))
     assert not (records / "seed1" / "row" / "last_checkpoint.pth").exists()
@@ -43,9 +43,11 @@ def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
     cells = [c.strip() for c in line.strip("|").split("|")]
     # mAP 1 and 3: mean 2, sample std sqrt(2); the means of the last 3 evaluations 2 and 5:
     # 3.5 +- 2.12 (epoch 0's 9 of seed 1 left out; global+parts never counted); the last
-    # clustering's 10 and 20 clusters: 15 +- 7.07
-    assert cells[:7] == ["row", "2", "2.00 +- 1.41", "3.50 +- 2.12", "1.00 +- 0.71", "3.00 +- 1.41", "2.0 +- 0.0"]
-    assert cells[7] == "15 +- 7" and cells[-1] == "0.500 +- 0.000"
+    # clustering's 10 and 20 clusters: 15 +- 7.07; global+parts 2 and 5, each run's gain over its
+    # global mAP 1 and 2: 1.5 +- 0.71
+    assert cells[:8] == ["row", "2", "2.00 +- 1.41", "3.50 +- 2.12", "1.00 +- 0.71", "3.50 +- 2.12", "1.50 +- 0.71",
+                         "2.0 +- 0.0"]
+    assert cells[8] == "15 +- 7" and cells[-1] == "0.500 +- 0.000"
 
 
 def test_unfinished_run_is_not_recorded(tmp_path, capsys):
