@@ -22,6 +22,7 @@
 #             labels, the source model's recipe (7 epochs x 120 iterations) with the global
 #             feature only, with stripe parts, or with diffusion-STN parts
 #             (configs/cuhk03np_supervised.yml), evaluated on CUHK03-NP's test split at the end.
+#   cuhk03np_supervised_misaligned  the same on misaligned crops (INPUT.MISALIGN.ENABLED True).
 # SEEDS (default "1 2 3") and ROWS (default: the protocol's rows) choose what runs. A row is a
 # config and overrides (see row() below). The starting model (cuhk03np and cuhk03np_supervised:
 # ImageNet; cuhk01: the source model) is evaluated as is, in every invocation, and must
@@ -57,12 +58,15 @@ case $PROTOCOL in
                    MODEL.WEIGHTS "$SOURCE" MODEL.PARTIAL_LOAD True)
     if [ "$PROTOCOL" = cuhk01_misaligned ]; then PROTOCOL_ARGS+=(INPUT.MISALIGN.ENABLED True); fi
     ;;
-  cuhk03np_supervised)
+  cuhk03np_supervised|cuhk03np_supervised_misaligned)
     START=imagenet
     ROWS=${ROWS:-"supervised_global supervised_stripes supervised_pisl"}
     PAIRED_TO=${PAIRED_TO:-"supervised_global supervised_stripes"}
-    PROTOCOL_ARGS=() ;;
-  *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np, cuhk01, cuhk01_misaligned or cuhk03np_supervised" >&2; exit 2 ;;
+    PROTOCOL_ARGS=()
+    if [ "$PROTOCOL" = cuhk03np_supervised_misaligned ]; then PROTOCOL_ARGS+=(INPUT.MISALIGN.ENABLED True); fi
+    ;;
+  *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np, cuhk01, cuhk01_misaligned, cuhk03np_supervised or" \
+          "cuhk03np_supervised_misaligned" >&2; exit 2 ;;
 esac
 # row NAME: the config file, then the row's own overrides, one per line.
 row() {
