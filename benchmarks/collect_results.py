@@ -23,7 +23,8 @@ not replace seeds: on CUHK01 seeds 1-3 its paired stds were as large as the fina
 ``--terms`` prints a run's epoch means of the loss and of each term (``epoch_mean/*`` in its
 metrics) and its mAP after each evaluated epoch; PREFIX keeps the columns that start with it:
 loss terms (e.g. PSCLoss, with their sum) or other per-epoch figures (e.g. parts/at_bound,
-cluster/purity).
+cluster/purity). A quoted wildcard, e.g. ``--terms 'RECORDS/seed*/ROW' PSCLoss``, averages each
+figure over the runs it matches.
 
 ``--record`` copies what a finished run is judged by (results, per-step metrics, log, config,
 wall time, clustering history; not the checkpoints) into RECORD_DIR, small enough to commit:
@@ -232,11 +233,10 @@ def paired_table(log_root, rows, references):
     print(tabulate(table, headers=headers, tablefmt="pipe", disable_numparse=True))
 
 
-def epoch_terms(run_dir, prefix=""):
-    """Rows [epoch, loss, each term ..., (their sum,) mAP] from a run's metrics file. Without
-    PREFIX the terms are the loss terms' epoch means; with it, also the per-epoch records
-    that start with it (e.g. ``cluster/``, ``parts/``, ``PSCLoss/agreement_mean``), and the sum
-    of the selected loss terms."""
+def run_epochs(run_dir, prefix=""):
+    """({epoch: {figure: value}}, the loss terms' names) of a run's metrics file: the epoch
+    means of the loss and its terms, the mAP after each evaluated epoch, and with ``prefix``
+    the per-epoch records too (clustering, part boxes, evaluation)."""
     by_epoch, loss_terms = {}, set()
     with open(metrics_file(run_dir)) as f:
         for record in map(json.loads, f):
@@ -247,6 +247,23 @@ def epoch_terms(run_dir, prefix=""):
             row.update({"mAP": v for k, v in record.items() if k.endswith("/mAP") and k.count("/") == 1})
             if prefix and "iter" not in record:  # a per-epoch record: clustering, part boxes, evaluation
                 row.update({k: v for k, v in record.items() if "/" in k and not k.startswith("epoch_mean/")})
+    return by_epoch, loss_terms
+
+
+def epoch_terms(run_dir, prefix=""):
+    """Rows [epoch, loss, each term ..., (their sum,) mAP] from a run's metrics file. Without
+    PREFIX the terms are the loss terms' epoch means; with it, also the per-epoch records
+    that start with it (e.g. ``cluster/``, ``parts/``, ``PSCLoss/agreement_mean``), and the sum
+    of the selected loss terms. A ``run_dir`` with a wildcard (e.g. ``ROOT/seed*/ROW``, quoted)
+    gives each figure's mean over the runs it matches."""
+    runs = [run_epochs(d, prefix) for d in (sorted(glob.glob(run_dir)) if glob.has_magic(run_dir) else [run_dir])]
+    if not runs:
+        sys.exit(f"Error: no run matches {run_dir}")
+    loss_terms = set().union(*(terms for _, terms in runs))
+    by_epoch = {}
+    for epoch in sorted(set().union(*(epochs for epochs, _ in runs))):
+        figures = [epochs[epoch] for epochs, _ in runs if epoch in epochs]
+        by_epoch[epoch] = {k: float(np.mean([f[k] for f in figures if k in f])) for k in set().union(*figures)}
     names = sorted({k for row in by_epoch.values() for k in row if k not in ("mAP", "loss", "grad_norm")
                     and k.startswith(prefix)})
     summed = [k for k in names if k in loss_terms] if prefix else []
@@ -256,6 +273,8 @@ def epoch_terms(run_dir, prefix=""):
         total = [sum(row.get(k, float("nan")) for k in summed)] if summed else []
         rows.append([epoch, row.get("loss", float("nan")), *terms, *total, row.get("mAP", float("nan"))])
     headers = ["epoch", "loss", *names, *([f"{prefix} sum"] if summed else []), "mAP"]
+    if len(runs) > 1:
+        print(f"Means over the {len(runs)} runs that match {run_dir}:")
     print(tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f"))
 
 

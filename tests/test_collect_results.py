@@ -93,3 +93,18 @@ def test_epoch_terms_sum_a_loss_prefix_and_show_per_epoch_figures(tmp_path, caps
     row = [c.strip() for c in capsys.readouterr().out.splitlines()[-1].strip("|").split("|")]
     # epoch, loss, P/a, P/agreement, P/b, the sum of the loss terms P/a and P/b, mAP
     assert row == ["0", "3.000", "1.000", "0.250", "0.500", "1.500", "7.000"]
+
+
+def test_epoch_terms_of_a_wildcard_average_the_runs_epoch_by_epoch(tmp_path, capsys):
+    """Two runs: epoch 0 in both (loss 3 and 5, mAP 7 and 9: means 4 and 8), epoch 1 in the
+    first only (its own figures)."""
+    for name, records in {"seed1": [{"epoch": 0, "epoch_mean/loss": 3.0, "epoch_mean/P/a": 1.0}, {"epoch": 0, "D/mAP": 7.0},
+                                    {"epoch": 1, "epoch_mean/loss": 2.0, "epoch_mean/P/a": 0.5}, {"epoch": 1, "D/mAP": 6.0}],
+                          "seed2": [{"epoch": 0, "epoch_mean/loss": 5.0, "epoch_mean/P/a": 2.0}, {"epoch": 0, "D/mAP": 9.0}]}.items():
+        os.makedirs(tmp_path / name / "row")
+        (tmp_path / name / "row" / "metrics.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
+    collect_results.epoch_terms(str(tmp_path / "seed*" / "row"))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Means over the 2 runs")
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[-2:]]
+    assert rows == [["0", "4.000", "1.500", "8.000"], ["1", "2.000", "0.500", "6.000"]]
