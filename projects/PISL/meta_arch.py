@@ -14,6 +14,12 @@ from .part_generators import PART_GENERATOR_REGISTRY, box_metrics, box_table, pa
 logger = logging.getLogger(__name__)
 
 
+def global_with_parts(global_feature, parts):
+    """The ``global+parts`` test feature: the global feature (B x C) and the L2-normalised part
+    features (B x P x C), concatenated and L2-normalised."""
+    return F.normalize(torch.cat([global_feature, parts.flatten(1)], dim=1), dim=1)
+
+
 @META_ARCH_REGISTRY.register()
 class PISL(Baseline):
     """Global branch (Baseline's backbone + BN-neck head) plus P parts from a registered part
@@ -54,7 +60,8 @@ class PISL(Baseline):
         return [{"params": [p for p in self.parameters() if id(p) not in generator]},
                 {"params": list(self.part_generator.parameters()), "weight_decay": cfg.PISL.DIFFUSION.WEIGHT_DECAY}]
 
-    def _part_necks(self, parts):
+    def part_necks_of(self, parts):
+        """Each part's BN neck on its pooled feature (B x P x C in, B x P x C out)."""
         return torch.stack([neck(p) for neck, p in zip(self.part_necks, parts.unbind(1))], dim=1)
 
     def forward(self, batch):
@@ -65,7 +72,7 @@ class PISL(Baseline):
         generated = self.part_generator(fmap, outputs["features"])
         parts = generated.pop("parts")
         outputs.update(generated)
-        outputs["part_features"] = self._part_necks(parts)
+        outputs["part_features"] = self.part_necks_of(parts)
         per_part = list(zip(self.part_classifiers, outputs["part_features"].unbind(1)))
         outputs["part_logits"] = [clf(f) for clf, f in per_part]
         if self.detached_part_logits:  # PSC's KL to uniform on these trains the classifiers only
@@ -77,7 +84,7 @@ class PISL(Baseline):
         B x 6P, plus "anchors" (B x 6P) where the generator's boxes are offsets from anchors}."""
         generated = self.part_generator(fmap, global_feature)
         parts = generated.pop("parts")
-        return F.normalize(self._part_necks(parts), dim=2), generated
+        return F.normalize(self.part_necks_of(parts), dim=2), generated
 
     @torch.no_grad()
     def test_features(self, batch):
@@ -87,7 +94,7 @@ class PISL(Baseline):
         out = {"global": self.heads(fmap)}
         if self.test_with_parts or self.evaluate_both:
             parts, _ = self.part_features(fmap, out["global"])
-            out["global+parts"] = F.normalize(torch.cat([out["global"], parts.flatten(1)], dim=1), dim=1)
+            out["global+parts"] = global_with_parts(out["global"], parts)
         if self.test_with_parts:
             out = {"global+parts": out["global+parts"], **({"global": out["global"]} if self.evaluate_both else {})}
         return out

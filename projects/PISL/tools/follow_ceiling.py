@@ -34,17 +34,14 @@ from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.evaluation import ReidEvaluator  # noqa: E402
 from pisl.utils.logger import setup_logger  # noqa: E402
+from projects.PISL.meta_arch import global_with_parts  # noqa: E402
 from projects.PISL.part_generators import band_patches  # noqa: E402
 
 
 def band_features(model, fmap, top, bottom):
     """L2-normalised part features (B x P x C) of the bands [top, bottom] (B x P each, image
     heights), through the model's part BN necks."""
-    return F.normalize(model._part_necks(band_patches(fmap, top, bottom)), dim=2)
-
-
-def with_global(global_feature, parts):
-    return F.normalize(torch.cat([global_feature, parts.flatten(1)], dim=1), dim=1)
+    return F.normalize(model.part_necks_of(band_patches(fmap, top, bottom)), dim=2)
 
 
 def ceiling_features(model, applied, num_parts):
@@ -62,7 +59,7 @@ def ceiling_features(model, applied, num_parts):
         parts = {"own": own, "fixed": band_features(model, fmap, fixed[:, :-1], fixed[:, 1:]),
                  "following": band_features(model, fmap, moved[:, :-1], moved[:, 1:])}
         out = {"global": global_feature}
-        out.update({f"global+{name}": with_global(global_feature, p) for name, p in parts.items()})
+        out.update({f"global+{name}": global_with_parts(global_feature, p) for name, p in parts.items()})
         out.update({f"{name} parts": p.flatten(1) / num_parts ** 0.5 for name, p in parts.items()})
         return out
 

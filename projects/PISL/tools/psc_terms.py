@@ -73,10 +73,9 @@ def main():
     targets = torch.as_tensor(labels[clustered], dtype=torch.long)
     clustered_items = [items[i] for i in clustered]
 
-
     def bn_neck_parts(batch):  # the part features the part classifiers see in training (not normalised)
         fmap = model.backbone(model.preprocess(batch))
-        return {"parts": model._part_necks(model.part_generator(fmap, model.heads(fmap))["parts"])}
+        return {"parts": model.part_necks_of(model.part_generator(fmap, model.heads(fmap))["parts"])}
 
     bn_parts, _ = extract_features(model, build_test_loader(cfg, clustered_items), bn_neck_parts)
     rows = []
