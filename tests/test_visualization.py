@@ -107,6 +107,9 @@ def test_box_follow_tool_reports_both_framings_and_the_targets(pisl_run, synthet
     for check in ("centre-y std, aligned", "follow correlation, misaligned", "parameters at a bound", "neighbour IoU"):
         assert check in targets, targets
     assert re.search(r"boxes inside the image \(%\) +\| +100.000 \| 100 +\| True", targets), targets  # a partition
+    # The demo's boxes start from person anchors: their own follow figures, one per part.
+    anchors = re.search(r"\nanchors alone, per part: follow r (\S+), (\S+), (\S+); follow slope \S+, \S+, \S+\n", out)
+    assert anchors and all(-1 <= float(r) <= 1 for r in anchors.groups()), out
 
 
 def test_probe_condition_tool_fits_the_applied_shift(pisl_run, synthetic_root):

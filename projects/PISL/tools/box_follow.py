@@ -7,7 +7,8 @@ query and gallery images, aligned as they are and misaligned by ``INPUT.MISALIGN
 
 Prints the box statistics of each framing (``box_statistics``; on misaligned crops with the
 correlation and slope of each part's centre against the move that the misalignment applied to
-that part, ``follow_statistics``) and one line per target: centre-y std >= 0.03 image heights
+that part, ``follow_statistics``, and the same for the anchors alone where the boxes have
+anchors) and one line per target: centre-y std >= 0.03 image heights
 on aligned crops, correlation >= 0.8 on misaligned ones, < 10 % of box parameters at a bound,
 neighbour IoU <= 0.3 and every box inside the image, on both framings.
 """
@@ -25,7 +26,7 @@ from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.evaluation import extract_features  # noqa: E402
 from pisl.utils.logger import setup_logger  # noqa: E402
-from projects.PISL.part_generators import box_statistics, box_table, part_boxes  # noqa: E402
+from projects.PISL.part_generators import box_statistics, box_table, follow_statistics, part_boxes  # noqa: E402
 
 
 def boxes_of(model, cfg, items):
@@ -40,6 +41,14 @@ def inside_share(thetas, tolerance=1e-4):
     y = thetas[..., 3].abs() + thetas[..., 4].abs()
     inside = ((thetas[..., 2].abs() + x) <= 1 + tolerance) & ((thetas[..., 5].abs() + y) <= 1 + tolerance)
     return 100 * inside.float().mean().item()
+
+
+def anchor_follow_line(anchors, applied):
+    """The follow correlation and slope of the anchors alone (the person's stripes before the
+    denoiser's correction): whether the boxes follow because the anchors do, or despite them."""
+    follow = follow_statistics(anchors, applied)
+    r, slope = (", ".join(f"{v:.3f}" for v in follow[:, k].tolist()) for k in (0, 1))
+    return f"anchors alone, per part: follow r {r}; follow slope {slope}"
 
 
 def target_rows(aligned, misaligned):
@@ -75,6 +84,8 @@ def main():
         thetas, anchors, at_bound = boxes_of(model, cfg, items)
         applied = Misalignment.from_config(cfg).applied([p for p, _, _ in items]) if enabled == "True" else None
         print(f"\n{name} {dataset.name} test crops ({len(items)})\n{box_table(thetas, anchors, at_bound, applied)}")
+        if applied is not None and anchors is not None:
+            print(anchor_follow_line(anchors, applied))
         framings[name] = (box_statistics(thetas, anchors, at_bound, applied), thetas)
     rows = target_rows(framings["aligned"], framings["misaligned"])
     print("\n" + tabulate(rows, headers=["target (worst part)", "value", "target", "met"], tablefmt="pipe", floatfmt=".3f"))
