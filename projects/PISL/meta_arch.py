@@ -64,6 +64,10 @@ class PISL(Baseline):
         """Each part's BN neck on its pooled feature (B x P x C in, B x P x C out)."""
         return torch.stack([neck(p) for neck, p in zip(self.part_necks, parts.unbind(1))], dim=1)
 
+    def unit_part_features(self, parts):
+        """The test-time part features: each part's neck output, L2-normalised (B x P x C)."""
+        return F.normalize(self.part_necks_of(parts), dim=2)
+
     def forward(self, batch):
         if not self.training:
             return next(iter(self.test_features(batch).values()))
@@ -84,7 +88,7 @@ class PISL(Baseline):
         B x 6P, plus "anchors" (B x 6P) where the generator's boxes are offsets from anchors}."""
         generated = self.part_generator(fmap, global_feature)
         parts = generated.pop("parts")
-        return F.normalize(self.part_necks_of(parts), dim=2), generated
+        return self.unit_part_features(parts), generated
 
     @torch.no_grad()
     def test_features(self, batch):

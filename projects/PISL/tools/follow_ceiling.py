@@ -22,7 +22,6 @@ import os
 import sys
 
 import torch
-import torch.nn.functional as F
 from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -41,7 +40,7 @@ from projects.PISL.part_generators import band_patches  # noqa: E402
 def band_features(model, fmap, top, bottom):
     """L2-normalised part features (B x P x C) of the bands [top, bottom] (B x P each, image
     heights), through the model's part BN necks."""
-    return F.normalize(model.part_necks_of(band_patches(fmap, top, bottom)), dim=2)
+    return model.unit_part_features(band_patches(fmap, top, bottom))
 
 
 def ceiling_features(model, applied, num_parts):
