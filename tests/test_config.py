@@ -74,6 +74,7 @@ def test_integers_for_float_keys_are_accepted(tmp_path):
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.STN_PATCH_SHARE", "1.5"], "STN_PATCH_SHARE is 1.5"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.ANCHORS", "torso"], "ANCHORS is 'torso': use stripes or person"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.PERSON_QUANTILE", "0.0"], "PERSON_QUANTILE is 0.0"),
+    (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.PERSON_CUE", "pixels"], "PERSON_CUE is 'pixels': use features or image"),
 ])
 def test_invalid_values_fail_up_front_naming_the_key(tmp_path, opts, message):
     with pytest.raises(ConfigError, match=message):

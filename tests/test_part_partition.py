@@ -9,8 +9,8 @@ from conftest import REPO
 
 sys.path.insert(0, REPO)
 from projects.PISL.part_generators import (DiffusionSTNParts, PartitionBoxes, band_patches, follow_statistics,  # noqa: E402
-                                           partition_heights, partition_logits, row_profile,
-                                           share_barrier)
+                                           image_person_extent, partition_heights, partition_logits,
+                                           row_profile, share_barrier)
 
 
 def test_partition_hand_case():
@@ -85,6 +85,37 @@ def test_one_person_at_two_heights_gives_boxes_shifted_by_the_same_amount(condit
     # The person spans rows 2-10 of 16: the parts tile 2/16 .. 10/16 of the height.
     top, bottom = (boxes[0, :, 5] - boxes[0, :, 4] + 1) / 2, (boxes[0, :, 5] + boxes[0, :, 4] + 1) / 2
     assert top[0].item() == pytest.approx(2 / 16 + 0.01 * 0.5, abs=2e-3) and bottom[-1].item() == pytest.approx(10 / 16 - 0.005, abs=2e-3)
+
+
+def _person_image(top, rows, height=16, width=8):
+    """A person-like block (rows ``top`` .. ``top + rows``, the middle half of the width, one
+    unit brighter than its row) on a background whose colour changes from row to row, as a
+    floor and a wall do."""
+    image = torch.linspace(-1, 1, height).view(1, 1, height, 1).expand(1, 3, height, width).clone()
+    image[:, :, top:top + rows, width // 4:3 * width // 4] += 1.0
+    return image
+
+
+def test_image_person_extent_hand_case():
+    """Rows 2-5 of 8 differ from their borders in half their width, every other row (plain,
+    whatever its colour) in nothing: the mass is 1/4 in each of rows 2-5, so its 25 % point
+    is at 3/8 of the height and its 75 % point at 5/8."""
+    top, extent = image_person_extent(_person_image(2, rows=4, height=8), quantile=0.25)
+    assert (top.item(), extent.item()) == (pytest.approx(3 / 8), pytest.approx(2 / 8))
+
+
+def test_image_person_cue_gives_boxes_that_move_with_the_person():
+    """The same person (8 rows high) 4 of 16 rows lower in the image: with the image cue, an untrained
+    generator's boxes (its prior) move down by a quarter of the image height, 0.5 in map
+    units, whatever the feature map; without the images it says what it needs."""
+    gen = DiffusionSTNParts(4, 3, stn_channels=8, sample_steps=5, boxes="partition", anchors="person",
+                            person_quantile=0.01, person_cue="image").eval()
+    fmap, cond = torch.rand(1, 4, 8, 4).expand(2, -1, -1, -1), torch.randn(1, 4).expand(2, -1)
+    boxes = gen(fmap, cond, torch.cat([_person_image(2, rows=8), _person_image(6, rows=8)]))["thetas"].view(2, 3, 6)
+    assert (boxes[1, :, 5] - boxes[0, :, 5]).tolist() == pytest.approx([0.5] * 3, abs=1e-4)
+    assert torch.allclose(boxes[1, :, 4], boxes[0, :, 4], atol=1e-4)
+    with pytest.raises(ValueError, match="PERSON_CUE 'image'"):
+        gen(fmap, cond)
 
 
 def test_share_barrier_hand_case_and_its_gradient_at_the_floor():

@@ -72,14 +72,17 @@ def test_extract_features_tool_on_a_folder_with_a_corrupt_image(trained, tmp_pat
     assert data["features"].dtype == np.float32 and np.allclose(data["features"], expected, atol=1e-5)
 
 
-@pytest.mark.parametrize("with_parts, anchors", [(False, "stripes"), (True, "stripes"), (True, "person")])
-def test_onnx_export_matches_torch_on_the_tiny_pisl_model(with_parts, anchors, tmp_path):
+@pytest.mark.parametrize("with_parts, anchors, person_cue",
+                         [(False, "stripes", "image"), (True, "stripes", "image"), (True, "person", "image"),
+                          (True, "person", "features")])
+def test_onnx_export_matches_torch_on_the_tiny_pisl_model(with_parts, anchors, person_cue, tmp_path):
     sys.path.insert(0, os.path.join(REPO, "tools"))
     from export_onnx import check_onnx, export_onnx
     from pisl.modeling import build_model
 
     opts = ["MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[64, 32]", "PISL.DIFFUSION.SAMPLE_STEPS", "5",
-            "PISL.TEST_WITH_PARTS", str(with_parts), "PISL.DIFFUSION.ANCHORS", anchors]
+            "PISL.TEST_WITH_PARTS", str(with_parts), "PISL.DIFFUSION.ANCHORS", anchors,
+            "PISL.DIFFUSION.PERSON_CUE", person_cue]
     cfg = load_config(os.path.join(REPO, "projects/PISL/configs/demo.yml"), opts)
     torch.manual_seed(0)
     model = build_model(cfg)

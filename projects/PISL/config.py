@@ -56,8 +56,17 @@ def add_pisl_config(cfg):
     # feature with R^2 0.88, from the 8-bin profile 0.64, from both 0.91 (tools/probe_condition.py).
     cfg.PISL.DIFFUSION.CONDITION = "global+rows"
     cfg.PISL.DIFFUSION.ROW_BINS = 8  # rows of the profile the denoiser sees with CONDITION global+rows
-    # Person anchors: the extent runs from this share of the activation mass to 1 minus it.
+    # Person anchors: the extent runs from this share of the cue's mass to 1 minus it.
     cfg.PISL.DIFFUSION.PERSON_QUANTILE = 0.02
+    # Person anchors: where the person is found. "features" (the feature map's mean activation
+    # per row: part_generators.person_extent; the benchmarks' setting) | "image" (the rows of
+    # the input that differ from their own border colour: part_generators.image_person_extent;
+    # needs no trained network). On misaligned crops the extent's stripes follow the applied
+    # shift with r 0.94-0.96 from the image (CUHK01 test crops, the synthetic data's: 0.91-0.95),
+    # and with r 0.79-0.86 from a trained MobileNetV2's map (CUHK01), 0.09-0.30 from the demo's
+    # small network trained from random weights (docs/benchmarks.md). Not benchmarked for
+    # accuracy yet: the demo uses it, so that its picture shows parts that follow the people.
+    cfg.PISL.DIFFUSION.PERSON_CUE = "features"
     # Share of the training samples whose part patches are cut with the STN's theta rather than
     # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only;
     # tried at 0.5 on CUHK03-NP: no gain, the STN's boxes still the same for every image; docs/pisl_cuhk03np.md).
@@ -150,6 +159,8 @@ def check_pisl_config(cfg):
                         "use global or global+rows, and at least 1 bin")
     if p.DIFFUSION.ANCHORS not in ("stripes", "person"):
         problems.append(f"PISL.DIFFUSION.ANCHORS is '{p.DIFFUSION.ANCHORS}': use stripes or person")
+    if p.DIFFUSION.PERSON_CUE not in ("features", "image"):
+        problems.append(f"PISL.DIFFUSION.PERSON_CUE is '{p.DIFFUSION.PERSON_CUE}': use features or image")
     if not 0 < p.DIFFUSION.PERSON_QUANTILE < 0.5:
         problems.append(f"PISL.DIFFUSION.PERSON_QUANTILE is {p.DIFFUSION.PERSON_QUANTILE}: must be between 0 and 0.5")
     if not 0 <= p.DIFFUSION.STN_PATCH_SHARE <= 1:

@@ -68,12 +68,19 @@ class PISL(Baseline):
         """The test-time part features: each part's neck output, L2-normalised (B x P x C)."""
         return F.normalize(self.part_necks_of(parts), dim=2)
 
+    def encode(self, batch):
+        """(images, feature map, head output) of a batch: the preprocessed input (the image
+        person cue reads it), the backbone's map and the global head's output (in eval mode
+        the global feature)."""
+        images = self.preprocess(batch)
+        fmap = self.backbone(images)
+        return images, fmap, self.heads(fmap)
+
     def forward(self, batch):
         if not self.training:
             return next(iter(self.test_features(batch).values()))
-        fmap = self.backbone(self.preprocess(batch))
-        outputs = self.heads(fmap)
-        generated = self.part_generator(fmap, outputs["features"])
+        images, fmap, outputs = self.encode(batch)
+        generated = self.part_generator(fmap, outputs["features"], images)
         parts = generated.pop("parts")
         outputs.update(generated)
         outputs["part_features"] = self.part_necks_of(parts)
@@ -83,10 +90,11 @@ class PISL(Baseline):
             outputs["part_logits_detached"] = [clf(f.detach()) for clf, f in per_part]
         return compute_losses(self.losses, outputs, batch)
 
-    def part_features(self, fmap, global_feature):
+    def part_features(self, fmap, global_feature, images):
         """L2-normalised part features (B x P x C) in eval mode, and their boxes: {"thetas":
-        B x 6P, plus "anchors" (B x 6P) where the generator's boxes are offsets from anchors}."""
-        generated = self.part_generator(fmap, global_feature)
+        B x 6P, plus "anchors" (B x 6P) where the generator's boxes are offsets from anchors}.
+        ``images``: the preprocessed batch that ``fmap`` came from (the image person cue reads it)."""
+        generated = self.part_generator(fmap, global_feature, images)
         parts = generated.pop("parts")
         return self.unit_part_features(parts), generated
 
@@ -94,10 +102,10 @@ class PISL(Baseline):
     def test_features(self, batch):
         """The eval feature first (``global``, or ``global+parts`` with ``test_with_parts``),
         then, with ``evaluate_both``, the other one: one backbone pass for both."""
-        fmap = self.backbone(self.preprocess(batch))
-        out = {"global": self.heads(fmap)}
+        images, fmap, global_feature = self.encode(batch)
+        out = {"global": global_feature}
         if self.test_with_parts or self.evaluate_both:
-            parts, _ = self.part_features(fmap, out["global"])
+            parts, _ = self.part_features(fmap, out["global"], images)
             out["global+parts"] = global_with_parts(out["global"], parts)
         if self.test_with_parts:
             out = {"global+parts": out["global+parts"], **({"global": out["global"]} if self.evaluate_both else {})}
@@ -105,9 +113,8 @@ class PISL(Baseline):
 
     @torch.no_grad()
     def cluster_features(self, batch):
-        fmap = self.backbone(self.preprocess(batch))
-        feats = self.heads(fmap)
-        parts, boxes = self.part_features(fmap, feats)
+        images, fmap, feats = self.encode(batch)
+        parts, boxes = self.part_features(fmap, feats, images)
         return {"global": feats, "parts": parts, **boxes}
 
     def on_pseudo_labels(self, state):

@@ -37,21 +37,17 @@ def neighbour_iou(thetas):
     return inter / (area[:, :-1] + area[:, 1:] - inter).clamp(min=1e-12)
 
 
-def person_extent(feature_map, quantile=0.02):
-    """Where the person is in each image: (top, extent) as fractions of the image height (B each),
-    the rows between the ``quantile`` and 1 - ``quantile`` points of the feature map's
-    activation mass.
+def extent_of_profile(profile, quantile=0.02):
+    """(top, extent) as fractions of the height (B each) of a B x H row profile of non-negative
+    "person evidence": the rows between the ``quantile`` and 1 - ``quantile`` points of its mass.
 
-    A row's mass is its mean activation minus the emptiest row's (taken as background). The
-    q-point is found in closed form, each row's mass spread evenly over its height: row i
-    contributes clamp((q - mass above row i) / mass of row i, 0, 1) rows (elementwise ops
-    only, so the model still exports to ONNX). A map whose rows are all equal gives the
-    extent [q, 1 - q]. q > 0: the 0 % point would be the top of the first empty row. Detached:
-    the extent is a prior, the part losses do not train it.
-    Measured on CUHK01 test crops (a CUHK03-NP model, q = 0.02): the extent starts at 0.06 +-
-    0.04 and ends at 0.84 +- 0.02 of the image height (docs/pisl_cuhk01.md).
+    A row's mass is its value minus the emptiest row's (taken as background). The q-point is
+    found in closed form, each row's mass spread evenly over its height: row i contributes
+    clamp((q - mass above row i) / mass of row i, 0, 1) rows (elementwise ops only, so the model
+    still exports to ONNX). A profile whose rows are all equal gives the extent [q, 1 - q].
+    q > 0: the 0 % point would be the top of the first empty row.
     """
-    profile = feature_map.detach().float().mean((1, 3))  # B x H
+    profile = profile.detach().float()
     mass = profile - profile.min(1, keepdim=True).values
     total = mass.sum(1, keepdim=True)
     height = mass.shape[1]
@@ -65,17 +61,46 @@ def person_extent(feature_map, quantile=0.02):
     return top, point(1 - quantile) - top
 
 
-def person_anchors(feature_map, num_parts, quantile=0.02):
-    """The P stripes of the person's vertical extent in each image (``person_extent``), full
-    width, as B x 6P affine parameters."""
-    top, extent = person_extent(feature_map, quantile)
+def person_extent(feature_map, quantile=0.02):
+    """Where the person is in each image, from the feature map: ``extent_of_profile`` of its
+    mean activation per row. Detached: the extent is a prior, the part losses do not train it.
+    Measured on CUHK01 test crops (a CUHK03-NP model, q = 0.02): the extent starts at 0.06 +-
+    0.04 and ends at 0.84 +- 0.02 of the image height (docs/pisl_cuhk01.md).
+    """
+    return extent_of_profile(feature_map.detach().float().mean((1, 3)), quantile)
+
+
+def image_person_extent(images, quantile=0.02, border=0.125):
+    """Where the person is in each image, from its pixels (B x 3 x H x W, any normalisation):
+    ``extent_of_profile`` of each row's mean absolute difference from that row's own border
+    colour, the mean of the ``border`` share of the width at each side. A re-ID crop has the
+    person in the middle and background at its sides, so the rows that differ from their
+    borders are the person's; a row of plain background, padding or fill differs from nothing.
+    Needs no training: a network trained from random weights for minutes has activations that
+    do not locate people (docs/benchmarks.md), this cue does from the first iteration.
+    """
+    x = images.detach().float()
+    side = max(1, round(border * x.shape[3]))
+    background = torch.cat([x[..., :side], x[..., -side:]], dim=3).mean(3, keepdim=True)
+    return extent_of_profile((x - background).abs().mean((1, 3)), quantile)
+
+
+def stripes_of_extent(top, extent, num_parts):
+    """The P stripes of each image's vertical extent (top and extent: B each, fractions of the
+    height), full width, as B x 6P affine parameters."""
     # Stripe i of the extent: half-height extent / P, centre at top + (i + 1/2) extent / P, in
     # [-1, 1] map coordinates. Built by broadcasting, so an exported graph keeps a dynamic batch.
-    zeros = torch.zeros(1, num_parts, device=feature_map.device) * top.unsqueeze(1)  # B x P
+    zeros = torch.zeros(1, num_parts, device=top.device) * top.unsqueeze(1)  # B x P
     half = zeros + (extent / num_parts).unsqueeze(1)
-    steps = 2 * torch.arange(num_parts, device=feature_map.device) + 1
+    steps = 2 * torch.arange(num_parts, device=top.device) + 1
     centre = (2 * top - 1).unsqueeze(1) + steps * half
     return torch.stack([zeros + 1, zeros, zeros, zeros, half, centre], dim=2).flatten(1)
+
+
+def person_anchors(feature_map, num_parts, quantile=0.02):
+    """The P stripes of the person's vertical extent in each image's feature map
+    (``person_extent``), full width, as B x 6P affine parameters."""
+    return stripes_of_extent(*person_extent(feature_map, quantile), num_parts)
 
 
 def row_profile(feature_map, bins=8):
@@ -267,7 +292,7 @@ class StripeParts(nn.Module):
     def from_config(cls, cfg, in_channels):
         return cls(in_channels, cfg.PISL.NUM_PARTS)
 
-    def forward(self, feature_map, global_feature=None):
+    def forward(self, feature_map, global_feature=None, images=None):
         parts = F.adaptive_avg_pool2d(feature_map, (self.num_parts, 1)).squeeze(3)
         thetas = stripe_thetas(self.num_parts).flatten().to(feature_map).expand(len(feature_map), -1)
         return {"parts": parts.transpose(1, 2), "thetas": thetas}
@@ -346,20 +371,21 @@ def band_patches(feature_map, top, bottom):
 class AffineBoxes(nn.Module):
     """Boxes as six affine parameters a part (the reference's theta), kept within ``limits`` of
     their anchors by ``bound_boxes``' tanh. ``prior`` "stripes": the image's P stripes;
-    "person": the P stripes of the person's extent (``person_anchors``). Trained on CUHK01 and
+    "person": the P stripes of the person's extent (``stripes_of_extent``). Trained on CUHK01 and
     CUHK03-NP, the part losses pushed these boxes to their limits in the first epoch, where the
     tanh passes almost no gradient (docs/pisl_cuhk01.md): ``PartitionBoxes`` is the default."""
 
-    def __init__(self, num_parts, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), prior="stripes", person_quantile=0.02):
+    def __init__(self, num_parts, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), prior="stripes"):
         super().__init__()
-        self.num_parts, self.dim, self.prior_name, self.person_quantile = num_parts, 6 * num_parts, prior, person_quantile
+        self.num_parts, self.dim, self.prior_name = num_parts, 6 * num_parts, prior
         self.register_buffer("stripes", stripe_thetas(num_parts).flatten(), persistent=False)
         self.register_buffer("limits", box_limits(limits, num_parts), persistent=False)
 
-    def prior(self, feature_map):
-        """Each image's anchors, B x 6P."""
+    def prior(self, feature_map, person=None):
+        """Each image's anchors, B x 6P; with the person prior, the stripes of ``person``
+        ((top, extent), B each)."""
         if self.prior_name == "person":
-            return person_anchors(feature_map, self.num_parts, self.person_quantile)
+            return stripes_of_extent(*person, self.num_parts)
         return self.stripes.expand(feature_map.shape[0], -1)
 
     def settle(self, params, prior):
@@ -396,23 +422,23 @@ class PartitionBoxes(nn.Module):
     True: 3 logits (margin, extent, margin), the extent cut into P equal parts: the parts cannot
     take height from each other, only the extent can move and grow or shrink.
     ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
-    parts from the person's extent in the feature map (``person_extent``)."""
+    parts from each image's person extent (``DiffusionSTNParts.person``)."""
 
-    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, person_quantile=0.02, stripe_margin=0.03,
-                 equal_parts=False):
+    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, equal_parts=False):
         super().__init__()
-        self.num_parts, self.prior_name, self.person_quantile = num_parts, prior, person_quantile
+        self.num_parts, self.prior_name = num_parts, prior
         self.cells = 1 if equal_parts else num_parts  # the learned heights between the margins
         self.dim, self.floor = self.cells + 2, min_part_height * num_parts / self.cells
         cell = (1 - 2 * stripe_margin) / self.cells
         heights = torch.tensor([[stripe_margin] + [cell] * self.cells + [stripe_margin]])
         self.register_buffer("stripes", partition_logits(heights, self.floor)[0], persistent=False)
 
-    def prior(self, feature_map):
-        """Each image's prior logits, B x dim."""
+    def prior(self, feature_map, person=None):
+        """Each image's prior logits, B x dim; with the person prior, from ``person`` ((top,
+        extent), B each)."""
         if self.prior_name != "person":
             return self.stripes.expand(feature_map.shape[0], -1)
-        top, extent = person_extent(feature_map, self.person_quantile)
+        top, extent = person
         cell = (extent / self.cells).unsqueeze(1).expand(-1, self.cells)
         heights = torch.cat([top.unsqueeze(1), cell, (1 - top - extent).unsqueeze(1)], dim=1)
         return partition_logits(heights, self.floor)
@@ -499,8 +525,10 @@ class DiffusionSTNParts(nn.Module):
     ``boxes`` says what the parameters are: "partition" (the default: P + 2
     logits of a partition of the image height, ``PartitionBoxes``) or "affine" (six affine
     parameters a part, bounded offsets from anchors, ``AffineBoxes``). ``anchors`` is their prior,
-    where they start: "stripes" (the same for every image) or "person" (from the person's extent in each
-    image's feature map).
+    where they start: "stripes" (the same for every image) or "person" (the person's extent in
+    each image, found by ``person_cue``: "features", the feature map's activation
+    (``person_extent``), or "image", the rows that differ from their own border colour
+    (``image_person_extent``; the generator is then called with the input images).
 
     The denoiser predicts x0 as the prior plus the MLP's correction (zero at init), and the
     noise estimate eps_hat is the noise that x0_hat implies: an untrained model samples and
@@ -522,14 +550,15 @@ class DiffusionSTNParts(nn.Module):
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
                  sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0,
                  cond_scale=1.0, anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1,
-                 condition="global", row_bins=8, equal_parts=False):
+                 condition="global", row_bins=8, equal_parts=False, person_cue="features"):
         super().__init__()
         self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
         self.condition, self.row_bins = condition, row_bins
+        self.person_cue, self.person_quantile = person_cue, person_quantile
         if boxes == "partition":
-            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, person_quantile, equal_parts=equal_parts)
+            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, equal_parts=equal_parts)
         else:
-            self.boxes = AffineBoxes(num_parts, limits, anchors, person_quantile)
+            self.boxes = AffineBoxes(num_parts, limits, anchors)
         self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
         cond_dim = in_channels + (row_bins if condition == "global+rows" else 0)
@@ -544,7 +573,8 @@ class DiffusionSTNParts(nn.Module):
         d = cfg.PISL.DIFFUSION
         return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
                    d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS, d.STN_PATCH_SHARE, d.COND_SCALE, d.ANCHORS,
-                   d.PERSON_QUANTILE, d.BOXES, d.MIN_PART_HEIGHT, d.CONDITION, d.ROW_BINS, d.EQUAL_PARTS)
+                   d.PERSON_QUANTILE, d.BOXES, d.MIN_PART_HEIGHT, d.CONDITION, d.ROW_BINS, d.EQUAL_PARTS,
+                   d.PERSON_CUE)
 
     @property
     def limits(self):
@@ -561,6 +591,18 @@ class DiffusionSTNParts(nn.Module):
         if self.condition == "global+rows":
             cond = torch.cat([cond, row_profile(feature_map, self.row_bins).to(cond)], dim=1)
         return cond
+
+    def prior(self, feature_map, images):
+        """Each image's prior parameters (``boxes.prior``), with the person prior from the
+        person's extent that ``person_cue`` finds."""
+        if self.boxes.prior_name != "person":
+            return self.boxes.prior(feature_map)
+        if self.person_cue == "features":
+            return self.boxes.prior(feature_map, person_extent(feature_map, self.person_quantile))
+        if images is None:
+            raise ValueError("PISL.DIFFUSION.PERSON_CUE 'image' finds the person in the input images: "
+                             "call the part generator with them (generator(feature_map, global_feature, images))")
+        return self.boxes.prior(feature_map, image_person_extent(images, self.person_quantile))
 
     def origin(self, prior):
         """What the diffusion's x0 is measured from: 0 with the stripe prior (the parameters
@@ -589,9 +631,11 @@ class DiffusionSTNParts(nn.Module):
             out["anchors"] = self.boxes.thetas(prior)
         return out
 
-    def forward(self, feature_map, global_feature):
+    def forward(self, feature_map, global_feature, images=None):
+        """``images``: the input batch (B x 3 x H x W) the map was computed from; needed only
+        with the image person cue."""
         cond = self.conditions(feature_map, global_feature)
-        prior = self.boxes.prior(feature_map)
+        prior = self.prior(feature_map, images)
         if not self.training:
             return self._eval_outputs(feature_map, self.sample(cond, prior), prior)
         theta, stn_offset = self.stn_params(feature_map, prior)
@@ -612,7 +656,7 @@ class DiffusionSTNParts(nn.Module):
                 "overlap": part_overlap(self.boxes.thetas(patch_params).view(-1, self.num_parts, 6))}
 
     @torch.no_grad()
-    def box_sources(self, feature_map, global_feature, timesteps=(0, 500, 999), seed=0):
+    def box_sources(self, feature_map, global_feature, images=None, timesteps=(0, 500, 999), seed=0):
         """Diagnostics (``projects/PISL/tools/box_sources.py``): where a trained model's boxes come from.
 
         Returns {source: (thetas N x 6P, depth or None)} for the prior, the STN's boxes,
@@ -621,7 +665,7 @@ class DiffusionSTNParts(nn.Module):
         over images, per parameter (affine boxes; None for a partition, which has no bound).
         """
         cond = self.conditions(feature_map, global_feature)
-        prior = self.boxes.prior(feature_map)
+        prior = self.prior(feature_map, images)
         origin = self.origin(prior)
         theta, stn_offset = self.stn_params(feature_map, prior)
         thetas = self.boxes.thetas

@@ -101,6 +101,9 @@ row() {
     *_rows) row "${1%_rows}"; printf '%s\n' PISL.DIFFUSION.CONDITION global+rows ;;
     # The partition's extent cut into P equal parts (only the extent is learned).
     *_equal) row "${1%_equal}"; printf '%s\n' PISL.DIFFUSION.EQUAL_PARTS True ;;
+    # The person prior found in the image (rows that differ from their border colour), not in
+    # the feature map: the demo's setting.
+    *_image) row "${1%_image}"; printf '%s\n' PISL.DIFFUSION.PERSON_CUE image ;;
     # The reference's affine boxes (bounded offsets) instead of the partition.
     *_affine) row "${1%_affine}"; printf '%s\n' PISL.DIFFUSION.BOXES affine ;;
     *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;

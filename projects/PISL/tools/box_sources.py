@@ -44,13 +44,12 @@ def main():
         raise ConfigError(f"PISL.PART_GENERATOR {cfg.PISL.PART_GENERATOR} has no STN or denoiser to probe")
     dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
     order = np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]
-    maps, globals_ = [], []
+    encoded = []  # (images, feature map, global feature) of each batch
     with torch.no_grad():
         for batch in build_test_loader(cfg, [dataset.gallery[i] for i in order]):
-            fmap = model.backbone(model.preprocess(batch))
-            maps.append(fmap)
-            globals_.append(model.heads(fmap))
-    sources = generator.box_sources(torch.cat(maps), torch.cat(globals_), args.timesteps, args.seed)
+            encoded.append(model.encode(batch))
+    images, maps, globals_ = (torch.cat(column) for column in zip(*encoded))
+    sources = generator.box_sources(maps, globals_, images, args.timesteps, args.seed)
     parts = generator.num_parts
     prior = sources["prior"][0].cpu().view(-1, parts, 6)
     for name, (thetas, depth) in sources.items():

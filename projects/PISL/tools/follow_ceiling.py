@@ -49,9 +49,8 @@ def ceiling_features(model, applied, num_parts):
     edges = torch.linspace(0, 1, num_parts + 1)
 
     def features(batch):
-        fmap = model.backbone(model.preprocess(batch))
-        global_feature = model.heads(fmap)
-        own, _ = model.part_features(fmap, global_feature)
+        images, fmap, global_feature = model.encode(batch)
+        own, _ = model.part_features(fmap, global_feature, images)
         shift, scale = (torch.as_tensor(applied[batch["index"].numpy(), k:k + 1]) for k in (0, 1))
         moved = torch.as_tensor(misaligned_heights(edges.double(), shift, scale)).to(fmap)
         fixed = edges.to(fmap).expand(len(fmap), -1)

@@ -52,8 +52,8 @@ def main():
     items = dataset.query + dataset.gallery
 
     def conditions(batch):
-        fmap = model.backbone(model.preprocess(batch))
-        return {"global": F.normalize(model.heads(fmap), dim=1), "rows": row_profile(fmap, args.bins)}
+        _, fmap, global_feature = model.encode(batch)
+        return {"global": F.normalize(global_feature, dim=1), "rows": row_profile(fmap, args.bins)}
 
     features, _ = extract_features(model, build_test_loader(cfg, items), conditions, desc="Conditions")
     applied = Misalignment.from_config(cfg).applied([p for p, _, _ in items])

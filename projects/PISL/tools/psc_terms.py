@@ -74,8 +74,8 @@ def main():
     clustered_items = [items[i] for i in clustered]
 
     def bn_neck_parts(batch):  # the part features the part classifiers see in training (not normalised)
-        fmap = model.backbone(model.preprocess(batch))
-        return {"parts": model.part_necks_of(model.part_generator(fmap, model.heads(fmap))["parts"])}
+        images, fmap, global_feature = model.encode(batch)
+        return {"parts": model.part_necks_of(model.part_generator(fmap, global_feature, images)["parts"])}
 
     bn_parts, _ = extract_features(model, build_test_loader(cfg, clustered_items), bn_neck_parts)
     rows = []
