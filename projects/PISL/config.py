@@ -61,11 +61,11 @@ def add_pisl_config(cfg):
     # Person anchors: where the person is found. "features" (the feature map's mean activation
     # per row: part_generators.person_extent; the benchmarks' setting) | "image" (the rows of
     # the input that differ from their own border colour: part_generators.image_person_extent;
-    # needs no trained network). On misaligned crops the extent's stripes follow the applied
-    # shift with r 0.94-0.96 from the image (CUHK01 test crops, the synthetic data's: 0.91-0.95),
-    # and with r 0.79-0.86 from a trained MobileNetV2's map (CUHK01), 0.09-0.30 from the demo's
-    # small network trained from random weights (docs/benchmarks.md). Not benchmarked for
-    # accuracy yet: the demo uses it, so that its picture shows parts that follow the people.
+    # needs no trained network). On the demo's misaligned synthetic test crops the stripes of
+    # the extent follow the applied shift with r 0.90-0.95 from the image, 0.01-0.22 from the
+    # map of its small network trained from random weights (tools/box_follow.py's "anchors
+    # alone"; docs/benchmarks.md); on misaligned CUHK01 from a trained MobileNetV2's map with
+    # 0.79-0.86. The demo uses the image; the benchmarks' accuracy is measured with the map.
     cfg.PISL.DIFFUSION.PERSON_CUE = "features"
     # Share of the training samples whose part patches are cut with the STN's theta rather than
     # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only;
