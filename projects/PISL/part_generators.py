@@ -76,6 +76,7 @@ def image_person_extent(images, quantile=0.02, border=0.125):
     colour, the mean of the ``border`` share of the width at each side. A re-ID crop has the
     person in the middle and background at its sides, so the rows that differ from their
     borders are the person's; a row of plain background, padding or fill differs from nothing.
+    (In training, a rectangle that random erasing, ``INPUT.REA``, fills with noise counts too.)
     Needs no training: a network trained from random weights for minutes has activations that
     do not locate people (docs/benchmarks.md), this cue does from the first iteration.
     """
@@ -422,7 +423,7 @@ class PartitionBoxes(nn.Module):
     True: 3 logits (margin, extent, margin), the extent cut into P equal parts: the parts cannot
     take height from each other, only the extent can move and grow or shrink.
     ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
-    parts from each image's person extent (``DiffusionSTNParts.person``)."""
+    parts from each image's person extent (``DiffusionSTNParts.prior``)."""
 
     def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, equal_parts=False):
         super().__init__()
@@ -528,7 +529,7 @@ class DiffusionSTNParts(nn.Module):
     where they start: "stripes" (the same for every image) or "person" (the person's extent in
     each image, found by ``person_cue``: "features", the feature map's activation
     (``person_extent``), or "image", the rows that differ from their own border colour
-    (``image_person_extent``; the generator is then called with the input images).
+    (``image_person_extent``; the generator is then called with the input images)).
 
     The denoiser predicts x0 as the prior plus the MLP's correction (zero at init), and the
     noise estimate eps_hat is the noise that x0_hat implies: an untrained model samples and
