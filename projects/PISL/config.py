@@ -64,8 +64,10 @@ def add_pisl_config(cfg):
     # needs no trained network). On the demo's misaligned synthetic test crops the stripes of
     # the extent follow the applied shift with r 0.90-0.95 from the image, 0.01-0.22 from the
     # map of its small network trained from random weights (tools/box_follow.py's "anchors
-    # alone"; docs/benchmarks.md); on misaligned CUHK01 from a trained MobileNetV2's map with
-    # 0.79-0.86. The demo uses the image; the benchmarks' accuracy is measured with the map.
+    # alone"; docs/benchmarks.md). On misaligned CUHK01 the image's follow with 0.95-0.96, a
+    # trained MobileNetV2's map's with 0.79-0.86, but over 3 seeds the image cue's parts take
+    # 2.2 mAP from the global feature where the map's add 0.6 (docs/pisl_cuhk01.md): the
+    # benchmarks use the map, the demo (a network that has not learned to find people) the image.
     cfg.PISL.DIFFUSION.PERSON_CUE = "features"
     # Share of the training samples whose part patches are cut with the STN's theta rather than
     # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only;
