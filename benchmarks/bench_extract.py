@@ -53,10 +53,8 @@ def run(args, out_path):
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True)
     parser.add_argument("--procs", default="1,2", help="process counts, comma-separated")
     parser.add_argument("--limit", type=int, default=0, help="first N training images only (0 = all)")
-    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     checked_config(args.config_file, args.opts)  # bad input fails here, not in every process
     rows, reference = [], None

@@ -64,10 +64,8 @@ def check_onnx(graph, path, size, batch=3, seed=0):
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True)
     parser.add_argument("--output", required=True)
     parser.add_argument("--with-parts", action="store_true", help="PISL: export the global+parts feature")
-    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     opts = args.opts + ["MODEL.DEVICE", "cpu"]
     if args.with_parts:

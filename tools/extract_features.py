@@ -42,10 +42,8 @@ def list_images(source):
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True)
     parser.add_argument("--input", required=True, help="a folder of images or a list file")
     parser.add_argument("--output", required=True, help="the .npz to write")
-    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     setup_logger(None)
     cfg = checked_config(args.config_file, args.opts, need_data=False, need_weights=True)

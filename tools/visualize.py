@@ -106,11 +106,9 @@ def main():
     parser.add_argument("--output", required=True, help="the PNG to write")
     parser.add_argument("--seed", type=int, default=0, help="which random queries / images / clusters")
     if with_config:
-        parser.add_argument("--config-file", required=True)
         parser.add_argument("--num-queries", type=int, default=6)
         parser.add_argument("--topk", type=int, default=8)
         parser.add_argument("--num-images", type=int, default=200)
-        parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     else:
         parser.add_argument("--run", required=True, nargs="+" if command == "curves" else None,
                             help="the run's OUTPUT_DIR (curves: one or more, drawn together)")

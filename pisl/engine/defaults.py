@@ -34,8 +34,15 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 class ConfigArgumentParser(OneLineErrorParser):
-    """Flags anywhere on the line, before or after the KEY VALUE overrides. (argparse alone
-    either stops at the first override or reads a value such as ``-1e-3`` as a flag.)"""
+    """The command line of every tool that reads a config: ``--config-file FILE``, the tool's
+    own flags and KEY VALUE config overrides (``args.opts``), with the flags anywhere on the line,
+    before or after the overrides. (argparse alone either stops at the first override or reads
+    a value such as ``-1e-3`` as a flag.)"""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--config-file", required=True, metavar="FILE")
+        self.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE", help="config overrides")
 
     def parse_known_args(self, args=None, namespace=None):
         args = sys.argv[1:] if args is None else list(args)
@@ -56,14 +63,12 @@ class ConfigArgumentParser(OneLineErrorParser):
 
 def default_argument_parser():
     parser = ConfigArgumentParser(description="Train or evaluate a re-ID model from a config file")
-    parser.add_argument("--config-file", required=True, metavar="FILE")
     parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS and exit")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint.pth")
     parser.add_argument("--overwrite", action="store_true",
                         help="start afresh in an OUTPUT_DIR that holds an earlier run (its files are replaced)")
     parser.add_argument("--num-gpus", type=int, default=1,
                         help="processes to start (one per GPU; on CPU, gloo processes)")
-    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE", help="config overrides")
     return parser
 
 

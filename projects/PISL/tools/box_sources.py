@@ -30,12 +30,10 @@ from projects.PISL.part_generators import affine_at_bound, box_table  # noqa: E4
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True)
     parser.add_argument("--num-images", type=int, default=256, help="random gallery images of the first test set")
     parser.add_argument("--timesteps", type=lambda text: [int(t) for t in text.split(",")], default=[0, 100, 500, 999],
                         help="comma-separated t at which to noise the STN's theta, e.g. 0,500,999")
     parser.add_argument("--seed", type=int, default=0, help="which images, and the noise of x_t")
-    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     cfg = checked_config(args.config_file, args.opts, need_weights=True)
     model = Predictor(cfg).model

@@ -37,12 +37,6 @@ from projects.PISL.meta_arch import global_with_parts  # noqa: E402
 from projects.PISL.part_generators import band_patches  # noqa: E402
 
 
-def band_features(model, fmap, top, bottom):
-    """L2-normalised part features (B x P x C) of the bands [top, bottom] (B x P each, image
-    heights), through the model's part BN necks."""
-    return model.unit_part_features(band_patches(fmap, top, bottom))
-
-
 def ceiling_features(model, applied, num_parts):
     """``feature_fn`` for ``ReidEvaluator.evaluate``: global+parts and parts alone for the own,
     fixed and following bands. ``applied``: N x 3 (shift, scale, offset) of every test item."""
@@ -53,9 +47,10 @@ def ceiling_features(model, applied, num_parts):
         own, _ = model.part_features(fmap, global_feature, images)
         shift, scale = (torch.as_tensor(applied[batch["index"].numpy(), k:k + 1]) for k in (0, 1))
         moved = torch.as_tensor(misaligned_heights(edges.double(), shift, scale)).to(fmap)
-        fixed = edges.to(fmap).expand(len(fmap), -1)
-        parts = {"own": own, "fixed": band_features(model, fmap, fixed[:, :-1], fixed[:, 1:]),
-                 "following": band_features(model, fmap, moved[:, :-1], moved[:, 1:])}
+        # Band edges (B x P+1, image heights), pooled exactly and passed through the part BN necks.
+        bands = {"fixed": edges.to(fmap).expand(len(fmap), -1), "following": moved}
+        parts = {"own": own, **{name: model.unit_part_features(band_patches(fmap, b[:, :-1], b[:, 1:]))
+                                for name, b in bands.items()}}
         out = {"global": global_feature}
         out.update({f"global+{name}": global_with_parts(global_feature, p) for name, p in parts.items()})
         out.update({f"{name} parts": p.flatten(1) / num_parts ** 0.5 for name, p in parts.items()})
@@ -67,8 +62,6 @@ def ceiling_features(model, applied, num_parts):
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True)
-    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     setup_logger(None)
     cfg = checked_config(args.config_file, [*args.opts, "INPUT.MISALIGN.ENABLED", "True"], need_weights=True)

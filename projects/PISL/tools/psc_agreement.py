@@ -42,9 +42,7 @@ def part_reliability(part_feats, true_ids, k):
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config-file", required=True)
     parser.add_argument("--limit", type=int, default=0, help="first N training images only (0 = all)")
-    parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     cfg = checked_config(args.config_file, args.opts)
     model = build_model(cfg)
