@@ -75,6 +75,9 @@ def test_integers_for_float_keys_are_accepted(tmp_path):
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.ANCHORS", "torso"], "ANCHORS is 'torso': use stripes or person"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.PERSON_QUANTILE", "0.0"], "PERSON_QUANTILE is 0.0"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.PERSON_CUE", "pixels"], "PERSON_CUE is 'pixels': use features or image"),
+    (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.CONDITION", "global+extent"], "CONDITION is 'global\\+extent'"),
+    (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.CONDITION", "global+rows+extent", "PISL.DIFFUSION.ANCHORS", "stripes"],
+     "the extent is the person prior's, set ANCHORS person"),
 ])
 def test_invalid_values_fail_up_front_naming_the_key(tmp_path, opts, message):
     with pytest.raises(ConfigError, match=message):

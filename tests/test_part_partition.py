@@ -70,7 +70,7 @@ def _person_map(top_row, rows=16, height=8):
     return fmap
 
 
-@pytest.mark.parametrize("condition", ["global", "global+rows"])
+@pytest.mark.parametrize("condition", ["global", "global+rows", "global+rows+extent"])
 def test_one_person_at_two_heights_gives_boxes_shifted_by_the_same_amount(condition):
     """The same person 4 of 16 rows (a quarter of the image) lower: with the person prior every
     part's centre moves down by a quarter of the image height, 0.5 in map units, and its height
@@ -116,6 +116,24 @@ def test_image_person_cue_gives_boxes_that_move_with_the_person():
     assert torch.allclose(boxes[1, :, 4], boxes[0, :, 4], atol=1e-4)
     with pytest.raises(ValueError, match="PERSON_CUE 'image'"):
         gen(fmap, cond)
+
+
+def test_extent_condition_gives_the_denoiser_the_extent_the_prior_was_cut_from():
+    """With "global+rows+extent" the condition ends with each image's (top, extent) from the
+    image cue, the numbers the prior's stripes were cut from, so the denoiser sees where the
+    prior put the boxes; without it, nothing in the condition depends on the images."""
+    images = torch.cat([_person_image(2, rows=8), _person_image(6, rows=8)])
+    fmap, feature = torch.rand(1, 4, 8, 4).expand(2, -1, -1, -1), torch.randn(1, 4).expand(2, -1)
+    gen = DiffusionSTNParts(4, 3, stn_channels=8, boxes="partition", anchors="person", person_quantile=0.01,
+                            person_cue="image", condition="global+rows+extent")
+    cond, prior = gen.cond_and_prior(fmap, feature, images)
+    top, extent = image_person_extent(images, 0.01)
+    assert cond.shape == (2, 4 + 8 + 2) and torch.equal(cond[:, -2:], torch.stack([top, extent], 1))
+    assert top[1] - top[0] == pytest.approx(4 / 16, abs=1e-4)
+    gen_rows = DiffusionSTNParts(4, 3, stn_channels=8, boxes="partition", anchors="person", person_quantile=0.01,
+                                 person_cue="image", condition="global+rows")
+    cond_rows, prior_rows = gen_rows.cond_and_prior(fmap, feature, images)
+    assert torch.equal(cond_rows[0], cond_rows[1]) and torch.equal(prior_rows, prior)
 
 
 def test_share_barrier_hand_case_and_its_gradient_at_the_floor():

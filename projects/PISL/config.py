@@ -56,6 +56,8 @@ def add_pisl_config(cfg):
     # part_generators.row_profile) | "global" (the global feature only, the paper's). A linear
     # probe reads the applied shift of misaligned CUHK01 crops from the source model's global
     # feature with R^2 0.88, from the 8-bin profile 0.64, from both 0.91 (tools/probe_condition.py).
+    # "global+rows+extent" (ANCHORS person): also the person's top and height that the anchors
+    # were cut from, which with PERSON_CUE image the denoiser cannot read from the map.
     cfg.PISL.DIFFUSION.CONDITION = "global+rows"
     cfg.PISL.DIFFUSION.ROW_BINS = 8  # rows of the profile the denoiser sees with CONDITION global+rows
     # Person anchors: the extent runs from this share of the cue's mass to 1 minus it.
@@ -158,9 +160,12 @@ def check_pisl_config(cfg):
     if not 0 <= p.DIFFUSION.MIN_PART_HEIGHT * p.NUM_PARTS < 1:
         problems.append(f"PISL.DIFFUSION.MIN_PART_HEIGHT is {p.DIFFUSION.MIN_PART_HEIGHT}: the {p.NUM_PARTS} parts' "
                         "least heights must sum to less than the image (0 <= MIN_PART_HEIGHT < 1 / NUM_PARTS)")
-    if p.DIFFUSION.CONDITION not in ("global", "global+rows") or p.DIFFUSION.ROW_BINS < 1:
+    if p.DIFFUSION.CONDITION not in ("global", "global+rows", "global+rows+extent") or p.DIFFUSION.ROW_BINS < 1:
         problems.append(f"PISL.DIFFUSION.CONDITION is '{p.DIFFUSION.CONDITION}' and ROW_BINS {p.DIFFUSION.ROW_BINS}: "
-                        "use global or global+rows, and at least 1 bin")
+                        "use global, global+rows or global+rows+extent, and at least 1 bin")
+    if p.DIFFUSION.CONDITION.endswith("+extent") and p.DIFFUSION.ANCHORS != "person":
+        problems.append(f"PISL.DIFFUSION.CONDITION is '{p.DIFFUSION.CONDITION}' with ANCHORS "
+                        f"'{p.DIFFUSION.ANCHORS}': the extent is the person prior's, set ANCHORS person")
     if p.DIFFUSION.ANCHORS not in ("stripes", "person"):
         problems.append(f"PISL.DIFFUSION.ANCHORS is '{p.DIFFUSION.ANCHORS}': use stripes or person")
     if p.DIFFUSION.PERSON_CUE not in ("features", "image"):

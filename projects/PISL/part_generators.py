@@ -541,7 +541,9 @@ class DiffusionSTNParts(nn.Module):
 
     ``condition`` "global+rows" gives the denoiser the feature map's row profile
     (``row_profile``) beside the global feature: where along the height the person is, in a
-    form it need not learn to read from a pooled feature.
+    form it need not learn to read from a pooled feature. "global+rows+extent" also gives it the
+    person's extent that the person prior was cut from (top and height, fractions of the image
+    height): with the image cue nothing else it sees says where the prior already put the boxes.
 
     ``stn_patch_share`` > 0 cuts that share of the training samples' patches with theta_stn
     instead of x0_hat, so that the part losses also reach the STN, the one module that sees
@@ -562,7 +564,7 @@ class DiffusionSTNParts(nn.Module):
             self.boxes = AffineBoxes(num_parts, limits, anchors)
         self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
-        cond_dim = in_channels + (row_bins if condition == "global+rows" else 0)
+        cond_dim = in_channels + (row_bins if "+rows" in condition else 0) + (2 if condition.endswith("+extent") else 0)
         self.denoiser = Denoiser(self.boxes.dim, cond_dim, cond_scale=cond_scale)
         # The sampler's start, drawn once on the CPU: the same on every device, and a constant
         # (not a random op) in an exported graph.
@@ -585,25 +587,33 @@ class DiffusionSTNParts(nn.Module):
     def at_bound(self, features):
         return self.boxes.at_bound(features)
 
-    def conditions(self, feature_map, global_feature):
-        """What the denoiser is conditioned on: the unit global feature, and with "global+rows"
-        the row profile. Detached: the denoiser reads them, it does not train the backbone."""
+    def conditions(self, feature_map, global_feature, person=None):
+        """What the denoiser is conditioned on: the unit global feature, with "+rows" the row
+        profile, with "+extent" the person's (top, extent) (``person``). Detached: the denoiser
+        reads them, it does not train the backbone."""
         cond = F.normalize(global_feature.detach(), dim=1)
-        if self.condition == "global+rows":
+        if "+rows" in self.condition:
             cond = torch.cat([cond, row_profile(feature_map, self.row_bins).to(cond)], dim=1)
+        if self.condition.endswith("+extent"):
+            cond = torch.cat([cond, torch.stack(person, dim=1).to(cond)], dim=1)
         return cond
 
-    def prior(self, feature_map, images):
-        """Each image's prior parameters (``boxes.prior``), with the person prior from the
-        person's extent that ``person_cue`` finds."""
+    def person(self, feature_map, images):
+        """(top, extent), B each: where ``person_cue`` finds the person; None with the stripe prior."""
         if self.boxes.prior_name != "person":
-            return self.boxes.prior(feature_map)
+            return None
         if self.person_cue == "features":
-            return self.boxes.prior(feature_map, person_extent(feature_map, self.person_quantile))
+            return person_extent(feature_map, self.person_quantile)
         if images is None:
             raise ValueError("PISL.DIFFUSION.PERSON_CUE 'image' finds the person in the input images: "
                              "call the part generator with them (generator(feature_map, global_feature, images))")
-        return self.boxes.prior(feature_map, image_person_extent(images, self.person_quantile))
+        return image_person_extent(images, self.person_quantile)
+
+    def cond_and_prior(self, feature_map, global_feature, images):
+        """The denoiser's condition and each image's prior parameters (``boxes.prior``, from the
+        person's extent with the person prior)."""
+        person = self.person(feature_map, images)
+        return self.conditions(feature_map, global_feature, person), self.boxes.prior(feature_map, person)
 
     def origin(self, prior):
         """What the diffusion's x0 is measured from: 0 with the stripe prior (the parameters
@@ -635,8 +645,7 @@ class DiffusionSTNParts(nn.Module):
     def forward(self, feature_map, global_feature, images=None):
         """``images``: the input batch (B x 3 x H x W) the map was computed from; needed only
         with the image person cue."""
-        cond = self.conditions(feature_map, global_feature)
-        prior = self.prior(feature_map, images)
+        cond, prior = self.cond_and_prior(feature_map, global_feature, images)
         if not self.training:
             return self._eval_outputs(feature_map, self.sample(cond, prior), prior)
         theta, stn_offset = self.stn_params(feature_map, prior)
@@ -665,8 +674,7 @@ class DiffusionSTNParts(nn.Module):
         to each t in ``timesteps`` (the training path). ``depth`` is the mean ``bound_depth``
         over images, per parameter (affine boxes; None for a partition, which has no bound).
         """
-        cond = self.conditions(feature_map, global_feature)
-        prior = self.prior(feature_map, images)
+        cond, prior = self.cond_and_prior(feature_map, global_feature, images)
         origin = self.origin(prior)
         theta, stn_offset = self.stn_params(feature_map, prior)
         thetas = self.boxes.thetas

@@ -104,6 +104,9 @@ row() {
     # The person prior found in the image (rows that differ from their border colour), not in
     # the feature map: the demo's setting.
     *_image) row "${1%_image}"; printf '%s\n' PISL.DIFFUSION.PERSON_CUE image ;;
+    # The denoiser also told the person's extent the prior was cut from (with the image cue it
+    # cannot read it from the map).
+    *_extent) row "${1%_extent}"; printf '%s\n' PISL.DIFFUSION.CONDITION global+rows+extent ;;
     # The reference's affine boxes (bounded offsets) instead of the partition.
     *_affine) row "${1%_affine}"; printf '%s\n' PISL.DIFFUSION.BOXES affine ;;
     *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
