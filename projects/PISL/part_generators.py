@@ -556,7 +556,8 @@ class DiffusionSTNParts(nn.Module):
                  condition="global", row_bins=8, equal_parts=False, person_cue="features"):
         super().__init__()
         self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
-        self.condition, self.row_bins = condition, row_bins
+        # What the condition carries, read once from its name (checked by check_pisl_config).
+        self.with_rows, self.with_extent, self.row_bins = "+rows" in condition, condition.endswith("+extent"), row_bins
         self.person_cue, self.person_quantile = person_cue, person_quantile
         if boxes == "partition":
             self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, equal_parts=equal_parts)
@@ -564,7 +565,7 @@ class DiffusionSTNParts(nn.Module):
             self.boxes = AffineBoxes(num_parts, limits, anchors)
         self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
-        cond_dim = in_channels + (row_bins if "+rows" in condition else 0) + (2 if condition.endswith("+extent") else 0)
+        cond_dim = in_channels + (row_bins if self.with_rows else 0) + (2 if self.with_extent else 0)
         self.denoiser = Denoiser(self.boxes.dim, cond_dim, cond_scale=cond_scale)
         # The sampler's start, drawn once on the CPU: the same on every device, and a constant
         # (not a random op) in an exported graph.
@@ -592,9 +593,9 @@ class DiffusionSTNParts(nn.Module):
         profile, with "+extent" the person's (top, extent) (``person``). Detached: the denoiser
         reads them, it does not train the backbone."""
         cond = F.normalize(global_feature.detach(), dim=1)
-        if "+rows" in self.condition:
+        if self.with_rows:
             cond = torch.cat([cond, row_profile(feature_map, self.row_bins).to(cond)], dim=1)
-        if self.condition.endswith("+extent"):
+        if self.with_extent:
             cond = torch.cat([cond, torch.stack(person, dim=1).to(cond)], dim=1)
         return cond
 
