@@ -5,7 +5,9 @@ from pisl.engine.hooks import HOOK_REGISTRY
 
 @register_config_extension
 def add_pisl_config(cfg):
-    """PISL's keys. Defaults are the paper recipe (docs/method.md), except where a comment says why not."""
+    """PISL's keys. The defaults are the published method (docs/method.md; the fixes of the
+    official code's defects in docs/deviations.md); configs/Base-PISL-partition.yml sets the
+    partition recipe's keys."""
     cfg.PISL = CN()
     cfg.PISL.NUM_PARTS = 3  # P, the number of part features
     cfg.PISL.PART_GENERATOR = "diffusion_stn"  # diffusion_stn | stripes (= PPLR)
@@ -23,95 +25,62 @@ def add_pisl_config(cfg):
     cfg.PISL.DIFFUSION.COSINE_S = 0.008  # offset s of the cosine noise schedule
     cfg.PISL.DIFFUSION.SAMPLE_STEPS = 50  # DDIM steps at clustering (and test) time
     cfg.PISL.DIFFUSION.SAMPLE_SEED = 0  # seed of the sampler's fixed start x_T (the same boxes on every run)
-    # What the diffusion generates (part_generators.PartitionBoxes, AffineBoxes): "partition" (P + 2 logits: a
-    # margin above the person, P parts that tile its extent, a margin below; every box inside
-    # the image, ordered, never collapsed, no saturating bound) | "affine" (the reference's six
-    # affine parameters a part, as bounded offsets from ANCHORS: on CUHK01 and CUHK03-NP the part
-    # losses drove them to their bounds in the first epoch, where the tanh passes no gradient,
-    # and the boxes were the same for every image; docs/pisl_cuhk01.md. With person ANCHORS and
-    # SCD.W_BOUND 1 on misaligned CUHK01, 5 seeds: level with the partition in mAP, +0.07 +-
-    # 1.22, but overlapping neighbours (IoU up to 0.5) reaching past the image's edge).
-    cfg.PISL.DIFFUSION.BOXES = "partition"
+    # What the diffusion generates: "affine" (the paper's six affine parameters a part) |
+    # "partition" (P + 2 logits of a partition of the image height: a margin above the person, P
+    # parts tiling its extent, a margin below; every box inside the image, ordered, never collapsed).
+    cfg.PISL.DIFFUSION.BOXES = "affine"
+    # Affine: [] (the paper's) clamps each parameter to the map's coordinate range [-1, 1];
+    # six offsets [sx, shx, tx, shy, sy, ty] instead keep each parameter within that much of its
+    # anchor, smoothly (tanh; sy and ty in stripe heights 1/P, the rest in map units).
+    cfg.PISL.DIFFUSION.BOX_LIMITS = []
     # Partition: the least height of a part, as a fraction of the image height.
     cfg.PISL.DIFFUSION.MIN_PART_HEIGHT = 0.1
-    # Partition: True learns only the person's extent (a margin above, one below) and cuts it
-    # into P equal parts, so the parts cannot take height from each other; False learns each
-    # part's height.
+    # Partition: True learns only the person's extent and cuts it into P equal parts.
     cfg.PISL.DIFFUSION.EQUAL_PARTS = False
-    # Affine: largest offset of the boxes from the anchors, per affine parameter [sx, shx, tx,
-    # shy, sy, ty] (sy and ty in stripe heights, 1/P; the rest in map units), applied smoothly
-    # (tanh) to the STN's theta and to x0_hat: boxes 0.5-1.5 stripes high, centres within half a stripe.
-    cfg.PISL.DIFFUSION.BOX_LIMITS = [0.25, 0.1, 0.25, 0.1, 0.5, 0.5]
-    # Where the boxes start, before the denoiser's correction: "person" (the P stripes of the
-    # person's vertical extent in each image, found in the feature map's activation profile:
-    # part_generators.person_extent) | "stripes" (the image's P stripes, the same for every
-    # image). Partition boxes on misaligned CUHK01 (seed 1): person 21.83 mAP (22.49 with the
-    # parts), stripes 21.36 (21.91), both following the applied shift (r 0.80 / 0.75 on the
-    # training crops); over 5 seeds level with stripes (-0.56 +- 2.57 mAP; +2.03 +- 2.51 with the
-    # parts); docs/pisl_cuhk01.md. Affine boxes with person anchors were 1.49 +- 0.86
-    # mAP below stripe anchors on aligned CUHK01 over 3 seeds.
-    cfg.PISL.DIFFUSION.ANCHORS = "person"
-    # What the denoiser is conditioned on: "global+rows" (the unit global feature and the feature
-    # map's row profile in ROW_BINS bins: where along the height the activation is;
-    # part_generators.row_profile) | "global" (the global feature only, the paper's). A linear
-    # probe reads the applied shift of misaligned CUHK01 crops from the source model's global
-    # feature with R^2 0.88, from the 8-bin profile 0.64, from both 0.91 (tools/probe_condition.py).
-    # "global+rows+extent" (ANCHORS person): also the person's top and height that the anchors
-    # were cut from, which with PERSON_CUE image the denoiser cannot read from the map. With the
-    # image cue on misaligned CUHK01 (3 seeds) it lifts the parts' own gain by 1.36 +- 0.48 mAP
-    # but leaves the boxes' overshoot (slope 1.25-1.50) and stays 1.5 below the default's parts.
-    cfg.PISL.DIFFUSION.CONDITION = "global+rows"
-    cfg.PISL.DIFFUSION.ROW_BINS = 8  # rows of the profile the denoiser sees with CONDITION global+rows
+    # Where the boxes start before the denoiser's correction: "stripes" (the image's P stripes,
+    # the same for every image; the paper's STN start, with the stripes as its bias) | "person"
+    # (the P stripes of the person's vertical extent found in each image, see PERSON_CUE).
+    cfg.PISL.DIFFUSION.ANCHORS = "stripes"
+    # The denoiser's condition: "global" (the unit global feature, the paper's) | "global+rows"
+    # (also the feature map's row profile in ROW_BINS bins: where along the height the activation
+    # is) | "global+rows+extent" (also the person's top and height the person anchors were cut from).
+    cfg.PISL.DIFFUSION.CONDITION = "global"
+    cfg.PISL.DIFFUSION.ROW_BINS = 8  # bins of the row profile in the "+rows" conditions
     # Person anchors: the extent runs from this share of the cue's mass to 1 minus it.
     cfg.PISL.DIFFUSION.PERSON_QUANTILE = 0.02
-    # Person anchors: where the person is found. "features" (the feature map's mean activation
-    # per row: part_generators.person_extent; the benchmarks' setting) | "image" (the rows of
-    # the input that differ from their own border colour: part_generators.image_person_extent;
-    # needs no trained network). On the demo's misaligned synthetic test crops the stripes of
-    # the extent follow the applied shift with r 0.90-0.95 from the image, 0.01-0.22 from the
-    # map of its small network trained from random weights (tools/box_follow.py's "anchors
-    # alone"; docs/benchmarks.md). On misaligned CUHK01 the image's follow with 0.95-0.96, a
-    # trained MobileNetV2's map's with 0.79-0.86, but over 3 seeds the image cue's parts take
-    # 2.2 mAP from the global feature where the map's add 0.6 (docs/pisl_cuhk01.md): the
-    # benchmarks use the map, the demo (a network that has not learned to find people) the image.
+    # Person anchors: where the person is found. "features" (each row's mean activation in the
+    # feature map; needs a backbone that has learned to find people) | "image" (the rows of the
+    # input that differ from their own border colour; needs no trained network).
     cfg.PISL.DIFFUSION.PERSON_CUE = "features"
     # Share of the training samples whose part patches are cut with the STN's theta rather than
-    # the denoised x0_hat, so that the part losses reach the STN. 0: off (the spec: x0_hat only;
-    # tried at 0.5 on CUHK03-NP: no gain, the STN's boxes still the same for every image; docs/pisl_cuhk03np.md).
+    # the denoised x0_hat, so that the part losses reach the STN. 0: off (x0_hat only).
     cfg.PISL.DIFFUSION.STN_PATCH_SHARE = 0.0
     # The denoiser's condition (the unit-norm global feature) times this, against a time
-    # embedding of norm 16: 16 puts both on the same scale (1: the condition is drowned).
-    cfg.PISL.DIFFUSION.COND_SCALE = 16.0
-    # Weight decay of the part generator (STN and denoiser), its own optimizer group: Adam's
-    # coupled decay (SOLVER.WEIGHT_DECAY) kept shrinking the denoiser's weights on the condition.
-    cfg.PISL.DIFFUSION.WEIGHT_DECAY = 0.0
+    # embedding of norm 16. 1: the paper's unit feature.
+    cfg.PISL.DIFFUSION.COND_SCALE = 1.0
+    # Weight decay of the part generator (STN and denoiser), its own optimizer group; the paper
+    # decays every parameter alike (SOLVER.WEIGHT_DECAY's 5e-4).
+    cfg.PISL.DIFFUSION.WEIGHT_DECAY = 5e-4
 
     cfg.PISL.PSC = CN()
-    # jaccard (PPLR's cross-agreement; the default: measured to separate reliable parts) | mmd
-    # (PISL's multi-kernel MMD score, nearly constant over samples: docs/pisl_cuhk03np.md).
-    cfg.PISL.PSC.SCORE = "jaccard"
+    # The part-global agreement score: mmd (the paper's multi-kernel MMD of the neighbourhoods'
+    # distance matrices, turned into an agreement) | jaccard (PPLR's overlap of the k-NN sets).
+    cfg.PISL.PSC.SCORE = "mmd"
     cfg.PISL.PSC.K = 20  # neighbours compared by the part-global agreement score
     cfg.PISL.PSC.REFINE_LAMBDA = 0.5  # weight of the one-hot target in label refinement
     # The part classifiers' smoothing: agreement-aware (the paper's PSC) from this epoch on,
-    # plain label smoothing (EPSILON) before it. Default 1000: plain throughout, because on
-    # CUHK03-NP -> CUHK01 with short epochs (6 x 50 iterations) neither agreement-aware
-    # smoothing nor the two designs below was at least as good on both aligned and misaligned
-    # crops; with 200 iterations an epoch agreement-aware smoothing was +1.27 +- 0.12 mAP above plain
-    # (3 seeds, aligned; docs/pisl_cuhk01.md), so Base-PISL's long-epoch recipes set 5 (with
-    # PART_LOGIT_SCALE 10), the paper's setting.
-    cfg.PISL.PSC.LS_START_EPOCH = 1000
+    # plain label smoothing (EPSILON) before it. A large value: plain throughout.
+    cfg.PISL.PSC.LS_START_EPOCH = 5
     cfg.PISL.PSC.EPSILON = 0.1  # plain label smoothing's epsilon
     cfg.PISL.PSC.SCALE = 1.0  # weight of PSCLoss
-    # Part classifiers' logits: 0 = the reference's (BN-neck feature . unit centroid rows, whose
-    # scale is the feature norm; what plain smoothing was measured with); s > 0 = s * cosine,
-    # which keeps agreement-aware smoothing's KL from growing with the feature norm (10 when
-    # it is on). See docs/deviations.md.
+    # Part classifiers' logits: 0 = the paper's (BN-neck feature . unit centroid rows, whose
+    # scale is the feature norm); s > 0 = s * cosine, which keeps agreement-aware smoothing's
+    # KL from growing with the feature norm.
     cfg.PISL.PSC.PART_LOGIT_SCALE = 0.0
     # What the smoothing's KL(uniform || p) trains: features (the paper: the part features and
     # classifiers) | classifier (the part classifiers only: their logits on detached features).
     cfg.PISL.PSC.KL_GRADIENT = "features"
-    # Iterations over which the KL's weight ramps from 0 to 1 after each epoch's classifier
-    # reset, when the reset classifiers are most confident and the KL largest. 0: no ramp.
+    # Iterations over which the KL's weight ramps from 0 to 1 after each epoch's classifier reset. 0: no ramp.
     cfg.PISL.PSC.KL_RAMP_ITERS = 0
 
     # PartBoxHook: pictures of the part boxes on test images, in OUTPUT_DIR/part_boxes/.
@@ -129,20 +98,15 @@ def add_pisl_config(cfg):
     cfg.PISL.SCD.W_CONS = 0.5  # weight of SCD's consistency term (x0_hat against the STN's theta)
     cfg.PISL.SCD.W_CON = 0.3  # weight of SCD's part contrast term
     cfg.PISL.SCD.TEMP = 0.07  # temperature of SCD's part contrast
-    # Weighting of the noise MSE over timesteps: min_snr (min(SNR, SNR_GAMMA) / SNR, bounded at
-    # small t) or none (the reference's plain MSE, about SNR = 24,000 times the x0 error at t = 0).
-    cfg.PISL.SCD.NOISE_WEIGHTING = "min_snr"
+    # Weighting of the noise MSE over timesteps: none (the paper's plain MSE) | min_snr
+    # (min(SNR, SNR_GAMMA) / SNR: bounds the weight of the x0 error at small t).
+    cfg.PISL.SCD.NOISE_WEIGHTING = "none"
     cfg.PISL.SCD.SNR_GAMMA = 5.0  # min_snr's gamma: the largest weight of a sample's x0 error
     # Weight of the penalty that keeps the boxes off their bounds, on the STN's boxes and the
-    # denoiser's. Partition boxes (the default): KL(uniform || shares) of the cells
-    # (part_generators.share_barrier), which keeps every part and margin off zero; at 1, on
-    # misaligned CUHK01 (5 seeds) it met every box target at the same mAP as without it
-    # (docs/pisl_cuhk01.md). Affine boxes: offsets more than one BOX_LIMIT deep in the bound's
-    # tanh (part_generators.saturation; 0 is the reference; tried at 10 on CUHK03-NP: no gain;
-    # docs/pisl_cuhk03np.md). 0: off.
-    cfg.PISL.SCD.W_BOUND = 1.0
-    # Weight of the mean IoU of neighbouring parts' patch boxes (part_generators.part_overlap),
-    # a diversity penalty that keeps the parts on different regions. 0: off.
+    # denoiser's: partition boxes, KL(uniform || shares) of the cells (part_generators.share_barrier);
+    # affine boxes with BOX_LIMITS, offsets more than one limit deep in the tanh. 0: off (the paper).
+    cfg.PISL.SCD.W_BOUND = 0.0
+    # Weight of the mean IoU of neighbouring parts' boxes (part_generators.part_overlap). 0: off.
     cfg.PISL.SCD.W_OVERLAP = 0.0
 
 
@@ -154,9 +118,12 @@ def check_pisl_config(cfg):
     if not 1 <= p.DIFFUSION.SAMPLE_STEPS <= p.DIFFUSION.TIMESTEPS:
         problems.append(f"PISL.DIFFUSION.SAMPLE_STEPS is {p.DIFFUSION.SAMPLE_STEPS}: must be between 1 and "
                         f"PISL.DIFFUSION.TIMESTEPS ({p.DIFFUSION.TIMESTEPS})")
-    if len(p.DIFFUSION.BOX_LIMITS) != 6 or min(p.DIFFUSION.BOX_LIMITS) <= 0:
+    if len(p.DIFFUSION.BOX_LIMITS) not in (0, 6) or min(p.DIFFUSION.BOX_LIMITS, default=1) <= 0:
         problems.append(f"PISL.DIFFUSION.BOX_LIMITS is {list(p.DIFFUSION.BOX_LIMITS)}: give six positive offsets "
-                        "[sx, shx, tx, shy, sy, ty] (sy and ty in stripe heights)")
+                        "[sx, shx, tx, shy, sy, ty] (sy and ty in stripe heights), or [] for the paper's clamp")
+    if p.DIFFUSION.BOXES == "affine" and not p.DIFFUSION.BOX_LIMITS and p.SCD.W_BOUND > 0:
+        problems.append(f"PISL.SCD.W_BOUND is {p.SCD.W_BOUND} with affine boxes and BOX_LIMITS []: the clamp has "
+                        "no bound to keep off; set W_BOUND 0 or give BOX_LIMITS")
     if p.DIFFUSION.BOXES not in ("partition", "affine"):
         problems.append(f"PISL.DIFFUSION.BOXES is '{p.DIFFUSION.BOXES}': use partition or affine")
     if not 0 <= p.DIFFUSION.MIN_PART_HEIGHT * p.NUM_PARTS < 1:

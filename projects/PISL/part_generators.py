@@ -380,7 +380,11 @@ class AffineBoxes(nn.Module):
         super().__init__()
         self.num_parts, self.dim, self.prior_name = num_parts, 6 * num_parts, prior
         self.register_buffer("stripes", stripe_thetas(num_parts).flatten(), persistent=False)
-        self.register_buffer("limits", box_limits(limits, num_parts), persistent=False)
+        # No limits: the published recipe's boxes, each parameter clamped to the map's
+        # coordinate range [-1, 1] and otherwise free.
+        self.clamped = len(limits) == 0
+        limits = torch.ones(self.dim) if self.clamped else box_limits(limits, num_parts)
+        self.register_buffer("limits", limits, persistent=False)
 
     def prior(self, feature_map, person=None):
         """Each image's anchors, B x 6P; with the person prior, the stripes of ``person``
@@ -390,6 +394,8 @@ class AffineBoxes(nn.Module):
         return self.stripes.expand(feature_map.shape[0], -1)
 
     def settle(self, params, prior):
+        if self.clamped:
+            return params.clamp(-1.0, 1.0)
         return bound_boxes(params, prior, self.limits)
 
     def thetas(self, params):
@@ -400,13 +406,17 @@ class AffineBoxes(nn.Module):
         return cut_patches(feature_map, params.view(-1, self.num_parts, 2, 3))
 
     def saturation(self, offsets, prior):
+        if self.clamped:  # nothing to keep off: the clamp has no tail to saturate in
+            return offsets.new_zeros(())
         return saturation(offsets, self.limits)  # the bound is on the offsets, whatever the prior
 
     def depth(self, offsets):
-        return bound_depth(offsets, self.limits).mean(0)
+        return None if self.clamped else bound_depth(offsets, self.limits).mean(0)
 
     def at_bound(self, features):
         thetas = features["thetas"].view(len(features["thetas"]), self.num_parts, 6)
+        if self.clamped:  # at the clamp: |theta| = 1
+            return affine_at_bound(thetas, torch.zeros_like(thetas), self.limits)
         anchors = features.get("anchors")
         anchors = self.stripes.view(1, self.num_parts, 6).to(thetas) if anchors is None else anchors.view_as(thetas)
         return affine_at_bound(thetas, anchors, self.limits)
@@ -582,8 +592,8 @@ class DiffusionSTNParts(nn.Module):
 
     @property
     def limits(self):
-        """The affine boxes' bounds (6P), None for a partition."""
-        return getattr(self.boxes, "limits", None)
+        """The affine boxes' tanh bounds (6P), None for a partition or clamped affine boxes."""
+        return None if getattr(self.boxes, "clamped", True) else self.boxes.limits
 
     def at_bound(self, features):
         return self.boxes.at_bound(features)

@@ -47,12 +47,12 @@ if [ -f "$FIXED_SOURCE" ]; then SOURCE=${SOURCE:-$FIXED_SOURCE}; else SOURCE=${S
 case $PROTOCOL in
   cuhk03np)
     START=imagenet
-    ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl pisl_no_scd pisl_no_psc pisl_no_cam"}
+    ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl_published pisl_partition pisl_no_scd pisl_no_psc pisl_no_cam"}
     PAIRED_TO=${PAIRED_TO:-"pisl_stripes"}
     PROTOCOL_ARGS=(TEST.EVAL_PERIOD 0 SOLVER.ITERS_PER_EPOCH 100) ;;
   cuhk01|cuhk01_misaligned)
     START=source
-    ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl pisl_no_scd pisl_no_psc"}
+    ROWS=${ROWS:-"cluster_contrast pisl_stripes pisl_published pisl_partition"}
     PAIRED_TO=${PAIRED_TO:-"pisl_stripes cluster_contrast"}
     PROTOCOL_ARGS=(TEST.EVAL_PERIOD 1 DATASETS.NAMES '["CUHK01"]' DATASETS.TESTS '["CUHK01"]'
                    MODEL.WEIGHTS "$SOURCE" MODEL.PARTIAL_LOAD True)
@@ -79,7 +79,9 @@ row() {
       '["CrossEntropyLoss", "SoftTripletLoss", "PartCrossEntropyLoss"]' ;;
     supervised_pisl) echo projects/PISL/configs/cuhk03np_supervised.yml ;;
     cluster_contrast) echo projects/ClusterContrast/configs/cuhk03np.yml ;;
-    pisl) echo projects/PISL/configs/cuhk03np.yml ;;
+    # PISL as published (Base-PISL.yml) at the benchmark's size; the partition recipe.
+    pisl_published) echo projects/PISL/configs/cuhk03np.yml ;;
+    pisl_partition) echo projects/PISL/configs/cuhk03np_partition.yml ;;
     # PSC's part smoothing (docs/pisl_cuhk01.md): agreement-aware from epoch 2 with the
     # reference's part logits, or with cosine logits at scale 10 (the cuhk03np configs' default
     # is plain label smoothing throughout, with the reference's logits).
