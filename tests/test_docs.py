@@ -92,3 +92,29 @@ def test_config_reference_reads_each_keys_comment(tmp_path):
     source = tmp_path / "keys.py"
     source.write_text("_C = None\n# above A,\n# two lines\n_C.A = 1\n_C.B.C = 'x'  # beside C\n_C.D = 2\n\n# not D's\n")
     assert described_keys(str(source), "_C") == {"A": "above A, two lines", "B.C": "beside C", "D": ""}
+
+
+def test_results_tables_are_generated_from_the_records():
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "tables.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_hand_edited_table_cell_is_stale():
+    sys.path.insert(0, REPO)
+    from benchmarks import tables
+
+    page = os.path.join(REPO, "projects", "PISL", "README.md")
+    with open(page) as f:
+        text = f.read()
+    rendered = {name: tables.render(table) for name, table in tables.TABLES.items()}
+    assert tables.regenerate(text, rendered, []) == text  # as committed
+    cell = re.search(r"\| (\d+\.\d\d) \+- ", text).group(1)
+    edited = text.replace(f"| {cell} +- ", f"| {float(cell) + 0.01:.2f} +- ", 1)
+    assert edited != text and tables.regenerate(edited, rendered, []) == text  # the edit is undone
+
+
+def test_no_user_page_names_an_issue():
+    pages = [p for p in tracked("*.md") if not p.startswith(".")]
+    named = [f"{p}: {m.group(0)}" for p in pages for m in re.finditer(r"\b[Ii]ssues? #?\d+", open(os.path.join(REPO, p)).read())]
+    assert not named, "\n".join(named)

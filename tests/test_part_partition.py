@@ -154,6 +154,32 @@ def test_share_barrier_hand_case_and_its_gradient_at_the_floor():
         assert squeezed.grad[0, cell].item() == pytest.approx(share - 1 / 5, rel=1e-9)
 
 
+def test_share_barrier_toward_a_target_is_zero_there_and_pulls_toward_it():
+    """Target shares 1:2:1 of 4, shares 1:1:2 of 4: KL = 1/4 log(1) + 1/2 log(2) + 1/4 log(1/2)
+    = 1/4 log 2. At the target it is 0 whatever the target, and the gradient to each logit is
+    share - target share (0.25 - 0.25, 0.25 - 0.5, 0.5 - 0.25)."""
+    target = torch.log(torch.tensor([[1.0, 2, 1]], dtype=torch.float64))
+    logits = torch.log(torch.tensor([[1.0, 1, 2]], dtype=torch.float64)).requires_grad_(True)
+    barrier = share_barrier(logits, target)
+    assert barrier.item() == pytest.approx(math.log(2) / 4, rel=1e-12)
+    barrier.backward()
+    assert logits.grad[0].tolist() == pytest.approx([0.0, -0.25, 0.25], abs=1e-12)
+    assert share_barrier(target, target).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_prior_target_barrier_is_zero_on_the_person_prior():
+    """With ``barrier_target`` prior a generator whose boxes are its person prior pays no barrier;
+    with the uniform target the same boxes pay one (the prior is not equal shares)."""
+    torch.manual_seed(0)
+    fmap = _person_map(2)
+    for target, zero in (("prior", True), ("uniform", False)):
+        gen = DiffusionSTNParts(fmap.shape[1], 3, stn_channels=16, timesteps=10, boxes="partition",
+                                anchors="person", barrier_target=target)
+        prior = gen.cond_and_prior(fmap, torch.randn(len(fmap), fmap.shape[1]), None)[1]
+        barrier = gen.boxes.saturation(torch.zeros_like(prior), prior)
+        assert (barrier.item() == pytest.approx(0.0, abs=1e-6)) == zero
+
+
 def test_partition_generator_reports_the_share_barrier_as_its_saturation():
     torch.manual_seed(0)
     gen = DiffusionSTNParts(8, 3, stn_channels=16, timesteps=10, boxes="partition").train()

@@ -77,7 +77,8 @@ def test_psc_kl_reaches_the_backbone_only_when_it_trains_the_features(kl_gradien
 def test_bound_and_overlap_penalties_are_logged_scd_terms_only_when_weighted():
     torch.manual_seed(0)
     model = build_model(_demo_cfg("PISL.SCD.W_BOUND", "2.0", "PISL.SCD.W_OVERLAP", "1.0", "PISL.DIFFUSION.BOXES", "affine",
-                                  "PISL.DIFFUSION.ANCHORS", "stripes"))
+                                  "PISL.DIFFUSION.ANCHORS", "stripes", "PISL.DIFFUSION.BOX_LIMITS",
+                                  "[0.25, 0.1, 0.25, 0.1, 0.5, 0.5]"))
     images = torch.rand(4, 3, 64, 32)
     labels, cams = [0, 0, 1, 1], [0, 1, 0, 1]
     notify_pseudo_labels(model, _pseudo_labels(model, images, labels, cams))

@@ -106,6 +106,9 @@ def add_pisl_config(cfg):
     # denoiser's: partition boxes, KL(uniform || shares) of the cells (part_generators.share_barrier);
     # affine boxes with BOX_LIMITS, offsets more than one limit deep in the tanh. 0: off (the paper).
     cfg.PISL.SCD.W_BOUND = 0.0
+    # Partition boxes: where the share barrier is lowest. uniform (equal shares of the free
+    # height: one partition, the same for every image) | prior (each image's prior partition).
+    cfg.PISL.SCD.BARRIER_TARGET = "uniform"
     # Weight of the mean IoU of neighbouring parts' boxes (part_generators.part_overlap). 0: off.
     cfg.PISL.SCD.W_OVERLAP = 0.0
 
@@ -158,6 +161,8 @@ def check_pisl_config(cfg):
     for key in ("W_BOUND", "W_OVERLAP"):
         if p.SCD[key] < 0:
             problems.append(f"PISL.SCD.{key} is {p.SCD[key]}: must be 0 (off) or positive")
+    if p.SCD.BARRIER_TARGET not in ("uniform", "prior"):
+        problems.append(f"PISL.SCD.BARRIER_TARGET is '{p.SCD.BARRIER_TARGET}': use uniform or prior")
     if p.PSC.SCORE not in ("mmd", "jaccard"):
         problems.append(f"PISL.PSC.SCORE is '{p.PSC.SCORE}': use mmd or jaccard")
     if p.PART_GENERATOR == "stripes" and "SCDLoss" in cfg.MODEL.LOSSES.NAMES:

@@ -325,16 +325,23 @@ def partition_logits(heights, min_part_height, least_share=0.01):
     return torch.log((heights - floors).clamp(min=least_share))
 
 
-def share_barrier(logits):
+def share_barrier(logits, target=None):
     """KL(uniform || shares) of a partition's cells (margins and parts), each share the cell's
     softmax share of the free height (``partition_heights``), averaged over images: 0 where
     every cell has an equal share, growing without bound as any share goes to 0. The
     partition's counterpart of ``saturation`` (``PISL.SCD.W_BOUND``): its gradient to a cell's
     own logit is share - 1 / cells, so unlike the softmax's g (1 - g) it does not vanish as a
     part reaches its floor or a margin closes. Measured on misaligned CUHK01 (seed 1), a barrier
-    on the parts alone moved the squeeze to the margins (docs/pisl_cuhk01.md)."""
+    on the parts alone moved the squeeze to the margins (docs/pisl_cuhk01.md).
+
+    The uniform shares are one fixed partition, the same for every image. ``target`` (logits,
+    like ``logits``) replaces them by each image's own: KL(target shares || shares), 0 where the
+    partition is the target's (e.g. the person prior's), with the gradient share - target share."""
     log_shares = F.log_softmax(logits, dim=1)
-    return -(log_shares + math.log(logits.shape[1])).mean()
+    if target is None:
+        return -(log_shares + math.log(logits.shape[1])).mean()
+    log_target = F.log_softmax(target, dim=1)
+    return (log_target.exp() * (log_target - log_shares)).sum(1).mean()
 
 
 def partition_bands(logits, min_part_height):
@@ -435,9 +442,10 @@ class PartitionBoxes(nn.Module):
     ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
     parts from each image's person extent (``DiffusionSTNParts.prior``)."""
 
-    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, equal_parts=False):
+    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, equal_parts=False,
+                 barrier_target="uniform"):
         super().__init__()
-        self.num_parts, self.prior_name = num_parts, prior
+        self.num_parts, self.prior_name, self.barrier_target = num_parts, prior, barrier_target
         self.cells = 1 if equal_parts else num_parts  # the learned heights between the margins
         self.dim, self.floor = self.cells + 2, min_part_height * num_parts / self.cells
         cell = (1 - 2 * stripe_margin) / self.cells
@@ -478,8 +486,9 @@ class PartitionBoxes(nn.Module):
     def saturation(self, offsets, prior):
         """``share_barrier`` of the parameters (prior + offsets). Computed apart from theta and
         x0_hat on purpose: routing its gradient through them changes the order in which float
-        gradients add up, and the recorded runs' clusters with it."""
-        return share_barrier(prior + offsets)
+        gradients add up, and the recorded runs' clusters with it. ``barrier_target`` "prior":
+        toward each image's prior partition instead of the uniform shares."""
+        return share_barrier(prior + offsets, prior if self.barrier_target == "prior" else None)
 
     def depth(self, offsets):
         return None
@@ -563,14 +572,15 @@ class DiffusionSTNParts(nn.Module):
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
                  sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0,
                  cond_scale=1.0, anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1,
-                 condition="global", row_bins=8, equal_parts=False, person_cue="features"):
+                 condition="global", row_bins=8, equal_parts=False, person_cue="features", barrier_target="uniform"):
         super().__init__()
         self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
         # What the condition carries, read once from its name (checked by check_pisl_config).
         self.with_rows, self.with_extent, self.row_bins = "+rows" in condition, condition.endswith("+extent"), row_bins
         self.person_cue, self.person_quantile = person_cue, person_quantile
         if boxes == "partition":
-            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, equal_parts=equal_parts)
+            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, equal_parts=equal_parts,
+                                        barrier_target=barrier_target)
         else:
             self.boxes = AffineBoxes(num_parts, limits, anchors)
         self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
@@ -585,10 +595,12 @@ class DiffusionSTNParts(nn.Module):
     @classmethod
     def from_config(cls, cfg, in_channels):
         d = cfg.PISL.DIFFUSION
-        return cls(in_channels, cfg.PISL.NUM_PARTS, cfg.PISL.STN.CHANNELS, d.TIMESTEPS, d.COSINE_S,
-                   d.SAMPLE_STEPS, d.SAMPLE_SEED, d.BOX_LIMITS, d.STN_PATCH_SHARE, d.COND_SCALE, d.ANCHORS,
-                   d.PERSON_QUANTILE, d.BOXES, d.MIN_PART_HEIGHT, d.CONDITION, d.ROW_BINS, d.EQUAL_PARTS,
-                   d.PERSON_CUE)
+        return cls(in_channels, cfg.PISL.NUM_PARTS, stn_channels=cfg.PISL.STN.CHANNELS, timesteps=d.TIMESTEPS,
+                   cosine_s=d.COSINE_S, sample_steps=d.SAMPLE_STEPS, sample_seed=d.SAMPLE_SEED, limits=d.BOX_LIMITS,
+                   stn_patch_share=d.STN_PATCH_SHARE, cond_scale=d.COND_SCALE, anchors=d.ANCHORS,
+                   person_quantile=d.PERSON_QUANTILE, boxes=d.BOXES, min_part_height=d.MIN_PART_HEIGHT,
+                   condition=d.CONDITION, row_bins=d.ROW_BINS, equal_parts=d.EQUAL_PARTS, person_cue=d.PERSON_CUE,
+                   barrier_target=cfg.PISL.SCD.BARRIER_TARGET)
 
     @property
     def limits(self):

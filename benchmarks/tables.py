@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""The results tables of the documents, generated from the committed run records.
+
+    python benchmarks/tables.py            # rewrite every table between its markers
+    python benchmarks/tables.py --check    # exit 1, naming each table that is stale or missing
+
+A table sits in a Markdown page between ``<!-- table NAME -->`` and ``<!-- /table -->``; NAME
+is a key of ``TABLES``, which says which records it reads, which rows it shows and what each
+row is paired with. Each row gives the mean +- std (sample std) over its seeds of the final
+mAP, rank-1 and global+parts mAP, the CPU that ran its records (read from each run's log), and
+its paired mAP difference to each reference row over the seeds both have. No figure in a table
+is typed by hand.
+"""
+import argparse
+import glob
+import json
+import os
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+from tabulate import tabulate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.collect_results import finished_runs, global_parts_map, load, mean_std  # noqa: E402
+
+PAGES = ("README.md", "projects/*/README.md", "docs/*.md")
+MARKER = re.compile(r"(<!-- table (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+CPU = re.compile(r"device cpu \((?P<cpu>[^,]+), (?P<isa>[^,]+), \d+ threads\)")
+
+
+@dataclass
+class Table:
+    records: str  # the records folder, relative to the repository: START/ and seed*/ROW/
+    rows: dict  # row name -> its label in the table
+    references: list = field(default_factory=list)  # rows every row is paired with
+
+
+CROSS_DOMAIN_ROWS = {
+    "cluster_contrast": "Cluster Contrast",
+    "pisl_stripes": "stripes (PPLR + camera contrast)",
+    "pisl_published": "PISL, published recipe",
+    "pisl_partition": "PISL, partition recipe",
+}
+@dataclass
+class FollowTable:
+    """How each part's box follows the person on misaligned crops: the correlation r and the slope
+    of its centre against the applied vertical shift, over the 1,940 training crops with the
+    boxes the model draws before its last epoch (the last ``parts/follow_*`` of each run's
+    metrics), mean +- std over seeds, for the top, middle and bottom part."""
+    records: str
+    rows: dict
+
+
+TABLES = {
+    "cuhk01_aligned": Table("projects/PISL/results/cuhk01_seeds_avx512", CROSS_DOMAIN_ROWS,
+                            ["pisl_stripes", "cluster_contrast"]),
+    "cuhk01_misaligned": Table("projects/PISL/results/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
+                               ["pisl_stripes", "cluster_contrast"]),
+    "cuhk01_misaligned_follow": FollowTable("projects/PISL/results/cuhk01_misaligned_seeds",
+                                            {"pisl_published": "PISL, published recipe",
+                                             "pisl_partition": "PISL, partition recipe"}),
+}
+
+
+def short_cpu(log_path):
+    """'Xeon AVX512' / 'EPYC AVX2': the CPU a run's log says it ran on, or '?'."""
+    try:
+        with open(log_path) as f:
+            for line in f:
+                match = CPU.search(line)
+                if match:
+                    name = match["cpu"].replace("(R)", "").replace("Processor", "").split()
+                    return f"{name[-1] if name else '?'} {match['isa']}"
+    except OSError:
+        pass
+    return "?"
+
+
+def cpus(folders):
+    counts = Counter(short_cpu(os.path.join(f, "log.txt")) for f in folders)
+    return ", ".join(f"{cpu} x{n}" if len(counts) > 1 else cpu for cpu, n in sorted(counts.items()))
+
+
+def seed_of(folder):
+    return os.path.basename(os.path.dirname(folder))
+
+
+def paired(row_runs, ref_runs):
+    common = sorted(set(row_runs) & set(ref_runs))
+    diffs = [next(iter(row_runs[s].values()))["mAP"] - next(iter(ref_runs[s].values()))["mAP"] for s in common]
+    if not diffs:
+        return "-"
+    spread = f" +- {np.std(diffs, ddof=1):.2f}" if len(diffs) > 1 else ""
+    return f"{np.mean(diffs):+.2f}{spread} ({len(diffs)})"
+
+
+def last_follow(folder):
+    """{figure: value} of a run's last ``parts/follow_*`` record, or None."""
+    path = os.path.join(folder, "metrics.jsonl")
+    last = None
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                record = json.loads(line)
+                if "parts/follow_r/p0" in record:
+                    last = record
+    return last
+
+
+def render_follow(table):
+    root = os.path.join(ROOT, table.records)
+    lines = []
+    for row, label in table.rows.items():
+        folders = sorted(glob.glob(os.path.join(root, "seed*", row)))
+        follows = [f for f in map(last_follow, folders) if f]
+        if not follows:
+            continue
+        parts = sorted({k.rsplit("/", 1)[1] for f in follows for k in f if k.startswith("parts/follow_r/")})
+        cell = lambda kind: " / ".join(mean_std([f[f"parts/follow_{kind}/{p}"] for f in follows]) for p in parts)
+        worst = [min(f[f"parts/follow_r/{p}"] for p in parts) for f in follows]
+        lines.append([f"{label} (`{row}`)", len(follows), cpus(folders), cell("r"), cell("slope"),
+                      f"{min(worst):.2f} - {max(worst):.2f}"])
+    headers = ["row", "seeds", "CPU", "follow r: top / middle / bottom", "slope: top / middle / bottom",
+               "worst part's r, range over seeds"]
+    source = f"Generated by `python benchmarks/tables.py` from `{table.records}`.\n\n"
+    return source + tabulate(lines, headers=headers, tablefmt="pipe", disable_numparse=True) + "\n"
+
+
+def render(table):
+    """The table's Markdown (a line of text above it says what it was made from)."""
+    if isinstance(table, FollowTable):
+        return render_follow(table)
+    root = os.path.join(ROOT, table.records)
+    runs = {row: {seed_of(f): res for f, res in finished_runs(root, row).items()} for row in table.rows}
+    lines = []
+    for start, label in (("source", "source model (no adaptation)"), ("imagenet", "ImageNet start")):
+        res = load(os.path.join(root, start))
+        if res:
+            lines.append([label, "-", short_cpu(os.path.join(root, start, "log.txt")), f"{res['mAP']:.2f}",
+                          f"{res['Rank-1']:.2f}", "-"] + ["-"] * len(table.references))
+    for row, label in table.rows.items():
+        results = list(runs[row].values())
+        if not results:
+            continue
+        main = [next(iter(r.values())) for r in results]
+        parts = [m for m in map(global_parts_map, results) if m is not None]
+        folders = [os.path.join(root, s, row) for s in runs[row]]
+        lines.append([f"{label} (`{row}`)", len(results), cpus(folders), mean_std([m["mAP"] for m in main]),
+                      mean_std([m["Rank-1"] for m in main]), mean_std(parts)]
+                     + ["-" if ref == row else paired(runs[row], runs[ref]) for ref in table.references])
+    headers = ["row", "seeds", "CPU", "mAP", "R1", "mAP global+parts"] + [
+        f"mAP - {table.rows[ref].split(' (')[0]} (paired, seeds)" for ref in table.references]
+    source = f"Generated by `python benchmarks/tables.py` from `{table.records}`.\n\n"
+    return source + tabulate(lines, headers=headers, tablefmt="pipe", disable_numparse=True) + "\n"
+
+
+def pages():
+    for pattern in PAGES:
+        yield from sorted(glob.glob(os.path.join(ROOT, pattern)))
+
+
+def regenerate(text, rendered, unknown):
+    def body(match):
+        name = match["name"]
+        if name not in rendered:
+            unknown.append(name)
+            return match.group(0)
+        return match.group(1) + rendered[name] + match.group(4)
+    return MARKER.sub(body, text)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a table differs from its records")
+    args = parser.parse_args(argv)
+    rendered = {name: render(table) for name, table in TABLES.items()}
+    stale, unknown, placed = [], [], set()
+    for page in pages():
+        with open(page) as f:
+            text = f.read()
+        placed |= {m["name"] for m in MARKER.finditer(text)}
+        new = regenerate(text, rendered, unknown)
+        if new != text:
+            stale.append(os.path.relpath(page, ROOT))
+            if not args.check:
+                with open(page, "w") as f:
+                    f.write(new)
+    problems = [f"unknown table '{name}' (not in benchmarks/tables.py TABLES)" for name in unknown]
+    if args.check:
+        problems += [f"{page}: a table differs from its records; run python benchmarks/tables.py" for page in stale]
+    for problem in problems:
+        print(f"Error: {problem}", file=sys.stderr)
+    if not args.check:
+        print(f"Tables: {len(placed)} placed, {len(stale)} page(s) rewritten")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
