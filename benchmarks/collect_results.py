@@ -97,7 +97,8 @@ def per_epoch(folder):
     return ", ".join(out)
 
 
-RECORDED = ["results.json", "eval_results.json", "metrics.jsonl", "metrics.json", "log.txt", "config.yaml", "wall_seconds"]
+RECORDED = ["results.json", "eval_results.json", "metrics.jsonl", "metrics.json", "log.txt", "config.yaml", "wall_seconds",
+            "provenance.json"]
 HISTORY = os.path.join("pseudo_labels", "history.json")
 
 

@@ -242,3 +242,20 @@ def test_equal_parts_cut_the_learned_extent_into_equal_bands():
     boxes = gen(torch.cat([_person_map(2), _person_map(6)]), torch.randn(1, 4).expand(2, -1))["thetas"].view(2, 3, 6)
     assert (boxes[1, :, 5] - boxes[0, :, 5]).tolist() == pytest.approx([0.5] * 3, abs=1e-4)  # one person, two heights
     assert torch.allclose(boxes[0, :, 4], boxes[0, :1, 4].expand(3))  # equal heights
+
+
+def test_box_gap_hand_case():
+    """Two images, one part each way: training boxes centred at 0.5 and 0.25 of the image height
+    with heights 0.2 and 0.4, test boxes at 0.5 and 0.5 with heights 0.2 and 0.2: centre gaps 0
+    and 0.25, height gaps 0 and 0.2; t 100 and 900 fall in the first and last t bin."""
+    from projects.PISL.tools.box_gap import gap_table
+
+    def boxes(centres, heights):  # one part: full width, centre and half-height in map units
+        return torch.tensor([[1.0, 0, 0, 0, h, 2 * c - 1] for c, h in zip(centres, heights)])
+
+    _, record = gap_table(boxes([0.5, 0.25], [0.2, 0.4]), boxes([0.5, 0.5], [0.2, 0.2]), torch.tensor([100, 900]))
+    assert record["all t/part0"]["centre mean"] == pytest.approx(0.125)
+    assert record["all t/part0"]["height mean"] == pytest.approx(0.1)
+    assert record["t in [0, 250)/part0"]["centre mean"] == pytest.approx(0.0)
+    assert record["t in [750, 1000)/part0"]["centre mean"] == pytest.approx(0.25)
+    assert "t in [250, 750)/part0" not in record

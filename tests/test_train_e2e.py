@@ -55,6 +55,10 @@ def test_training_writes_results_config_and_checkpoints(full_run):
     assert 0 <= res["mAP"] <= 100 and res["num_valid_queries"] == 20
     for name in ("config.yaml", "log.txt", "metrics.jsonl", "last_checkpoint.pth", "model_final.pth"):
         assert os.path.isfile(full_run / name), name
+    with open(full_run / "provenance.json") as f:  # what made the run, for its record
+        made_by = json.load(f)
+    assert len(made_by["commit"] or "0" * 40) == 40 and "train_net.py" in made_by["command"]
+    assert "threads" in made_by["processor"] and made_by["torch"]
 
 
 def test_eval_only_reproduces_final_metrics(full_run, synthetic_root, tmp_path):

@@ -2,6 +2,7 @@
 import argparse
 import atexit
 import glob
+import json
 import logging
 import os
 import shutil
@@ -18,6 +19,7 @@ from ..utils import comm
 from ..utils.checkpoint import load_model_weights, unwrap
 from ..utils.env import amp_dtype, processor_description, resolve_device, seed_all, set_rng_state
 from ..utils.logger import setup_logger
+from ..utils.provenance import provenance
 from .hooks import HOOK_REGISTRY, Checkpointer, EvalHook, LRScheduler, MetricsWriter
 from .preflight import RUN_FILES, output_dir_problems
 from .trainer import SimpleTrainer, TrainingError
@@ -143,17 +145,20 @@ def _release_lock(lock):
 
 def setup(args):
     """Import the config's projects, build and freeze the config, set up logging and seeds,
-    and write the merged config to OUTPUT_DIR/config.yaml."""
+    and write the merged config to OUTPUT_DIR/config.yaml and what made the run (commit,
+    command, processor) to OUTPUT_DIR/provenance.json."""
     cfg = load_config(args.config_file, args.opts)
     cfg.freeze()
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     setup_logger(cfg.OUTPUT_DIR)
+    device = resolve_device(cfg.MODEL.DEVICE)
     if comm.is_main_process():
         with open(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), "w") as f:
             f.write(cfg.dump())
+        with open(os.path.join(cfg.OUTPUT_DIR, "provenance.json"), "w") as f:
+            json.dump(provenance(device), f, indent=1)
     logger.info(f"Command line: {vars(args)}")
     logger.info(f"Running with config:\n{cfg.dump()}")
-    device = resolve_device(cfg.MODEL.DEVICE)
     logger.info(f"torch {torch.__version__}, device {device} ({processor_description(device)}), "
                 f"{comm.get_world_size()} process(es)"
                 f"{f', autocast {amp_dtype(cfg)}' if cfg.SOLVER.AMP.ENABLED else ''}")

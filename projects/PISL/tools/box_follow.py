@@ -11,21 +11,35 @@ that part, ``follow_statistics``, and the same for the anchors alone where the b
 anchors) and one line per target: centre-y std >= 0.03 image heights
 on aligned crops, correlation >= 0.8 on misaligned ones, < 10 % of box parameters at a bound,
 neighbour IoU <= 0.3 and every box inside the image, on both framings.
+
+On the misaligned crops it also says where the outer boxes sit against the person: the share
+of images whose top part starts below the head (below where the aligned crop's upper
+``HEAD`` of the height lands) and whose bottom part ends above the feet (above where its lower
+edge less ``FEET`` lands), and how much the top part's top moves over images against how much
+the person's top does (std, image heights): boxes held near one partition move less.
+
+``--translation`` adds a framing in which following exactly means slope 1 for every part: each
+crop shrunk to 0.75 of its size about its centre and shifted by up to +-0.12 of the height, with
+no horizontal offset, so that the whole person stays in the frame. ``--record FILE`` also
+writes every figure, with the commit, command, processor and config, to a JSON file.
 """
 import os
 import sys
 
+import numpy as np
 import torch
 from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 from pisl.data import Misalignment, build_dataset, build_test_loader  # noqa: E402
+from pisl.data.misalign import misaligned_heights  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.evaluation import extract_features  # noqa: E402
 from pisl.utils.logger import setup_logger  # noqa: E402
+from pisl.utils.provenance import write_record  # noqa: E402
 from projects.PISL.part_generators import box_statistics, box_table, follow_statistics, part_boxes  # noqa: E402
 
 
@@ -67,26 +81,65 @@ def target_rows(aligned, misaligned):
             ["boxes inside the image (%)", inside, "100", inside >= 100 - 1e-9]]
 
 
+HEAD, FEET = 0.10, 0.10  # the upper and lower tenth of a hand-cut crop's height: head and feet
+TRANSLATION = ["INPUT.MISALIGN.SCALE", "[0.75, 0.75]", "INPUT.MISALIGN.SHIFT", "0.12", "INPUT.MISALIGN.OFFSET", "0.0"]
+
+
+def coverage(thetas, applied):
+    """Where the top part starts and the bottom part ends against the person, on misaligned
+    crops (``applied``: N x 3 shift, scale, offset): {figure: value}."""
+    shift, scale = applied[:, 0], applied[:, 1]
+    top = ((thetas[:, 0, 5] - thetas[:, 0, 4].abs() + 1) / 2).numpy()  # the top part's upper edge
+    bottom = ((thetas[:, -1, 5] + thetas[:, -1, 4].abs() + 1) / 2).numpy()  # the bottom part's lower edge
+    person_top = misaligned_heights(0.0, shift, scale)
+    return {"top part starts below the head %": 100 * float(np.mean(top > misaligned_heights(HEAD, shift, scale))),
+            "bottom part ends above the feet %": 100 * float(np.mean(bottom < misaligned_heights(1 - FEET, shift, scale))),
+            "top part's top, std over images": float(np.std(top)),
+            "person's top, std over images": float(np.std(person_top)),
+            "top part's top - person's top, mean": float(np.mean(top - person_top))}
+
+
+def statistics_record(rows):
+    names = ["part", "anchor y", "centre y", "centre y std", "height sy", "height std", "|theta - anchor|", "spread",
+             "at bound %", "IoU next", "follow r", "follow slope"]
+    return [{n: (v if v == v else None) for n, v in zip(names, map(float, row))} for row in rows]
+
+
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--translation", action="store_true",
+                        help="also a framing where exact following is slope 1: crops at 0.75 shifted by up to +-0.12")
+    parser.add_argument("--record", default="", help="also write every figure, with what made it, to this JSON file")
     args = parser.parse_args()
     setup_logger(None)
-    framings = {}
-    for name, enabled in (("aligned", "False"), ("misaligned", "True")):
-        cfg = checked_config(args.config_file, [*args.opts, "INPUT.MISALIGN.ENABLED", enabled], need_weights=True)
+    framings, record = {}, {}
+    runs = [("aligned", ["INPUT.MISALIGN.ENABLED", "False"]), ("misaligned", ["INPUT.MISALIGN.ENABLED", "True"])]
+    if args.translation:
+        runs.append(("translation", ["INPUT.MISALIGN.ENABLED", "True", *TRANSLATION]))
+    for name, overrides in runs:
+        cfg = checked_config(args.config_file, [*args.opts, *overrides], need_weights=True)
         if name == "aligned":
-            model = Predictor(cfg).model
+            model, base_cfg = Predictor(cfg).model, cfg
             dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
             items = dataset.query + dataset.gallery
         thetas, anchors, at_bound = boxes_of(model, cfg, items)
-        applied = Misalignment.from_config(cfg).applied([p for p, _, _ in items]) if enabled == "True" else None
+        applied = Misalignment.from_config(cfg).applied([p for p, _, _ in items]) if name != "aligned" else None
         print(f"\n{name} {dataset.name} test crops ({len(items)})\n{box_table(thetas, anchors, at_bound, applied)}")
+        stats = box_statistics(thetas, anchors, at_bound, applied)
+        record[name] = {"images": len(items), "parts": statistics_record(stats)}
         if applied is not None and anchors is not None:
             print(anchor_follow_line(anchors, applied))
-        framings[name] = (box_statistics(thetas, anchors, at_bound, applied), thetas)
+            record[name]["anchors alone"] = follow_statistics(anchors, applied).tolist()
+        if name == "misaligned":
+            record[name]["coverage"] = coverage(thetas, applied)
+            print(tabulate(record[name]["coverage"].items(), tablefmt="pipe", floatfmt=".3f"))
+        framings[name] = (stats, thetas)
     rows = target_rows(framings["aligned"], framings["misaligned"])
     print("\n" + tabulate(rows, headers=["target (worst part)", "value", "target", "met"], tablefmt="pipe", floatfmt=".3f"))
+    if args.record:
+        record["targets"] = [[r[0], float(r[1]), r[2], bool(r[3])] for r in rows]
+        print(f"Record: {write_record(args.record, record, base_cfg)}")
 
 
 if __name__ == "__main__":
