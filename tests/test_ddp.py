@@ -77,9 +77,10 @@ def _saved_labels(out, epoch):
 
 
 @pytest.mark.parametrize("config, extra", [("projects/PISL/configs/demo.yml", []),
-                                           ("projects/PISL/configs/demo.yml", ["PISL.DIFFUSION.BOXES", "affine", "PISL.DIFFUSION.ANCHORS", "stripes"]),
+                                           ("projects/PISL/configs/demo.yml", ["PISL.DIFFUSION.BOXES", "affine", "PISL.DIFFUSION.ANCHORS", "stripes",
+                                                                                             "PISL.SCD.W_BOUND", "0"]),
                                            ("projects/ClusterContrast/configs/demo.yml", [])],
-                         ids=["pisl", "pisl_affine_stripes", "cluster_contrast"])
+                         ids=["pisl_partition", "pisl_published_boxes", "cluster_contrast"])
 def test_unsupervised_two_processes_match_one(config, extra, synthetic_root, tmp_path):
     """Both runs cluster the same untrained model: one process and two sharded processes must
     find the same first pseudo-labels. Training then differs (per-process BN statistics and

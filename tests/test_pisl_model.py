@@ -135,7 +135,9 @@ def _log_and_results(out, dataset):
 def test_pisl_trains_with_p_parts(parts, anchors, boxes, misalign, synthetic_root, tmp_path):
     train_net(tmp_path, synthetic_root, config=PISL_DEMO,
               overrides=["PISL.NUM_PARTS", str(parts), "PISL.DIFFUSION.ANCHORS", anchors, "PISL.DIFFUSION.BOXES", boxes,
-                         "INPUT.MISALIGN.ENABLED", misalign, "SOLVER.MAX_EPOCH", "1", *ALWAYS_CLUSTERS])
+                         "INPUT.MISALIGN.ENABLED", misalign, "SOLVER.MAX_EPOCH", "1", *ALWAYS_CLUSTERS,
+                         # affine boxes on the demo's partition recipe: bounded, so that its barrier weight has a bound
+                         *(["PISL.DIFFUSION.BOX_LIMITS", "[0.25, 0.1, 0.25, 0.1, 0.5, 0.5]"] if boxes == "affine" else [])])
     log, res = _log_and_results(tmp_path, "Synthetic")
     assert "epoch 0 iter 4/4" in log and "SCDLoss" in log and 0 <= res["mAP"] <= 100
     state = torch.load(tmp_path / "model_final.pth", map_location="cpu", weights_only=False)["model"]

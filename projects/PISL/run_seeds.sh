@@ -82,6 +82,8 @@ row() {
     # PISL as published (Base-PISL.yml) at the benchmark's size; the partition recipe.
     pisl_published) echo projects/PISL/configs/cuhk03np.yml ;;
     pisl_partition) echo projects/PISL/configs/cuhk03np_partition.yml ;;
+    # The partition recipe with its share barrier lowest at each image's prior partition.
+    pisl_partition_prior_barrier) row pisl_partition; printf '%s\n' PISL.SCD.BARRIER_TARGET prior ;;
     # PSC's part smoothing (docs/pisl_cuhk01.md): agreement-aware from epoch 2 with the
     # reference's part logits, or with cosine logits at scale 10 (the cuhk03np configs' default
     # is plain label smoothing throughout, with the reference's logits).
