@@ -22,6 +22,7 @@ from tabulate import tabulate
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
+from pisl.config import load_config  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import build_train_items, launch  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402

@@ -27,7 +27,8 @@ cluster/purity). A quoted wildcard, e.g. ``--terms 'RECORDS/seed*/ROW' PSCLoss``
 figure over the runs it matches.
 
 ``--record`` copies what a finished run is judged by (results, per-step metrics, log, config,
-wall time, clustering history; not the checkpoints) into RECORD_DIR, small enough to commit:
+wall time, clustering history, what made it; not the checkpoints) into RECORD_DIR, the bulky
+files gzipped, small enough to commit:
 a benchmark longer than one session continues from its records, and its table can be
 re-printed from them.
 
@@ -37,6 +38,7 @@ that rounds floats the same way (a source model retrained on an AVX512 CPU evalu
 mAP on CUHK01, against 23.08 recorded on AVX2).
 """
 import glob
+import gzip
 import json
 import os
 import shutil
@@ -48,7 +50,23 @@ from tabulate import tabulate
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pisl.engine.hooks import metrics_file  # noqa: E402
+
+
+def record_path(folder, name):
+    """A run folder's or a record's file ``name``: as the run wrote it, or gzipped as records keep it."""
+    path = os.path.join(folder, name)
+    return path + ".gz" if not os.path.isfile(path) and os.path.isfile(path + ".gz") else path
+
+
+def open_text(path):
+    return gzip.open(path, "rt") if path.endswith(".gz") else open(path)
+
+
+def metrics_path(folder):
+    """A run's or record's metrics (JSON Lines): metrics.jsonl, gzipped or not, or metrics.json
+    as runs before it wrote."""
+    path = record_path(folder, "metrics.jsonl")
+    return path if os.path.isfile(path) else record_path(folder, "metrics.json")
 
 
 def load(folder):
@@ -66,11 +84,11 @@ LATE_EPOCHS = 3
 def late_map(folder):
     """Mean main-feature mAP of the last LATE_EPOCHS evaluated epochs (metrics.jsonl), or None
     where the run was evaluated fewer times."""
-    path = metrics_file(folder)
+    path = metrics_path(folder)
     if not os.path.isfile(path):
         return None
     by_epoch = {}
-    for line in open(path):
+    for line in open_text(path):
         rec = json.loads(line)
         # "DATASET/mAP" is the main feature; "DATASET/global+parts/mAP" the other one
         by_epoch.update({rec["epoch"]: v for k, v in rec.items() if k.endswith("/mAP") and k.count("/") == 1})
@@ -84,11 +102,11 @@ def wall(folder):
 
 
 def per_epoch(folder):
-    path = metrics_file(folder)
+    path = metrics_path(folder)
     if not os.path.isfile(path):
         return ""
     out = []
-    for line in open(path):
+    for line in open_text(path):
         rec = json.loads(line)
         keys = [k for k in rec if k.endswith("/mAP")]
         if keys:
@@ -97,17 +115,24 @@ def per_epoch(folder):
     return ", ".join(out)
 
 
-RECORDED = ["results.json", "eval_results.json", "metrics.jsonl", "metrics.json", "log.txt", "config.yaml", "wall_seconds",
-            "provenance.json"]
+RECORDED = ["results.json", "eval_results.json", "wall_seconds", "provenance.json"]
 HISTORY = os.path.join("pseudo_labels", "history.json")
+# Kept gzipped in a record: the bulk of it.
+COMPRESSED = ["metrics.jsonl", "metrics.json", "log.txt", "config.yaml"]
+
+
+def write_gzip(path, data):
+    """``data`` (bytes) gzipped to ``path``, with no time stamp: the same run gives the same bytes."""
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
+        f.write(data)
 
 
 def clustering_history(folder):
     """The clustering hook's per-epoch diagnostics: its history.json, or (runs from before it
     wrote one) the history in the last checkpoint; [] when neither is there."""
-    path = os.path.join(folder, HISTORY)
+    path = record_path(folder, HISTORY)
     if os.path.isfile(path):
-        with open(path) as f:
+        with open_text(path) as f:
             return json.load(f)
     path = os.path.join(folder, "last_checkpoint.pth")
     if not os.path.isfile(path):
@@ -125,14 +150,19 @@ def record(run_dir, record_dir):
         print(f"Error: {run_dir} has no results.json: the run did not finish, nothing recorded", file=sys.stderr)
         sys.exit(2)
     os.makedirs(record_dir, exist_ok=True)
-    for name in RECORDED:
-        if os.path.isfile(os.path.join(run_dir, name)):
-            shutil.copy2(os.path.join(run_dir, name), os.path.join(record_dir, name))
+    for name in RECORDED + COMPRESSED:
+        source = os.path.join(run_dir, name)
+        if not os.path.isfile(source):
+            continue
+        if name in COMPRESSED:
+            with open(source, "rb") as f:
+                write_gzip(os.path.join(record_dir, name + ".gz"), f.read())
+        else:
+            shutil.copy2(source, os.path.join(record_dir, name))
     history = clustering_history(run_dir)
     if history:  # an --eval-only run clusters nothing
         os.makedirs(os.path.join(record_dir, "pseudo_labels"), exist_ok=True)
-        with open(os.path.join(record_dir, HISTORY), "w") as f:
-            json.dump(history, f, indent=1)
+        write_gzip(os.path.join(record_dir, HISTORY + ".gz"), json.dumps(history, indent=1).encode())
 
 
 def same_start(run_dir, record_dir, tolerance=1e-6):
@@ -239,7 +269,7 @@ def run_epochs(run_dir, prefix=""):
     means of the loss and its terms, the mAP after each evaluated epoch, and with ``prefix``
     the per-epoch records too (clustering, part boxes, evaluation)."""
     by_epoch, loss_terms = {}, set()
-    with open(metrics_file(run_dir)) as f:
+    with open_text(metrics_path(run_dir)) as f:
         for record in map(json.loads, f):
             row = by_epoch.setdefault(record["epoch"], {})
             means = {k[len("epoch_mean/"):]: v for k, v in record.items() if k.startswith("epoch_mean/")}

@@ -26,7 +26,8 @@ from tabulate import tabulate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.collect_results import finished_runs, global_parts_map, load, mean_std  # noqa: E402
+from benchmarks.collect_results import (finished_runs, global_parts_map, load, mean_std, metrics_path,  # noqa: E402
+                                        open_text, record_path)
 
 PAGES = ("README.md", "projects/*/README.md", "docs/*.md")
 MARKER = re.compile(r"(<!-- table (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
@@ -70,7 +71,7 @@ TABLES = {
 def short_cpu(log_path):
     """'Xeon AVX512' / 'EPYC AVX2': the CPU a run's log says it ran on, or '?'."""
     try:
-        with open(log_path) as f:
+        with open_text(record_path(*os.path.split(log_path))) as f:
             for line in f:
                 match = CPU.search(line)
                 if match:
@@ -101,10 +102,10 @@ def paired(row_runs, ref_runs):
 
 def last_follow(folder):
     """{figure: value} of a run's last ``parts/follow_*`` record, or None."""
-    path = os.path.join(folder, "metrics.jsonl")
+    path = metrics_path(folder)
     last = None
     if os.path.isfile(path):
-        with open(path) as f:
+        with open_text(path) as f:
             for line in f:
                 record = json.loads(line)
                 if "parts/follow_r/p0" in record:

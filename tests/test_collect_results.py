@@ -1,4 +1,5 @@
 """benchmarks/collect_results.py: records of finished runs and the mean +- std table over seeds."""
+import gzip
 import json
 import os
 import sys
@@ -35,8 +36,12 @@ def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
     for seed in ("seed1", "seed2"):
         collect_results.record(str(runs / seed / "row"), str(records / seed / "row"))
     assert not (records / "seed1" / "row" / "last_checkpoint.pth").exists()
-    assert sorted(os.listdir(records / "seed1" / "row")) == ["log.txt", "metrics.jsonl", "pseudo_labels", "results.json",
-                                                              "wall_seconds"]
+    # The bulky files gzipped, byte for byte what the run wrote; the clustering history from the checkpoint.
+    assert sorted(os.listdir(records / "seed1" / "row")) == ["log.txt.gz", "metrics.jsonl.gz", "pseudo_labels",
+                                                              "results.json", "wall_seconds"]
+    with gzip.open(records / "seed1" / "row" / "log.txt.gz", "rt") as f:
+        assert f.read() == "log\n"
+    assert collect_results.clustering_history(str(records / "seed1" / "row"))[-1]["clusters"] == 10
 
     collect_results.seeds_table(str(records), ["row"])
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| row"))
