@@ -21,6 +21,8 @@ OFFICIAL = {
     "MODEL.BACKBONE.LAST_STRIDE": (1, "pisl/models/resnet_part.py: layer4[0] conv2 and downsample stride 1"),
     "MODEL.BACKBONE.PRETRAIN": (True, "pisl/models/resnet_part.py: pretrained=True"),
     "MODEL.HEADS.POOL": ("avg", "pisl/models/resnet_part.py: AdaptiveAvgPool2d(1)"),
+    "MODEL.NORM_BATCH": (16, "examples/train_pisl_cam.py: nn.DataParallel over CUDA_VISIBLE_DEVICES 0-3, "
+                             "so BatchNorm normalises over 64 / 4 images"),
     "MODEL.LOSSES.NAMES": (["PSCLoss", "SoftTripletLoss", "CameraContrastLoss", "SCDLoss"],
                            "pisl/trainers.py: PISLTrainerCAM.train (PSC_LR + PSC_LS, soft triplet, "
                            "CameraContrast, DiffusionThetaLoss)"),
@@ -169,7 +171,7 @@ def test_the_partition_recipe_changes_only_its_named_keys(dataset):
 def test_the_cpu_scale_rows_differ_from_their_recipes_only_in_size():
     """cuhk03np.yml is the published recipe and cuhk03np_partition.yml the partition recipe, both
     at CPU size: the same components, the benchmark's backbone, input and schedule."""
-    size = {"MODEL.BACKBONE.NAME", "MODEL.BACKBONE.PRETRAIN_PATH", "PISL.STN.CHANNELS", "INPUT.SIZE_TRAIN",
+    size = {"MODEL.BACKBONE.NAME", "MODEL.BACKBONE.PRETRAIN_PATH", "MODEL.NORM_BATCH", "PISL.STN.CHANNELS", "INPUT.SIZE_TRAIN",
             "INPUT.SIZE_TEST", "INPUT.PADDING", "DATASETS.ROOT", "DATASETS.NAMES", "DATASETS.TESTS",
             "DATALOADER.NUM_WORKERS", "CLUSTER.EPS", "SOLVER.MAX_EPOCH", "SOLVER.ITERS_PER_EPOCH", "SOLVER.STEPS",
             "SOLVER.LOG_PERIOD", "TEST.EVAL_PERIOD", "OUTPUT_DIR"}

@@ -27,6 +27,7 @@ from pisl.config import ConfigError  # noqa: E402
 from pisl.engine import (Checkpointer, DefaultTrainer, OutputDirError, TrainingError, argument_problems,  # noqa: E402
                          claim_output_dir, default_argument_parser, describe_process_failure, launch, setup)
 from pisl.engine.preflight import checked_config, report_bad_input  # noqa: E402
+from pisl.modeling.norm import norm_plan  # noqa: E402
 from pisl.evaluation import results_table  # noqa: E402
 from pisl.modeling import build_model  # noqa: E402
 from pisl.utils import comm  # noqa: E402
@@ -93,6 +94,11 @@ if __name__ == "__main__":
         cfg = checked_config(args.config_file, args.opts, eval_only=args.eval_only,
                              output_dir=dict(resume=args.resume, overwrite=args.overwrite),
                              problems=argument_problems(args))
+        world = int(os.environ.get("WORLD_SIZE", args.num_gpus))  # torchrun says; else --num-gpus
+        try:  # MODEL.NORM_BATCH against the number of processes, known only here
+            norm_plan(cfg.MODEL.NORM_BATCH, cfg.SOLVER.IMS_PER_BATCH // world, world)
+        except ValueError as err:
+            raise ConfigError([str(err)]) from None
         if int(os.environ.get("RANK", 0)) == 0:  # one claim per job, also under torchrun
             claim_output_dir(cfg.OUTPUT_DIR, args.resume, args.overwrite, args.eval_only)
     except (ConfigError, OutputDirError) as err:

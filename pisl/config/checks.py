@@ -12,6 +12,10 @@ def core_checks(cfg):
     """A list of problems, each naming the key, its value and what would be valid."""
     problems = []
     batch, instances = cfg.SOLVER.IMS_PER_BATCH, cfg.DATALOADER.NUM_INSTANCE
+    norm = cfg.MODEL.NORM_BATCH
+    if norm < 0 or (norm > 0 and batch % norm):
+        problems.append(f"MODEL.NORM_BATCH is {norm}: use 0 (each process's images) or a number of images that divides "
+                        f"SOLVER.IMS_PER_BATCH ({batch})")
     if instances < 1:
         problems.append(f"DATALOADER.NUM_INSTANCE is {instances}: images per identity in a batch must be at least 1")
     if batch < 1:

@@ -25,6 +25,11 @@ _C.MODEL.PARTIAL_LOAD = False
 # graph every iteration). Only a model that leaves some unused needs it (e.g. a classifier no
 # loss reads); without it such a model fails at its second step with a message naming this key.
 _C.MODEL.DDP_FIND_UNUSED_PARAMETERS = False
+# Images each BatchNorm layer normalises over in training, whatever the number of processes:
+# ghost batches within a process that holds more, statistics synchronised over processes that
+# hold fewer (pisl/modeling/norm.py). 0: each process's own images (SOLVER.IMS_PER_BATCH /
+# processes), so the statistics change with --num-gpus.
+_C.MODEL.NORM_BATCH = 0
 _C.MODEL.PIXEL_MEAN = [0.485, 0.456, 0.406]  # per-channel mean subtracted from images in [0, 1] (ImageNet's)
 _C.MODEL.PIXEL_STD = [0.229, 0.224, 0.225]  # per-channel std the images are divided by (ImageNet's)
 

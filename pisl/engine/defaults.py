@@ -14,6 +14,8 @@ from ..config import load_config
 from ..data import build_dataset, build_train_loader
 from ..evaluation import ReidEvaluator
 from ..modeling import build_model
+from ..modeling.norm import apply_norm_batch
+from ..modeling.norm import describe as describe_norm
 from ..solver import build_lr_scheduler, build_optimizer
 from ..utils import comm
 from ..utils.checkpoint import load_model_weights, unwrap
@@ -195,6 +197,9 @@ class DefaultTrainer(SimpleTrainer):
         self.train_datasets = [build_dataset(name, cfg) for name in cfg.DATASETS.NAMES]
         self.train_items, num_classes = build_train_items(self.train_datasets, keep_labels=not unsupervised)
         model = build_model(cfg, num_classes)
+        process_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        logger.info(describe_norm(cfg.MODEL.NORM_BATCH, process_batch, comm.get_world_size()))
+        apply_norm_batch(model, cfg.MODEL.NORM_BATCH, process_batch, comm.get_world_size())
         optimizer = build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, optimizer)
         train_loader = None if unsupervised else build_train_loader(cfg, self.train_items)
