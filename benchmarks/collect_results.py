@@ -6,6 +6,7 @@ wall_seconds when present, and the per-epoch evaluations in metrics.jsonl).
     python benchmarks/collect_results.py --seeds logs/cuhk03np_seeds ROW [ROW ...] [--paired-to REF [REF ...]]
     python benchmarks/collect_results.py --record RUN_DIR RECORD_DIR
     python benchmarks/collect_results.py --same-start START_RUN_DIR START_RECORD_DIR
+    python benchmarks/collect_results.py --same-config RECORD_DIR CONFIG_FILE [KEY VALUE ...]
     python benchmarks/collect_results.py --terms RUN_DIR [PREFIX]
 
 ``--seeds`` reads LOG_ROOT/seed*/ROW for each row and prints mean +- std (sample std) over the
@@ -31,6 +32,10 @@ wall time, clustering history, what made it; not the checkpoints) into RECORD_DI
 files gzipped, small enough to commit:
 a benchmark longer than one session continues from its records, and its table can be
 re-printed from them.
+
+``--same-config`` exits 2, naming each key that differs, unless CONFIG_FILE with the overrides
+merges the config recorded in RECORD_DIR (``config_differences``): a row whose config changed
+must be recorded under a new name, never mixed with its old records.
 
 ``--same-start`` exits 2 unless a fresh evaluation of the starting model gives the recorded
 figures: new runs pair with recorded ones only when they start from the same model on a CPU
@@ -163,6 +168,57 @@ def record(run_dir, record_dir):
     if history:  # an --eval-only run clusters nothing
         os.makedirs(os.path.join(record_dir, "pseudo_labels"), exist_ok=True)
         write_gzip(os.path.join(record_dir, HISTORY + ".gz"), json.dumps(history, indent=1).encode())
+
+
+# Keys a run does not read, given another key's value: they may differ between a record and now.
+INERT = {("PISL.PART_GENERATOR", "stripes"): ("PISL.DIFFUSION.", "PISL.STN.", "PISL.SCD."),
+         ("PISL.DIFFUSION.BOXES", "partition"): ("PISL.DIFFUSION.BOX_LIMITS",),
+         ("PISL.DIFFUSION.BOXES", "affine"): ("PISL.DIFFUSION.MIN_PART_HEIGHT", "PISL.DIFFUSION.EQUAL_PARTS",
+                                              "PISL.SCD.BARRIER_TARGET")}
+
+
+def flat(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def config_differences(record_dir, config_file, opts):
+    """The keys whose value in the config a run of ``config_file`` + ``opts`` would merge differs
+    from the record's config.yaml: one line each. A key the record lacks (added to the code after
+    it) counts as equal when it has its default, which keeps the earlier behaviour; OUTPUT_DIR
+    and keys the run does not read (``INERT``) are left out."""
+    import yaml
+    from pisl.config import get_cfg, load_config
+
+    now = flat(yaml.safe_load(load_config(config_file, opts, check=False).dump()))
+    defaults = flat(yaml.safe_load(get_cfg().dump()))
+    with open_text(record_path(record_dir, "config.yaml")) as f:
+        recorded = flat(yaml.safe_load(f))
+    inert = tuple(p for (key, value), prefixes in INERT.items() if now.get(key) == value for p in prefixes)
+    lines = []
+    for key in sorted(set(now) | set(recorded)):
+        if key == "OUTPUT_DIR" or key.startswith(inert):
+            continue
+        old = recorded.get(key, defaults.get(key, "<absent>"))
+        if now.get(key, "<absent>") != old:
+            lines.append(f"{key}: recorded {old!r}, now {now.get(key, '<absent>')!r}")
+    return lines
+
+
+def same_config(record_dir, config_file, opts):
+    """Exit 2, naming each differing key, unless a run of ``config_file`` + ``opts`` would merge
+    the config of the record in ``record_dir``."""
+    lines = config_differences(record_dir, config_file, opts)
+    if lines:
+        print(f"Error: {record_dir} was recorded with another config than {config_file} merges now; record the "
+              "changed row under a new name (or another RECORD_ROOT) instead of mixing them:\n  " + "\n  ".join(lines),
+              file=sys.stderr)
+        sys.exit(2)
 
 
 def same_start(run_dir, record_dir, tolerance=1e-6):
@@ -338,5 +394,7 @@ if __name__ == "__main__":
         record(sys.argv[2], sys.argv[3])
     elif sys.argv[1:2] == ["--same-start"] and len(sys.argv) == 4:
         same_start(sys.argv[2], sys.argv[3])
+    elif sys.argv[1:2] == ["--same-config"] and len(sys.argv) >= 4:
+        same_config(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
         main(sys.argv[1:])

@@ -113,3 +113,22 @@ def test_epoch_terms_of_a_wildcard_average_the_runs_epoch_by_epoch(tmp_path, cap
     assert lines[0].startswith("Means over the 2 runs")
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[-2:]]
     assert rows == [["0", "4.000", "1.500", "8.000"], ["1", "2.000", "0.500", "6.000"]]
+
+
+def test_a_record_made_with_another_config_is_refused(tmp_path, capsys):
+    """--same-config: the same config and overrides pass; a changed key exits 2 naming it; a key
+    the record lacks counts as its default; keys the run does not read are left out."""
+    from pisl.config import load_config
+
+    config = os.path.join(REPO, "projects", "PISL", "configs", "cuhk03np_stripes.yml")
+    record = tmp_path / "record"
+    record.mkdir()
+    cfg = load_config(config, ["SEED", "3"], check=False)
+    text = cfg.dump().replace("  NORM_BATCH: 0\n", "")  # a record from before the key existed
+    text = text.replace("BOXES: affine", "BOXES: partition")  # not read by stripes
+    collect_results.write_gzip(str(record / "config.yaml.gz"), text.encode())
+    assert collect_results.config_differences(str(record), config, ["SEED", "3"]) == []
+    assert collect_results.config_differences(str(record), config, ["SEED", "4"]) == ["SEED: recorded 3, now 4"]
+    with pytest.raises(SystemExit) as exit_:
+        collect_results.same_config(str(record), config, ["SEED", "3", "PISL.PSC.K", "10"])
+    assert exit_.value.code == 2 and "PISL.PSC.K: recorded 20, now 10" in capsys.readouterr().err

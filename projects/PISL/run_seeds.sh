@@ -29,8 +29,9 @@
 # evaluate as recorded. Each run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes,
 # what it is judged by (results, metrics, log, config, wall time, clustering history; no
 # checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
-# committed), and a run with a record is skipped: a benchmark longer than one session
-# continues from its records in the next one. Seeds run in turn, all rows of a seed before the
+# committed), and a run with a record is skipped if its recorded config is the one it would run
+# now (the script stops, naming the keys that differ, otherwise): a benchmark longer than one
+# session continues from its records in the next one, and never mixes two configs in one row. Seeds run in turn, all rows of a seed before the
 # next seed, so a benchmark stopped early still compares the rows on the same seeds. The table
 # is printed from the records, with each row's paired difference to PAIRED_TO (default: the
 # protocol's reference rows).
@@ -148,7 +149,13 @@ fi
 for seed in $SEEDS; do
   for name in $ROWS; do
     out=$LOG_ROOT/seed$seed/$name
-    [ -f "$RECORD_ROOT/seed$seed/$name/results.json" ] && continue
+    if [ -f "$RECORD_ROOT/seed$seed/$name/results.json" ]; then
+      # A recorded row is skipped only if it would run the same config now (exit 2 otherwise).
+      mapfile -t spec < <(row "$name")
+      python benchmarks/collect_results.py --same-config "$RECORD_ROOT/seed$seed/$name" "${spec[0]}" "${spec[@]:1}" \
+        "${PROTOCOL_ARGS[@]}" "$@" SEED "$seed"
+      continue
+    fi
     train "$name" "$out" SEED "$seed" "$@"
     python benchmarks/collect_results.py --record "$out" "$RECORD_ROOT/seed$seed/$name"
   done
