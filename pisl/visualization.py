@@ -1,5 +1,5 @@
-"""Pictures of what a model learned: ranked lists, CMC and per-epoch curves, affine part boxes
-and pseudo-label montages, as matplotlib figures (``pip install -e ".[vis]"``). Each function
+"""Pictures of what a model learned: ranked lists, CMC and per-epoch curves and pseudo-label
+montages (a project draws its own, e.g. PISL's part boxes, with ``pyplot`` and ``show_image``), as matplotlib figures (``pip install -e ".[vis]"``). Each function
 returns a Figure; ``save`` writes it as PNG and closes it. tools/visualize.py is the CLI."""
 import json
 import os
@@ -11,7 +11,8 @@ from .data.common import read_image
 MATCH, NON_MATCH = "#1a9850", "#d73027"  # green, red borders
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (ImportError without the vis extra)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -26,11 +27,11 @@ def save(fig, path):
     if not os.path.splitext(path)[1]:
         path += ".png"
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
-def _show(ax, path, title=None, border=None, image=None):
+def show_image(ax, path, title=None, border=None, image=None):
     ax.imshow(read_image(path) if image is None else image)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -48,24 +49,24 @@ def ranked_lists(query, gallery, dist, num_queries=6, topk=8, seed=0):
     bordered green (same identity) or red. ``query``/``gallery``: (path, pid, camid) lists;
     ``dist``: query x gallery distances. Gallery images of the query's identity and camera
     are skipped, as the evaluation protocol does."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = np.random.default_rng(seed).choice(len(query), size=min(num_queries, len(query)), replace=False)
     fig, axes = plt.subplots(len(rows), topk + 1, figsize=(1.1 * (topk + 1), 2.3 * len(rows)), squeeze=False,
                              layout="constrained")  # keeps the title next to the first row
     for ax_row, q in zip(axes, rows):
         q_path, q_pid, q_cam = query[q]
-        _show(ax_row[0], q_path, f"query {q_pid}")
+        show_image(ax_row[0], q_path, f"query {q_pid}")
         ranked = [g for g in np.argsort(np.asarray(dist[q])) if not (gallery[g][1] == q_pid and gallery[g][2] == q_cam)]
         for rank, (ax, g) in enumerate(zip(ax_row[1:], ranked), 1):
             g_path, g_pid, _ = gallery[g]
-            _show(ax, g_path, f"{rank}: {g_pid}", MATCH if g_pid == q_pid else NON_MATCH)
+            show_image(ax, g_path, f"{rank}: {g_pid}", MATCH if g_pid == q_pid else NON_MATCH)
     fig.suptitle("Ranked gallery (green: same identity, red: other)", fontsize=9)
     return fig
 
 
 def cmc_curve(curves):
     """``curves``: {label: CMC in %, index 0 = rank 1}."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     for label, cmc in curves.items():
         ax.plot(np.arange(1, len(cmc) + 1), cmc, marker=".", label=label)
@@ -91,7 +92,7 @@ def epoch_curves(metrics_files, title=None):
     """mAP and rank-1 after each evaluated epoch, one line per run and evaluated
     dataset/feature. ``metrics_files``: a run's metrics file, or {run label: metrics file} to
     compare runs; ``title`` heads the figure."""
-    plt = _pyplot()
+    plt = pyplot()
     if not isinstance(metrics_files, dict):
         metrics_files = {"": metrics_files}
     series = {(f"{run}: " if run else "") + name: points for run, path in metrics_files.items()
@@ -114,69 +115,11 @@ def epoch_curves(metrics_files, title=None):
     return fig
 
 
-def affine_box_corners(theta):
-    """The four corners (x, y in [-1, 1] map coordinates) that an affine sampling grid
-    ``theta`` (2 x 3, as F.affine_grid) covers: the patch's corners (+-1, +-1) mapped by it."""
-    corners = np.array([[-1, -1, 1], [1, -1, 1], [1, 1, 1], [-1, 1, 1], [-1, -1, 1]], dtype=float)
-    return corners @ np.asarray(theta, dtype=float).reshape(2, 3).T
-
-
-def part_boxes(paths, thetas, num_images=6, title=None, per_row=8, anchors=None, misalign=None):
-    """Left: ``num_images`` images with their P part boxes (one colour per part), ``per_row`` a
-    row. Right: every image's boxes over one frame of the image's shape (the spread of the
-    boxes over the set), with the stripes dashed; the legend sits under it, off the boxes.
-    ``thetas``: N x P x 6. ``anchors`` (N x P x 6, optional): the boxes the parts are offsets
-    from, drawn dotted on each image, their mean dashed on the right instead of the stripes.
-    Boxes that reach beyond the image are drawn whole: the axes grow to hold them. ``misalign``
-    (a ``Misalignment``): the images are shown re-framed as the model saw them."""
-    plt = _pyplot()
-    thetas = np.asarray(thetas).reshape(len(paths), -1, 6)
-    anchors = None if anchors is None else np.asarray(anchors).reshape(thetas.shape)
-    num_parts, shown = thetas.shape[1], min(num_images, len(paths))
-    cols, rows = min(per_row, shown), -(-shown // per_row)
-    colours = plt.get_cmap("tab10").colors
-    corners = np.stack([affine_box_corners(t) for t in thetas.reshape(-1, 6)])
-    reach = max(1.1, 1.05 * np.abs(corners).max())  # in [-1, 1] map units
-    fig = plt.figure(figsize=(1.3 * cols + 3.2, 3.0 * rows + 0.8), layout="constrained")
-    grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [2.2])
-    for i in range(shown):
-        ax = fig.add_subplot(grid[i // cols, i % cols])
-        image = read_image(paths[i])
-        if misalign is not None:
-            image = misalign(image, paths[i])
-        _show(ax, paths[i], image=image)
-        w, h = image.size
-        to_pixels = lambda xy: ((xy[:, 0] + 1) * w / 2 - 0.5, (xy[:, 1] + 1) * h / 2 - 0.5)
-        for p in range(num_parts):
-            ax.plot(*to_pixels(affine_box_corners(thetas[i, p])), color=colours[p % 10], lw=1.5)
-            if anchors is not None:
-                ax.plot(*to_pixels(affine_box_corners(anchors[i, p])), color=colours[p % 10], lw=1, ls=":")
-        ax.set(xlim=((1 - reach) * w / 2, (1 + reach) * w / 2), ylim=((1 + reach) * h / 2, (1 - reach) * h / 2))
-    ax = fig.add_subplot(grid[:, cols])
-    for p in range(num_parts):
-        for theta in thetas[:, p]:
-            xy = affine_box_corners(theta)
-            ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], alpha=max(0.05, 1.0 / len(paths)), lw=1)
-        reference = np.array([1, 0, 0, 0, 1 / num_parts, (2 * p + 1) / num_parts - 1]) if anchors is None \
-            else anchors[:, p].mean(0)
-        xy = affine_box_corners(reference)
-        what = "its stripe" if anchors is None else "its mean anchor; dotted on the images: their anchors"
-        ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], ls="--", lw=1.5, label=f"part {p} (dashed: {what})")
-    h, w = read_image(paths[0]).size[::-1]
-    ax.set(xlim=(-reach, reach), ylim=(reach, -reach), aspect=h / w, title=f"all {len(paths)} images' boxes")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, color="k", lw=0.8))
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=1, frameon=False)
-    fig.suptitle(f"Part boxes{': ' + title if title else ''}", fontsize=10)
-    return fig
-
-
 def cluster_montage(paths, labels, camids=None, num_clusters=5, per_cluster=8, seed=0, title=None):
     """Rows of images of ``num_clusters`` random pseudo-identities (and one row of outliers,
     label -1, when there are any), with each image's camera (counted from 1, as in the
     datasets' file names) in its title; ``title`` (e.g. the run and epoch) heads the figure."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     clusters = np.unique(labels[labels >= 0])
@@ -194,7 +137,7 @@ def cluster_montage(paths, labels, camids=None, num_clusters=5, per_cluster=8, s
                 ax.axis("off")
                 continue
             cam = f" cam {camids[picked[j]] + 1}" if camids is not None else ""
-            _show(ax, paths[picked[j]], f"{name if j == 0 else ''}{cam}")
+            show_image(ax, paths[picked[j]], f"{name if j == 0 else ''}{cam}")
         ax_row[0].set_ylabel(f"{len(members)} images", fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)

@@ -8,9 +8,11 @@ import torch
 from conftest import REPO
 
 sys.path.insert(0, REPO)
-from projects.PISL.part_generators import (DiffusionSTNParts, PartitionBoxes, band_patches, follow_statistics,  # noqa: E402
-                                           image_person_extent, partition_heights, partition_logits,
-                                           row_profile, share_barrier)
+from projects.PISL.box_stats import follow_statistics  # noqa: E402
+from projects.PISL.part_generators import DiffusionSTNParts  # noqa: E402
+from projects.PISL.partition_boxes import (PartitionBoxes, band_patches, partition_heights,  # noqa: E402
+                                           partition_logits, share_barrier)
+from projects.PISL.person_cues import image_person_extent, row_profile  # noqa: E402
 
 
 def test_partition_hand_case():

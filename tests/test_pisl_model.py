@@ -14,7 +14,8 @@ from pisl.data.datasets import Synthetic
 from pisl.engine import PseudoLabels, notify_pseudo_labels
 from pisl.modeling import build_model
 from pisl.solver import build_optimizer
-from projects.PISL.part_generators import box_statistics, neighbour_iou
+from projects.PISL.affine_boxes import neighbour_iou
+from projects.PISL.box_stats import box_statistics
 
 from conftest import MOBILENET_WEIGHTS, REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
 from test_train_e2e import train_net

@@ -18,9 +18,11 @@ from projects.PISL.losses import (PSCLoss, PartCrossEntropyLoss, agreement_aware
                                   smoothing_ramp, supervised_contrastive)
 from pisl.modeling.heads import ResizableClassifier  # noqa: E402
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
-from projects.PISL.part_generators import (DiffusionSTNParts, StripeParts, affine_at_bound, bound_boxes,  # noqa: E402
-                                           box_limits, box_metrics, box_statistics, cut_patches, neighbour_iou,
-                                           part_overlap, person_anchors, saturation, stripe_thetas)
+from projects.PISL.affine_boxes import (affine_at_bound, bound_boxes, box_limits, cut_patches,  # noqa: E402
+                                        neighbour_iou, part_overlap, saturation, stripe_thetas)
+from projects.PISL.box_stats import box_metrics, box_statistics  # noqa: E402
+from projects.PISL.part_generators import DiffusionSTNParts, StripeParts  # noqa: E402
+from projects.PISL.person_cues import person_anchors  # noqa: E402
 
 
 def test_cosine_schedule_matches_reference_values():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pisl.visualization import affine_box_corners, read_epoch_metrics
+from pisl.visualization import read_epoch_metrics
 
 from conftest import REPO
 from test_train_e2e import train_net
@@ -21,6 +21,11 @@ SMALL = ["SOLVER.MAX_EPOCH", "2", "TEST.EVAL_PERIOD", "1", "CLUSTER.EPS", "0.3",
 
 
 def test_affine_box_corners_of_a_stripe():
+    from pisl.config import import_projects
+
+    import_projects(["projects.PISL"])
+    from projects.PISL.box_stats import affine_box_corners
+
     stripe = [1, 0, 0, 0, 1 / 3, -2 / 3]  # the top third of the map
     xy = affine_box_corners(stripe)
     assert np.allclose(xy[:4], [[-1, -1], [1, -1], [1, -1 / 3], [-1, -1 / 3]])
@@ -153,7 +158,7 @@ def test_metrics_file_is_jsonl_and_the_old_name_is_still_read(tmp_path):
 def test_save_adds_png_and_returns_the_written_path(tmp_path):
     from pisl import visualization as vis
 
-    fig = vis._pyplot().figure()
+    fig = vis.pyplot().figure()
     written = vis.save(fig, str(tmp_path / "picture"))
     assert written == str(tmp_path / "picture.png") and os.path.isfile(written)
 

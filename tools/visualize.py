@@ -51,17 +51,13 @@ def parts(args, cfg):
     items = [dataset.gallery[i] for i in np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]]
     model = Predictor(cfg).model
     feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
-    if "thetas" not in feats:
-        raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes (its cluster_features gives no 'thetas')")
-    from projects.PISL.part_generators import box_table, part_boxes  # only models with parts get here
-
-    thetas, anchors, at_bound = part_boxes(feats, getattr(model, "part_generator", None))
+    if not hasattr(model, "describe_boxes"):  # a meta-architecture with part boxes offers it (PISL)
+        raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes to draw (no describe_boxes method)")
     paths = [items[i][0] for i in idx]
     misalign = Misalignment.from_config(cfg)  # INPUT.MISALIGN: the images as the model saw them
-    print(box_table(thetas, anchors, at_bound, None if misalign is None else misalign.applied(paths)))
-    return [vis.save(vis.part_boxes(paths, thetas.numpy(), 16, f"{len(idx)} images of {dataset.name}", anchors=anchors,
-                                    misalign=misalign),
-                     args.output)]
+    table, picture = model.describe_boxes(feats, paths, misalign, f"{len(idx)} images of {dataset.name}")
+    print(table)
+    return [vis.save(picture, args.output)]
 
 
 def curves(args):

@@ -103,13 +103,13 @@ def add_pisl_config(cfg):
     cfg.PISL.SCD.NOISE_WEIGHTING = "none"
     cfg.PISL.SCD.SNR_GAMMA = 5.0  # min_snr's gamma: the largest weight of a sample's x0 error
     # Weight of the penalty that keeps the boxes off their bounds, on the STN's boxes and the
-    # denoiser's: partition boxes, KL(uniform || shares) of the cells (part_generators.share_barrier);
+    # denoiser's: partition boxes, KL(uniform || shares) of the cells (partition_boxes.share_barrier);
     # affine boxes with BOX_LIMITS, offsets more than one limit deep in the tanh. 0: off (the paper).
     cfg.PISL.SCD.W_BOUND = 0.0
     # Partition boxes: where the share barrier is lowest. uniform (equal shares of the free
     # height: one partition, the same for every image) | prior (each image's prior partition).
     cfg.PISL.SCD.BARRIER_TARGET = "uniform"
-    # Weight of the mean IoU of neighbouring parts' boxes (part_generators.part_overlap). 0: off.
+    # Weight of the mean IoU of neighbouring parts' boxes (affine_boxes.part_overlap). 0: off.
     cfg.PISL.SCD.W_OVERLAP = 0.0
 
 

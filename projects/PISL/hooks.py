@@ -11,7 +11,6 @@ from pisl.engine.trainer import HookBase
 from pisl.utils import comm
 from pisl.utils.checkpoint import unwrap
 
-from .part_generators import box_table, part_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class PartBoxHook(HookBase):
         try:
             from pisl import visualization as vis
 
-            vis._pyplot()
+            vis.pyplot()
         except ImportError:
             logger.info("Part-box pictures need matplotlib (pip install -e \".[vis]\"); none drawn")
             self.epochs = []
@@ -63,18 +62,14 @@ class PartBoxHook(HookBase):
         images = torch.stack([dataset[i]["images"] for i in range(len(dataset))])
         with torch.no_grad():
             features = {k: v.cpu() for k, v in model.cluster_features({"images": images}).items()}
-        thetas, anchors, at_bound = part_boxes(features, model.part_generator)
         paths = [p for p, _, _ in self.items]
-        misalign = Misalignment.from_config(self.cfg)
-        applied = None if misalign is None else misalign.applied(paths)
         epoch = self.trainer.epoch
         os.makedirs(self.folder, exist_ok=True)
-        title = f"epoch {epoch}, {len(self.items)} test images"
-        path = vis.save(vis.part_boxes(paths, thetas.numpy(), len(self.items), title, anchors=anchors, misalign=misalign),
-                        os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
+        table, picture = model.describe_boxes(features, paths, Misalignment.from_config(self.cfg),
+                                              f"epoch {epoch}, {len(self.items)} test images", len(self.items))
+        path = vis.save(picture, os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
         self.written.append(path)
-        logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n"
-                    f"{box_table(thetas, anchors, at_bound, applied)}")
+        logger.info(f"Part boxes of {len(self.items)} test images after epoch {epoch}, drawn in {path}:\n{table}")
 
     def after_train(self):
         if self.written:

@@ -9,7 +9,8 @@ from pisl.modeling.heads import BNNeck, ResizableClassifier
 from pisl.modeling.losses import compute_losses
 from pisl.modeling.meta_arch import META_ARCH_REGISTRY, Baseline
 
-from .part_generators import PART_GENERATOR_REGISTRY, box_metrics, box_table, part_boxes
+from .box_stats import box_metrics, box_table, part_box_picture, part_boxes
+from .part_generators import PART_GENERATOR_REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,15 @@ class PISL(Baseline):
         images, fmap, feats = self.encode(batch)
         parts, boxes = self.part_features(fmap, feats, images)
         return {"global": feats, "parts": parts, **boxes}
+
+    def describe_boxes(self, features, paths, misalign=None, title=None, num_images=16):
+        """(the "Part boxes" table, the part-box picture) of ``features`` (``cluster_features`` of
+        the images at ``paths``; ``misalign``: the ``Misalignment`` they were framed with, or None):
+        what the PartBoxHook and ``tools/visualize.py parts`` show. The picture needs matplotlib."""
+        thetas, anchors, at_bound = part_boxes(features, self.part_generator)
+        table = box_table(thetas, anchors, at_bound, None if misalign is None else misalign.applied(paths))
+        picture = part_box_picture(paths, thetas.numpy(), num_images, title, anchors=anchors, misalign=misalign)
+        return table, picture
 
     def on_pseudo_labels(self, state):
         """Classifiers re-sized to this epoch's clusters and set to the L2-normalised centroids;

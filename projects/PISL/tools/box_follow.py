@@ -40,7 +40,7 @@ from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E40
 from pisl.evaluation import extract_features  # noqa: E402
 from pisl.utils.logger import setup_logger  # noqa: E402
 from pisl.utils.provenance import write_record  # noqa: E402
-from projects.PISL.part_generators import box_statistics, box_table, follow_statistics, part_boxes  # noqa: E402
+from projects.PISL.box_stats import box_statistics, box_table, follow_statistics, part_boxes  # noqa: E402
 
 
 def boxes_of(model, cfg, items):

@@ -24,7 +24,8 @@ from pisl.config import ConfigError  # noqa: E402
 from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from projects.PISL.part_generators import affine_at_bound, box_table  # noqa: E402
+from projects.PISL.affine_boxes import affine_at_bound  # noqa: E402
+from projects.PISL.box_stats import box_table  # noqa: E402
 
 
 @exit_on_bad_input

@@ -34,7 +34,7 @@ from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E40
 from pisl.evaluation import ReidEvaluator  # noqa: E402
 from pisl.utils.logger import setup_logger  # noqa: E402
 from projects.PISL.meta_arch import global_with_parts  # noqa: E402
-from projects.PISL.part_generators import band_patches  # noqa: E402
+from projects.PISL.partition_boxes import band_patches  # noqa: E402
 
 
 def ceiling_features(model, applied, num_parts):

@@ -28,7 +28,7 @@ from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.evaluation import extract_features  # noqa: E402
 from pisl.utils.logger import setup_logger  # noqa: E402
-from projects.PISL.part_generators import row_profile  # noqa: E402
+from projects.PISL.person_cues import row_profile  # noqa: E402
 
 
 def probe_r2(x, y, folds=5):
