@@ -129,8 +129,9 @@ class PSCLoss(ReidLoss):
     @classmethod
     def from_config(cls, cfg):
         p = cfg.PISL.PSC
-        return cls(p.K, p.SCORE, p.REFINE_LAMBDA, p.LS_START_EPOCH, p.EPSILON, p.SCALE, cfg.CLUSTER.KNN_BACKEND,
-                   p.KL_GRADIENT, p.KL_RAMP_ITERS)
+        return cls(k=p.K, score=p.SCORE, lam=p.REFINE_LAMBDA, ls_start_epoch=p.LS_START_EPOCH, epsilon=p.EPSILON,
+                   scale=p.SCALE, knn_backend=cfg.CLUSTER.KNN_BACKEND, kl_gradient=p.KL_GRADIENT,
+                   kl_ramp_iters=p.KL_RAMP_ITERS)
 
     def on_pseudo_labels(self, state):
         scores = consistency_scores(state.features["global"], state.features["parts"], self.k, self.score, self.knn_backend)
@@ -190,7 +191,7 @@ class CameraContrastLoss(ReidLoss):
     @classmethod
     def from_config(cls, cfg):
         c = cfg.PISL.CAM
-        return cls(c.TEMP, c.NUM_HARD, c.SCALE)
+        return cls(temperature=c.TEMP, num_hard=c.NUM_HARD, scale=c.SCALE)
 
     def on_pseudo_labels(self, state):
         keep = state.clustered
@@ -231,7 +232,8 @@ class SCDLoss(ReidLoss):
         gamma = {"min_snr": s.SNR_GAMMA, "none": None}
         if s.NOISE_WEIGHTING not in gamma:
             raise KeyError(f"Unknown PISL.SCD.NOISE_WEIGHTING '{s.NOISE_WEIGHTING}', expected min_snr or none")
-        return cls(s.W_CONS, s.W_CON, s.TEMP, s.SCALE, gamma[s.NOISE_WEIGHTING], s.W_BOUND, s.W_OVERLAP)
+        return cls(w_cons=s.W_CONS, w_con=s.W_CON, temperature=s.TEMP, scale=s.SCALE, snr_gamma=gamma[s.NOISE_WEIGHTING],
+                   w_bound=s.W_BOUND, w_overlap=s.W_OVERLAP)
 
     def forward(self, outputs, batch):
         if "eps_hat" not in outputs:

@@ -51,8 +51,9 @@ class PISL(Baseline):
         base = Baseline.from_config(cfg, classes)
         generator = PART_GENERATOR_REGISTRY.get(cfg.PISL.PART_GENERATOR).from_config(cfg, base.backbone.out_channels)
         return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
-                   cfg.PISL.NUM_PARTS, cfg.PISL.TEST_WITH_PARTS, cfg.PISL.EVALUATE_BOTH, cfg.PISL.PSC.PART_LOGIT_SCALE,
-                   classes, cfg.PISL.PSC.KL_GRADIENT == "classifier")
+                   num_parts=cfg.PISL.NUM_PARTS, test_with_parts=cfg.PISL.TEST_WITH_PARTS,
+                   evaluate_both=cfg.PISL.EVALUATE_BOTH, part_logit_scale=cfg.PISL.PSC.PART_LOGIT_SCALE,
+                   num_classes=classes, detached_part_logits=cfg.PISL.PSC.KL_GRADIENT == "classifier")
 
     def param_groups(self, cfg):
         """Optimizer groups: the part generator (STN and denoiser) with its own weight decay
