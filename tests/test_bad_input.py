@@ -92,3 +92,69 @@ def test_zero_instances_fails_at_once(synthetic_root, tmp_path):
     # Before: the epoch sampler looped forever at 100 % CPU.
     proc = train_net(tmp_path, synthetic_root, overrides=["DATALOADER.NUM_INSTANCE", "0"], check=False)
     assert proc.returncode == 2 and "DATALOADER.NUM_INSTANCE is 0" in proc.stderr
+
+
+def _market_folder(root, names):
+    """A Market-layout folder under ``root``/mine whose train, query and gallery hold tiny images
+    named ``names[folder]``."""
+    from PIL import Image
+
+    for folder, files in names.items():
+        (root / "mine" / folder).mkdir(parents=True)
+        for name in files:
+            Image.new("RGB", (8, 16)).save(root / "mine" / folder / name)
+    return ["DATASETS.NAMES", '["MarketLayout"]', "DATASETS.TESTS", '["MarketLayout"]', "DATASETS.MARKET_LAYOUT.DIR", "mine"]
+
+
+def _one_line_exit_2(proc, *needles):
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and all(n in proc.stderr for n in needles), proc.stderr
+
+
+def test_file_names_that_do_not_parse_stop_before_the_run(tmp_path):
+    train = [f"img{i:03d}.jpg" for i in range(4)]
+    layout = _market_folder(tmp_path, {"bounding_box_train": train, "query": train, "bounding_box_test": train})
+    proc = train_net(tmp_path / "out", str(tmp_path), overrides=layout, check=False)
+    _one_line_exit_2(proc, "no image name in", "gives an identity and a camera", "'img000.jpg'")
+    assert not (tmp_path / "out" / "log.txt").exists()
+
+
+def test_a_test_split_without_a_valid_query_stops_before_the_run_and_a_partial_one_warns(tmp_path):
+    train = [f"{pid:04d}_c{cam}_{k}.jpg" for pid in range(4) for cam in (1, 2) for k in range(2)]
+    same_camera = {"bounding_box_train": train, "query": ["0001_c1_0.jpg", "0002_c1_0.jpg"],
+                   "bounding_box_test": ["0001_c1_1.jpg", "0002_c1_1.jpg", "0003_c2_1.jpg"]}
+    proc = train_net(tmp_path / "out", str(tmp_path), overrides=_market_folder(tmp_path, same_camera), check=False)
+    _one_line_exit_2(proc, "no query in", "has a gallery image of its identity from another camera")
+
+    from pisl.data.datasets.market_style import MarketLayoutDataset, name_problems
+
+    half = tmp_path / "half"
+    for folder, files in {"bounding_box_train": train, "query": ["0001_c1_0.jpg", "0003_c1_0.jpg"],
+                          "bounding_box_test": ["0001_c1_1.jpg", "0003_c2_1.jpg"]}.items():
+        (half / folder).mkdir(parents=True)
+        for name in files:
+            (half / folder / name).write_bytes(b"")
+    import logging
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("pisl.data.datasets.market_style").addHandler(handler)
+    try:
+        assert name_problems("half", str(half), MarketLayoutDataset.folders, MarketLayoutDataset.pattern, (".jpg",)) == []
+    finally:
+        logging.getLogger("pisl.data.datasets.market_style").removeHandler(handler)
+    assert any("1 of 2 queries have no gallery image" in r.getMessage() for r in records)
+
+
+def test_a_folder_given_as_weights_is_named_a_folder(synthetic_root, tmp_path):
+    proc = train_net(tmp_path / "out", synthetic_root, flags=["--eval-only"], overrides=["MODEL.WEIGHTS", str(tmp_path)],
+                     check=False)
+    _one_line_exit_2(proc, f"MODEL.WEIGHTS '{tmp_path}' is a folder")
+
+
+def test_a_key_outside_its_section_is_pointed_to_its_section(synthetic_root, tmp_path):
+    config = tmp_path / "mine.yml"
+    config.write_text(f"_BASE_: {REPO}/configs/Synthetic/baseline.yml\nBASE_LR: 0.1\n")
+    proc = train_net(tmp_path / "out", synthetic_root, config=str(config), check=False)
+    _one_line_exit_2(proc, "did you mean 'SOLVER.BASE_LR'")

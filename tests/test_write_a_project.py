@@ -3,7 +3,9 @@ repository, and its shell commands train and evaluate the project with tools/tra
 import json
 import os
 import re
+import shlex
 import subprocess
+import sys
 
 from conftest import REPO
 
@@ -36,6 +38,9 @@ def test_the_walkthrough_trains_and_evaluates_a_project_outside_the_repository(t
     commands = [cmd for lang, _, text in page_blocks() if lang == "bash" for cmd in shell_commands(text)]
     assert len(commands) == 2 and "--eval-only" in commands[1]
     for command in commands:
+        # The page says "python" as a user types it; run it with the interpreter that runs the tests
+        # (a venv's python need not be first on PATH).
+        command = re.sub(r"(^|\s)python(?=\s)", lambda m: m.group(1) + shlex.quote(sys.executable), command)
         proc = subprocess.run(command.replace("REPO/", REPO + "/"), shell=True, cwd=work, capture_output=True,
                               text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -67,7 +67,21 @@ def _suggestions(key, known, count=3):
     return list(dict.fromkeys(ranked))[:count]
 
 
+def _sections_holding(key, node, prefix=""):
+    """The full names of ``key`` in the sections below ``node`` (``BASE_LR`` -> ``SOLVER.BASE_LR``)."""
+    found = []
+    for name, child in node.items():
+        if isinstance(child, _YacsCfgNode):
+            found += [f"{prefix}{name}.{key}"] if key in child else []
+            found += _sections_holding(key, child, f"{prefix}{name}.")
+    return found
+
+
 def _unknown_key(full, key, node, prefix):
+    holders = _sections_holding(key, node, prefix)
+    if holders:  # a key written outside its section, e.g. BASE_LR at the top level
+        return (f"Unknown config key '{full}': {key} belongs to a section; did you mean "
+                f"{' or '.join(repr(h) for h in holders[:3])}?")
     close = _suggestions(key, list(node.keys()))
     if close:
         return f"Unknown config key '{full}'. Did you mean {' or '.join(repr(prefix + c) for c in close)}?"

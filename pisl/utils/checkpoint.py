@@ -49,6 +49,8 @@ def checkpoint_file_problem(key, path):
     """One line when ``path`` (the value of config key ``key``) cannot be a torch checkpoint:
     missing, unreadable, or neither torch's zip format nor a legacy pickle; else None. It
     reads four bytes, so the pre-run check can call it on any file."""
+    if os.path.isdir(path):
+        return f"{key} '{path}' is a folder: give the checkpoint file in it (e.g. {os.path.join(path, 'model_final.pth')})"
     if not os.path.isfile(path):
         return f"{key} '{path}' does not exist"
     if not os.access(path, os.R_OK):

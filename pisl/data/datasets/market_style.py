@@ -58,6 +58,37 @@ def empty_folder_problems(name, dataset_dir, folders, extensions, root):
             f"{' or '.join(extensions)} image" for folder in folders if not has_image(os.path.join(dataset_dir, folder))]
 
 
+def name_problems(name, dataset_dir, folders, pattern, extensions):
+    """What the file names alone say before a run (no image is read), one line each: a folder
+    none of whose image names ``pattern`` parses, and a test split in which no query has a
+    gallery image of its identity from another camera (nothing could be evaluated). Some such
+    queries only: a warning with their count, as the evaluation leaves them out."""
+    parsed, problems = {}, []
+    for folder in folders:
+        path = os.path.join(dataset_dir, folder)
+        names = sorted(n for n in os.listdir(path) if n.endswith(tuple(extensions)))
+        matches = [pattern.search(n) for n in names]
+        parsed[folder] = [(int(m.group(1)), int(m.group(2))) for m in matches if m]
+        if names and not parsed[folder]:
+            problems.append(f"{name}: no image name in {path} gives an identity and a camera by the pattern "
+                            f"{pattern.pattern!r} (e.g. '{names[0]}'): rename the files (e.g. 0001_c1_0001.jpg) or "
+                            "use the MarketLayout dataset with a DATASETS.MARKET_LAYOUT.PATTERN that fits them")
+    if problems:
+        return problems
+    gallery_cams = {}
+    for pid, cam in parsed[folders[2]]:
+        gallery_cams.setdefault(pid, set()).add(cam)
+    queries = [(pid, cam) for pid, cam in parsed[folders[1]] if pid != -1]
+    valid = sum(bool(gallery_cams.get(pid, set()) - {cam}) for pid, cam in queries)
+    if queries and not valid:
+        return [f"{name}: no query in {os.path.join(dataset_dir, folders[1])} has a gallery image of its identity "
+                f"from another camera in {os.path.join(dataset_dir, folders[2])}: nothing could be evaluated"]
+    if valid < len(queries):
+        logger.warning(f"{name}: {len(queries) - valid} of {len(queries)} queries have no gallery image of their "
+                       "identity from another camera; the evaluation leaves them out")
+    return []
+
+
 class MarketLayoutDataset(ReidDataset):
     """``<dataset_dir>/{bounding_box_train,query,bounding_box_test}`` with Market file names.
     pid 0 (distractors) stays in the gallery, as in the Market protocol."""
@@ -87,7 +118,8 @@ class MarketLayoutDataset(ReidDataset):
         root = cfg.DATASETS.ROOT
         dataset_dir = os.path.join(root, cls.dataset_dir)
         return (cls.folder_problems(cls.__name__, dataset_dir, cls.folders, root)
-                or empty_folder_problems(cls.__name__, dataset_dir, cls.folders, cls.extensions, root))
+                or empty_folder_problems(cls.__name__, dataset_dir, cls.folders, cls.extensions, root)
+                or name_problems(cls.__name__, dataset_dir, cls.folders, cls.pattern, cls.extensions))
 
 
 @DATASET_REGISTRY.register()
@@ -166,7 +198,8 @@ class MarketLayout(MarketLayoutDataset):
         dataset_dir = os.path.join(cfg.DATASETS.ROOT, c.DIR)
         return (dataset.folder_problems(dataset.name, dataset_dir, dataset.folders, cfg.DATASETS.ROOT)
                 or empty_folder_problems(dataset.name, dataset_dir, dataset.folders, dataset.extensions,
-                                         cfg.DATASETS.ROOT))
+                                         cfg.DATASETS.ROOT)
+                or name_problems(dataset.name, dataset_dir, dataset.folders, dataset.pattern, dataset.extensions))
 
     @property
     def name(self):
