@@ -58,11 +58,11 @@ class FollowTable:
 
 
 TABLES = {
-    "cuhk01_aligned": Table("projects/PISL/results/cuhk01_seeds_avx512", CROSS_DOMAIN_ROWS,
+    "cuhk01_aligned": Table("records/cuhk01_seeds_avx512", CROSS_DOMAIN_ROWS,
                             ["pisl_stripes", "cluster_contrast"]),
-    "cuhk01_misaligned": Table("projects/PISL/results/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
+    "cuhk01_misaligned": Table("records/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
                                ["pisl_stripes", "cluster_contrast"]),
-    "cuhk01_misaligned_follow": FollowTable("projects/PISL/results/cuhk01_misaligned_seeds",
+    "cuhk01_misaligned_follow": FollowTable("records/cuhk01_misaligned_seeds",
                                             {"pisl_published": "PISL, published recipe",
                                              "pisl_partition": "PISL, partition recipe"}),
 }

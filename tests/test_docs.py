@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 
 # Run records (each run's config and log, verbatim) keep the paths the runs used.
-RECORDS = "projects/PISL/results/"
+RECORDS = "records/"
 # The data, weights and specification folder beside the maintainers' checkout, which a clone
 # does not have.
 OUTSIDE = re.compile(r"\.\./shared\b|\bshared/(spec|data|weights|hooks)\b")

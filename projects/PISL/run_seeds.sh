@@ -28,7 +28,7 @@
 # ImageNet; cuhk01: the source model) is evaluated as is, in every invocation, and must
 # evaluate as recorded. Each run trains in LOG_ROOT (default logs/<PROTOCOL>_seeds)/seed<S>/<row>/; when it finishes,
 # what it is judged by (results, metrics, log, config, wall time, clustering history; no
-# checkpoint) is recorded in RECORD_ROOT (default projects/PISL/results/<PROTOCOL>_seeds,
+# checkpoint) is recorded in RECORD_ROOT (default records/<PROTOCOL>_seeds,
 # committed), and a run with a record is skipped if its recorded config is the one it would run
 # now (the script stops, naming the keys that differ, otherwise): a benchmark longer than one
 # session continues from its records in the next one, and never mixes two configs in one row. Seeds run in turn, all rows of a seed before the
@@ -42,7 +42,7 @@ cd "$(dirname "$0")/../.."
 PROTOCOL=$1; shift
 SEEDS=${SEEDS:-"1 2 3"}
 LOG_ROOT=${LOG_ROOT:-logs/${PROTOCOL}_seeds}
-RECORD_ROOT=${RECORD_ROOT:-projects/PISL/results/${PROTOCOL}_seeds}
+RECORD_ROOT=${RECORD_ROOT:-records/${PROTOCOL}_seeds}
 FIXED_SOURCE=../shared/weights/source_cuhk03np_mobilenetv2.pth
 if [ -f "$FIXED_SOURCE" ]; then SOURCE=${SOURCE:-$FIXED_SOURCE}; else SOURCE=${SOURCE:-logs/source_cuhk03np/model_final.pth}; fi
 case $PROTOCOL in
