@@ -18,7 +18,7 @@
 #   cuhk01_misaligned  the same on misaligned crops (INPUT.MISALIGN.ENABLED True: each CUHK01
 #             image re-framed as a detector would frame it, the same way in training, clustering
 #             and evaluation), where following the person can pay off.
-#   cuhk03np_supervised  issue 20's supervised parts testbed: CUHK03-NP with its identity
+#   cuhk03np_supervised  the supervised parts testbed: CUHK03-NP with its identity
 #             labels, the source model's recipe (7 epochs x 120 iterations) with the global
 #             feature only, with stripe parts, or with diffusion-STN parts
 #             (configs/cuhk03np_supervised.yml), evaluated on CUHK03-NP's test split at the end.
@@ -69,66 +69,43 @@ case $PROTOCOL in
   *) echo "Unknown PROTOCOL '$PROTOCOL': use cuhk03np, cuhk01, cuhk01_misaligned, cuhk03np_supervised or" \
           "cuhk03np_supervised_misaligned" >&2; exit 2 ;;
 esac
-# row NAME: the config file, then the row's own overrides, one per line.
+# row NAME: the config file, then the row's own overrides, one per line. Each row is named by
+# what it runs; a row whose config changes gets a new name (recorded rows are checked: see
+# --same-config below). Rows of earlier recipes are in the records only (records/README.md).
+STRIPES=projects/PISL/configs/cuhk03np_stripes.yml
 row() {
   case $1 in
     source) echo configs/CUHK03NP/baseline.yml; printf '%s\n' --eval-only ;;
     imagenet) echo projects/PISL/configs/cuhk03np.yml; printf '%s\n' --eval-only ;;
-    # The supervised source model's recipe: 7 epochs, LR drop after epoch 5, evaluated at the end.
+    # The supervised parts testbed: the source model's recipe (7 epochs, LR drop after epoch 5)
+    # with the global feature only, stripe parts, or the partition recipe's parts.
     supervised_global) echo configs/CUHK03NP/baseline.yml; printf '%s\n' SOLVER.MAX_EPOCH 7 SOLVER.STEPS "[5]" TEST.EVAL_PERIOD 7 ;;
-    supervised_stripes) row supervised_pisl; printf '%s\n' PISL.PART_GENERATOR stripes MODEL.LOSSES.NAMES \
-      '["CrossEntropyLoss", "SoftTripletLoss", "PartCrossEntropyLoss"]' ;;
+    supervised_stripes) echo projects/PISL/configs/cuhk03np_supervised.yml; printf '%s\n' PISL.PART_GENERATOR stripes \
+      MODEL.LOSSES.NAMES '["CrossEntropyLoss", "SoftTripletLoss", "PartCrossEntropyLoss"]' ;;
     supervised_pisl) echo projects/PISL/configs/cuhk03np_supervised.yml ;;
+    # The methods: Cluster Contrast, PPLR + camera contrast (stripes), PISL's two recipes.
     cluster_contrast) echo projects/ClusterContrast/configs/cuhk03np.yml ;;
-    # PISL as published (Base-PISL.yml) at the benchmark's size; the partition recipe.
+    pisl_stripes) echo "$STRIPES" ;;
     pisl_published) echo projects/PISL/configs/cuhk03np.yml ;;
     pisl_partition) echo projects/PISL/configs/cuhk03np_partition.yml ;;
-    # The partition recipe with its share barrier lowest at each image's prior partition.
-    pisl_partition_prior_barrier) row pisl_partition; printf '%s\n' PISL.SCD.BARRIER_TARGET prior ;;
-    # PSC's part smoothing (docs/pisl_cuhk01.md): agreement-aware from epoch 2 with the
-    # reference's part logits, or with cosine logits at scale 10 (the cuhk03np configs' default
-    # is plain label smoothing throughout, with the reference's logits).
-    *_psc_reference) row "${1%_psc_reference}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 0.0 ;;
-    *_psc_cosine) row "${1%_psc_cosine}"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 10.0 ;;
-    # Issue 34's designs on _psc_cosine: the KL to uniform trains the part classifiers only, or
-    # its weight ramps in over the first half epoch (25 of 50 iterations) after each reset.
-    *_psc_classifier) row "${1%_psc_classifier}_psc_cosine"; printf '%s\n' PISL.PSC.KL_GRADIENT classifier ;;
-    *_psc_ramp) row "${1%_psc_ramp}_psc_cosine"; printf '%s\n' PISL.PSC.KL_RAMP_ITERS 25 ;;
-    # 4x longer epochs (200 iterations; the LR drop stays at the same epoch), nearer the
-    # reference's and PPLR's 400 iterations after each classifier reset.
-    *_long) row "${1%_long}"; printf '%s\n' SOLVER.ITERS_PER_EPOCH 200 ;;
-    # Issue 20's second distinct-parts design: the overlap penalty on neighbouring part boxes.
-    *_overlap) row "${1%_overlap}"; printf '%s\n' PISL.SCD.W_OVERLAP 10.0 ;;
-    # Issue 20's third design: boxes as offsets from each image's person-aligned stripes, and
-    # the penalty that keeps the offsets out of the bound's flat tanh tail.
-    *_person) row "${1%_person}"; printf '%s\n' PISL.DIFFUSION.ANCHORS person ;;
-    # The denoiser also conditioned on the feature map's row profile.
-    *_rows) row "${1%_rows}"; printf '%s\n' PISL.DIFFUSION.CONDITION global+rows ;;
-    # The partition's extent cut into P equal parts (only the extent is learned).
-    *_equal) row "${1%_equal}"; printf '%s\n' PISL.DIFFUSION.EQUAL_PARTS True ;;
-    # The person prior found in the image (rows that differ from their border colour), not in
-    # the feature map: the demo's setting.
-    *_image) row "${1%_image}"; printf '%s\n' PISL.DIFFUSION.PERSON_CUE image ;;
-    # The denoiser also told the person's extent the prior was cut from (with the image cue it
-    # cannot read it from the map).
-    *_extent) row "${1%_extent}"; printf '%s\n' PISL.DIFFUSION.CONDITION global+rows+extent ;;
-    # The reference's affine boxes (bounded offsets) instead of the partition.
-    *_affine) row "${1%_affine}"; printf '%s\n' PISL.DIFFUSION.BOXES affine ;;
-    *_bound) row "${1%_bound}"; printf '%s\n' PISL.SCD.W_BOUND 10.0 ;;
-    # The partition's share barrier at a tenth of that (SCD's scale 0.1: 0.1 a unit of barrier),
-    # to keep every cell (parts and margins) off zero without fixing the shares: the default
-    # since it was measured (recorded as pisl_barrier), so _unbarred turns it off; the
-    # pisl_person_rows records ran without it, as pisl_unbarred does now.
-    *_barrier) row "${1%_barrier}"; printf '%s\n' PISL.SCD.W_BOUND 1.0 ;;
-    *_unbarred) row "${1%_unbarred}"; printf '%s\n' PISL.SCD.W_BOUND 0.0 ;;
-    # Half the default room for the heights and centres (a quarter of a stripe each way).
-    *_tight) row "${1%_tight}"; printf '%s\n' PISL.DIFFUSION.BOX_LIMITS "[0.25, 0.1, 0.25, 0.1, 0.25, 0.25]" ;;
-    *) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
+    # The partition recipe's barrier: off, or lowest at each image's prior partition.
+    pisl_partition_unbarred) echo projects/PISL/configs/cuhk03np_partition.yml; printf '%s\n' PISL.SCD.W_BOUND 0.0 ;;
+    pisl_partition_prior_barrier) echo projects/PISL/configs/cuhk03np_partition.yml
+      printf '%s\n' PISL.SCD.BARRIER_TARGET prior ;;
+    # Ablations of the partition recipe.
+    pisl_no_scd|pisl_no_psc|pisl_no_cam) echo "projects/PISL/configs/cuhk03np_${1#pisl_}.yml" ;;
+    # Stripes with PSC's agreement-aware smoothing from epoch 2 and cosine logits x 10, and both
+    # stripe rows with 4x longer epochs (200 iterations; the LR drop at the same epoch).
+    pisl_stripes_psc_cosine) echo "$STRIPES"; printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 10.0 ;;
+    pisl_stripes_long) echo "$STRIPES"; printf '%s\n' SOLVER.ITERS_PER_EPOCH 200 ;;
+    pisl_stripes_psc_cosine_long) echo "$STRIPES"
+      printf '%s\n' PISL.PSC.LS_START_EPOCH 2 PISL.PSC.PART_LOGIT_SCALE 10.0 SOLVER.ITERS_PER_EPOCH 200 ;;
+    *) echo "Unknown row '$1': see row() in $0" >&2; return 2 ;;
   esac
 }
 train() {  # train NAME OUT [overrides]: one run, recorded when it finishes
   local name=$1 out=$2 start spec; shift 2
-  mapfile -t spec < <(row "$name")
+  mapfile -t spec < <(row "$name") && [ ${#spec[@]} -gt 0 ] || exit 2
   start=$(date +%s)
   python tools/train_net.py --config-file "${spec[0]}" --overwrite "${spec[@]:1}" "${PROTOCOL_ARGS[@]}" "$@" OUTPUT_DIR "$out"
   echo $(( $(date +%s) - start )) > "$out/wall_seconds"
