@@ -173,8 +173,11 @@ def record(run_dir, record_dir):
 # Keys a run does not read, given another key's value: they may differ between a record and now.
 INERT = {("PISL.PART_GENERATOR", "stripes"): ("PISL.DIFFUSION.", "PISL.STN.", "PISL.SCD."),
          ("PISL.DIFFUSION.BOXES", "partition"): ("PISL.DIFFUSION.BOX_LIMITS",),
-         ("PISL.DIFFUSION.BOXES", "affine"): ("PISL.DIFFUSION.MIN_PART_HEIGHT", "PISL.DIFFUSION.EQUAL_PARTS",
-                                              "PISL.SCD.BARRIER_TARGET")}
+         ("PISL.DIFFUSION.BOXES", "affine"): ("PISL.DIFFUSION.MIN_PART_HEIGHT", "PISL.SCD.BARRIER_TARGET")}
+# Keys retired from the code, with the value that turned them off: a record that has one at
+# that value ran what the code runs now (docs/pisl_analyses.md lists what each one gave).
+RETIRED = {"PISL.DIFFUSION.STN_PATCH_SHARE": 0.0, "PISL.DIFFUSION.EQUAL_PARTS": False, "PISL.SCD.W_OVERLAP": 0.0,
+           "PISL.PSC.KL_GRADIENT": "features", "PISL.PSC.KL_RAMP_ITERS": 0}
 
 
 def flat(tree, prefix=""):
@@ -190,8 +193,9 @@ def flat(tree, prefix=""):
 def config_differences(record_dir, config_file, opts):
     """The keys whose value in the config a run of ``config_file`` + ``opts`` would merge differs
     from the record's config.yaml: one line each. A key the record lacks (added to the code after
-    it) counts as equal when it has its default, which keeps the earlier behaviour; OUTPUT_DIR
-    and keys the run does not read (``INERT``) are left out."""
+    it) counts as equal when it has its default, which keeps the earlier behaviour, and a key
+    retired since at the value that turned it off (``RETIRED``) as absent; OUTPUT_DIR and keys
+    the run does not read (``INERT``) are left out."""
     import yaml
     from pisl.config import get_cfg, load_config
 
@@ -205,6 +209,8 @@ def config_differences(record_dir, config_file, opts):
         if key == "OUTPUT_DIR" or key.startswith(inert):
             continue
         old = recorded.get(key, defaults.get(key, "<absent>"))
+        if key not in now and key in RETIRED and old == RETIRED[key]:
+            continue
         if now.get(key, "<absent>") != old:
             lines.append(f"{key}: recorded {old!r}, now {now.get(key, '<absent>')!r}")
     return lines

@@ -70,14 +70,13 @@ def test_integers_for_float_keys_are_accepted(tmp_path):
     (["IMPORTS", "['projects.PISL']", "PISL.NUM_PARTS", "0"], "PISL.NUM_PARTS is 0"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.BOX_LIMITS", "[0.5, 0.5]"], r"BOX_LIMITS is \[0.5, 0.5\]: give six"),
     (["IMPORTS", "['projects.PISL']", "PISL.SCD.W_BOUND", "-1.0"], "PISL.SCD.W_BOUND is -1.0"),
-    (["IMPORTS", "['projects.PISL']", "PISL.SCD.W_OVERLAP", "-1.0"], "PISL.SCD.W_OVERLAP is -1.0"),
-    (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.STN_PATCH_SHARE", "1.5"], "STN_PATCH_SHARE is 1.5"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.ANCHORS", "torso"], "ANCHORS is 'torso': use stripes or person"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.PERSON_QUANTILE", "0.0"], "PERSON_QUANTILE is 0.0"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.PERSON_CUE", "pixels"], "PERSON_CUE is 'pixels': use features or image"),
     (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.CONDITION", "global+extent"], "CONDITION is 'global\\+extent'"),
-    (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.CONDITION", "global+rows+extent", "PISL.DIFFUSION.ANCHORS", "stripes"],
-     "the extent is the person prior's, set ANCHORS person"),
+    (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.CONDITION", "global+rows+extent"], "use global or global\\+rows"),
+    (["IMPORTS", "['projects.PISL']", "PISL.DIFFUSION.BOX_LIMITS", "[]", "PISL.SCD.W_BOUND", "1.0"],
+     "the clamp has no bound to keep off"),
 ])
 def test_invalid_values_fail_up_front_naming_the_key(tmp_path, opts, message):
     with pytest.raises(ConfigError, match=message):

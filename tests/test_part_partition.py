@@ -72,7 +72,7 @@ def _person_map(top_row, rows=16, height=8):
     return fmap
 
 
-@pytest.mark.parametrize("condition", ["global", "global+rows", "global+rows+extent"])
+@pytest.mark.parametrize("condition", ["global", "global+rows"])
 def test_one_person_at_two_heights_gives_boxes_shifted_by_the_same_amount(condition):
     """The same person 4 of 16 rows (a quarter of the image) lower: with the person prior every
     part's centre moves down by a quarter of the image height, 0.5 in map units, and its height
@@ -118,24 +118,6 @@ def test_image_person_cue_gives_boxes_that_move_with_the_person():
     assert torch.allclose(boxes[1, :, 4], boxes[0, :, 4], atol=1e-4)
     with pytest.raises(ValueError, match="PERSON_CUE 'image'"):
         gen(fmap, cond)
-
-
-def test_extent_condition_gives_the_denoiser_the_extent_the_prior_was_cut_from():
-    """With "global+rows+extent" the condition ends with each image's (top, extent) from the
-    image cue, the numbers the prior's stripes were cut from, so the denoiser sees where the
-    prior put the boxes; without it, nothing in the condition depends on the images."""
-    images = torch.cat([_person_image(2, rows=8), _person_image(6, rows=8)])
-    fmap, feature = torch.rand(1, 4, 8, 4).expand(2, -1, -1, -1), torch.randn(1, 4).expand(2, -1)
-    gen = DiffusionSTNParts(4, 3, stn_channels=8, boxes="partition", anchors="person", person_quantile=0.01,
-                            person_cue="image", condition="global+rows+extent")
-    cond, prior = gen.cond_and_prior(fmap, feature, images)
-    top, extent = image_person_extent(images, 0.01)
-    assert cond.shape == (2, 4 + 8 + 2) and torch.equal(cond[:, -2:], torch.stack([top, extent], 1))
-    assert top[1] - top[0] == pytest.approx(4 / 16, abs=1e-4)
-    gen_rows = DiffusionSTNParts(4, 3, stn_channels=8, boxes="partition", anchors="person", person_quantile=0.01,
-                                 person_cue="image", condition="global+rows")
-    cond_rows, prior_rows = gen_rows.cond_and_prior(fmap, feature, images)
-    assert torch.equal(cond_rows[0], cond_rows[1]) and torch.equal(prior_rows, prior)
 
 
 def test_share_barrier_hand_case_and_its_gradient_at_the_floor():
@@ -230,20 +212,6 @@ def test_band_patches_average_the_rows_a_band_covers():
     band_patches(fmap, top, bottom)[0, 0, 0].backward()
     average = 0.2 / 0.325  # 0.125 of row 0 (value 0), 0.2 of row 1 (value 1)
     assert bottom.grad.item() == pytest.approx((1 - average) / 0.325) and top.grad.item() == pytest.approx(average / 0.325)
-
-
-def test_equal_parts_cut_the_learned_extent_into_equal_bands():
-    """EQUAL_PARTS: three logits (margin, extent, margin); heights 0.1 | 0.6 | 0.3 cut into three
-    parts of 0.2 each, from 0.1 to 0.7 of the image height."""
-    boxes = PartitionBoxes(3, min_part_height=0.0, equal_parts=True)
-    assert boxes.dim == 3
-    top, bottom = boxes.bands(partition_logits(torch.tensor([[0.1, 0.6, 0.3]]), 0.0))
-    assert top[0].tolist() == pytest.approx([0.1, 0.3, 0.5]) and bottom[0].tolist() == pytest.approx([0.3, 0.5, 0.7])
-    gen = DiffusionSTNParts(4, 3, stn_channels=8, sample_steps=5, boxes="partition", anchors="person",
-                            person_quantile=0.01, equal_parts=True).eval()
-    boxes = gen(torch.cat([_person_map(2), _person_map(6)]), torch.randn(1, 4).expand(2, -1))["thetas"].view(2, 3, 6)
-    assert (boxes[1, :, 5] - boxes[0, :, 5]).tolist() == pytest.approx([0.5] * 3, abs=1e-4)  # one person, two heights
-    assert torch.allclose(boxes[0, :, 4], boxes[0, :1, 4].expand(3))  # equal heights
 
 
 def test_box_gap_hand_case():

@@ -1,6 +1,5 @@
 """PISL math against hand-computed cases and plain loops."""
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,11 +14,10 @@ from projects.PISL.consistency import (MMD_SIGMAS, agreement_summary, consistenc
 from projects.PISL.diffusion import Denoiser, GaussianDiffusion, cosine_alphas_cumprod, timestep_embedding  # noqa: E402
 from projects.PISL.losses import (PSCLoss, PartCrossEntropyLoss, agreement_aware_smoothing,  # noqa: E402
                                   agreement_aware_terms, camera_contrast, noise_loss, refined_targets, scd_loss,
-                                  smoothing_ramp, supervised_contrastive)
-from pisl.modeling.heads import ResizableClassifier  # noqa: E402
+                                  supervised_contrastive)
 from pisl.modeling.losses import cross_entropy_label_smooth  # noqa: E402
 from projects.PISL.affine_boxes import (affine_at_bound, bound_boxes, box_limits, cut_patches,  # noqa: E402
-                                        neighbour_iou, part_overlap, saturation, stripe_thetas)
+                                        neighbour_iou, saturation, stripe_thetas)
 from projects.PISL.box_stats import box_metrics, box_statistics  # noqa: E402
 from projects.PISL.part_generators import DiffusionSTNParts, StripeParts  # noqa: E402
 from projects.PISL.person_cues import person_anchors  # noqa: E402
@@ -119,50 +117,6 @@ def test_agreement_aware_terms_of_a_confident_classifier_hand_computed():
     ce_term, kl_term = agreement_aware_terms(logits, torch.tensor([0]), a)
     assert ce_term.item() == pytest.approx(0.2 * ce, abs=1e-6) and kl_term.item() == pytest.approx(0.8 * kl, rel=1e-5)
     assert kl_term.item() > 10
-
-
-def test_classifier_only_kl_has_the_same_value_and_no_gradient_to_the_features():
-    """PISL.PSC.KL_GRADIENT classifier: a confident cosine classifier's KL (6.1 at agreement 0) is the
-    same number, but only the classifier's weights get its gradient; the agreement-weighted CE
-    still reaches the features."""
-    torch.manual_seed(0)
-    clf = ResizableClassifier(3, 4, logit_scale=10.0)
-    clf.reset(torch.eye(4, 3) * 20)
-    feats = torch.tensor([[2.0, 0.0, 0.0]], requires_grad=True)  # on class 0's centroid: confident
-    logits = clf(feats)
-    target, a = torch.tensor([0]), torch.tensor([0.0])
-    _, kl_features = agreement_aware_terms(logits, target, a)
-    ce, kl_classifier = agreement_aware_terms(logits, target, a, kl_logits=clf(feats.detach()))
-    assert kl_classifier.item() == pytest.approx(kl_features.item()) and kl_classifier.item() > 5
-    kl_classifier.backward()
-    assert feats.grad is None and clf.weight.grad.abs().sum() > 0
-    ce_with_agreement, _ = agreement_aware_terms(clf(feats), target, torch.tensor([1.0]), kl_logits=clf(feats.detach()))
-    ce_with_agreement.backward()
-    assert feats.grad is not None
-
-
-def test_smoothing_ramp_hand_values():
-    assert [smoothing_ramp(step, 4) for step in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
-    assert smoothing_ramp(0, 0) == 1.0  # no ramp
-
-
-def test_psc_kl_ramps_in_after_each_classifier_reset():
-    """KL_RAMP_ITERS 2: the confident classifier's KL weighs 0, then 1/2, then all of it, and
-    again 0 after the next clustering resets the classifiers."""
-    loss = PSCLoss(k=2, score="jaccard", ls_start_epoch=0, kl_ramp_iters=2, knn_backend="torch")
-    state = SimpleNamespace(features={"global": torch.randn(6, 4), "parts": torch.randn(6, 2, 4)},
-                            clustered=np.arange(6), epoch=0, metrics={})
-    loss.on_pseudo_labels(state)
-    outputs = {"logits": torch.tensor([[5.0, 0.0]]), "part_logits": [torch.tensor([[20.0, 0.0]])] * 2}
-    batch = {"targets": torch.tensor([0]), "index": torch.tensor([0])}
-    full = PSCLoss(k=2, score="jaccard", ls_start_epoch=0, knn_backend="torch")
-    full.agreement = loss.agreement
-    kl_full = full(outputs, batch)["part_kl"].item()
-    assert kl_full > 1
-    assert [loss(outputs, batch)["part_kl"].item() for _ in range(3)] == pytest.approx([0.0, kl_full / 2, kl_full])
-    state.epoch = 1
-    loss.on_pseudo_labels(state)
-    assert loss(outputs, batch)["part_kl"].item() == 0.0
 
 
 def test_psc_loss_logs_its_terms_and_they_sum_to_the_loss():
@@ -439,41 +393,6 @@ def test_training_step_reports_the_saturation_of_the_denoisers_correction():
     assert out["saturation"].item() == pytest.approx(4.0, rel=1e-5)
     out["saturation"].backward()
     assert (gen.denoiser.net[-1].bias.grad > 0).all()
-
-
-def test_overlap_penalty_is_the_iou_of_the_patch_boxes_and_pushes_the_parts_apart():
-    # Two parts, stripes at ty -0.5 and 0.5 with half-height 0.5 (they touch), and a denoiser
-    # whose correction moves each centre one limit (0.25) towards the other: the bounded centres
-    # move by 0.25 tanh(1) each, the boxes overlap 0.5 tanh(1) in y over the full width, IoU
-    # o / (2 - o). Its gradient moves the centres apart again.
-    gen = DiffusionSTNParts(16, 2, stn_channels=8).train()
-    with torch.no_grad():
-        gen.denoiser.net[-1].bias[5] = gen.limits[5]
-        gen.denoiser.net[-1].bias[11] = -gen.limits[11]
-    out = gen(torch.randn(4, 16, 6, 4), torch.randn(4, 16))
-    o = 0.5 * math.tanh(1.0)
-    assert out["overlap"].item() == pytest.approx(o / (2 - o), rel=1e-5)
-    out["overlap"].backward()
-    grad = gen.denoiser.net[-1].bias.grad
-    assert grad[5] > 0 and grad[11] < 0
-    assert part_overlap(stripe_thetas(1).flatten(1).unsqueeze(0)).item() == 0.0  # one part: nothing to overlap
-
-
-@pytest.mark.parametrize("share", [0.0, 1.0])
-def test_stn_patch_share_cuts_training_patches_with_the_stn_and_lets_part_losses_reach_it(share):
-    # An STN moved off the stripes and an untrained denoiser (zero correction, so x0_hat is the
-    # stripes whatever x_t): share 0 cuts the stripes and no part gradient reaches the STN;
-    # share 1 cuts the STN's boxes, and the part losses train it.
-    gen = DiffusionSTNParts(16, 2, stn_channels=8, stn_patch_share=share).train()
-    with torch.no_grad():
-        gen.stn.features[-1].bias.add_(0.05)
-    fmap = torch.randn(4, 16, 8, 4)
-    out = gen(fmap, torch.randn(4, 16))
-    cut_with = out["theta"] if share else out["x0_hat"]
-    assert torch.allclose(out["parts"], gen._patches(fmap, cut_with))
-    assert not torch.allclose(out["theta"], out["x0_hat"])
-    out["parts"].sum().backward()
-    assert (gen.stn.features[-1].bias.grad.abs().sum() > 0) == bool(share)
 
 
 def test_denoiser_piecewise_first_layer_equals_the_concatenated_mlp():

@@ -71,15 +71,6 @@ def saturation(offsets, limits):
     return F.relu(bound_depth(offsets, limits) - 1).pow(2).mean()
 
 
-def part_overlap(thetas):
-    """The mean IoU of neighbouring parts' boxes (``neighbour_iou``; thetas N x P x 6), 0 for one
-    part. Penalised (``PISL.SCD.W_OVERLAP``, PAT's diversity idea on boxes), it keeps the P parts
-    from sliding onto the same body region inside their bounds."""
-    if thetas.shape[1] < 2:
-        return thetas.new_zeros(())
-    return neighbour_iou(thetas).mean()
-
-
 def patch_pooling_weights(thetas, height, width):
     """How much each feature-map cell contributes to each pooled patch: B x P x (H W).
 

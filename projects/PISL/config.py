@@ -35,15 +35,12 @@ def add_pisl_config(cfg):
     cfg.PISL.DIFFUSION.BOX_LIMITS = []
     # Partition: the least height of a part, as a fraction of the image height.
     cfg.PISL.DIFFUSION.MIN_PART_HEIGHT = 0.1
-    # Partition: True learns only the person's extent and cuts it into P equal parts.
-    cfg.PISL.DIFFUSION.EQUAL_PARTS = False
     # Where the boxes start before the denoiser's correction: "stripes" (the image's P stripes,
     # the same for every image; the paper's STN start, with the stripes as its bias) | "person"
     # (the P stripes of the person's vertical extent found in each image, see PERSON_CUE).
     cfg.PISL.DIFFUSION.ANCHORS = "stripes"
     # The denoiser's condition: "global" (the unit global feature, the paper's) | "global+rows"
-    # (also the feature map's row profile in ROW_BINS bins: where along the height the activation
-    # is) | "global+rows+extent" (also the person's top and height the person anchors were cut from).
+    # (also the feature map's row profile in ROW_BINS bins: where along the height the activation is).
     cfg.PISL.DIFFUSION.CONDITION = "global"
     cfg.PISL.DIFFUSION.ROW_BINS = 8  # bins of the row profile in the "+rows" conditions
     # Person anchors: the extent runs from this share of the cue's mass to 1 minus it.
@@ -52,9 +49,6 @@ def add_pisl_config(cfg):
     # feature map; needs a backbone that has learned to find people) | "image" (the rows of the
     # input that differ from their own border colour; needs no trained network).
     cfg.PISL.DIFFUSION.PERSON_CUE = "features"
-    # Share of the training samples whose part patches are cut with the STN's theta rather than
-    # the denoised x0_hat, so that the part losses reach the STN. 0: off (x0_hat only).
-    cfg.PISL.DIFFUSION.STN_PATCH_SHARE = 0.0
     # The denoiser's condition (the unit-norm global feature) times this, against a time
     # embedding of norm 16. 1: the paper's unit feature.
     cfg.PISL.DIFFUSION.COND_SCALE = 1.0
@@ -77,11 +71,6 @@ def add_pisl_config(cfg):
     # scale is the feature norm); s > 0 = s * cosine, which keeps agreement-aware smoothing's
     # KL from growing with the feature norm.
     cfg.PISL.PSC.PART_LOGIT_SCALE = 0.0
-    # What the smoothing's KL(uniform || p) trains: features (the paper: the part features and
-    # classifiers) | classifier (the part classifiers only: their logits on detached features).
-    cfg.PISL.PSC.KL_GRADIENT = "features"
-    # Iterations over which the KL's weight ramps from 0 to 1 after each epoch's classifier reset. 0: no ramp.
-    cfg.PISL.PSC.KL_RAMP_ITERS = 0
 
     # PartBoxHook: pictures of the part boxes on test images, in OUTPUT_DIR/part_boxes/.
     cfg.PISL.BOX_PICTURE = CN()
@@ -109,8 +98,6 @@ def add_pisl_config(cfg):
     # Partition boxes: where the share barrier is lowest. uniform (equal shares of the free
     # height: one partition, the same for every image) | prior (each image's prior partition).
     cfg.PISL.SCD.BARRIER_TARGET = "uniform"
-    # Weight of the mean IoU of neighbouring parts' boxes (affine_boxes.part_overlap). 0: off.
-    cfg.PISL.SCD.W_OVERLAP = 0.0
 
 
 @register_config_check
@@ -132,35 +119,26 @@ def check_pisl_config(cfg):
     if not 0 <= p.DIFFUSION.MIN_PART_HEIGHT * p.NUM_PARTS < 1:
         problems.append(f"PISL.DIFFUSION.MIN_PART_HEIGHT is {p.DIFFUSION.MIN_PART_HEIGHT}: the {p.NUM_PARTS} parts' "
                         "least heights must sum to less than the image (0 <= MIN_PART_HEIGHT < 1 / NUM_PARTS)")
-    if p.DIFFUSION.CONDITION not in ("global", "global+rows", "global+rows+extent") or p.DIFFUSION.ROW_BINS < 1:
+    if p.DIFFUSION.CONDITION not in ("global", "global+rows") or p.DIFFUSION.ROW_BINS < 1:
         problems.append(f"PISL.DIFFUSION.CONDITION is '{p.DIFFUSION.CONDITION}' and ROW_BINS {p.DIFFUSION.ROW_BINS}: "
-                        "use global, global+rows or global+rows+extent, and at least 1 bin")
-    if p.DIFFUSION.CONDITION.endswith("+extent") and p.DIFFUSION.ANCHORS != "person":
-        problems.append(f"PISL.DIFFUSION.CONDITION is '{p.DIFFUSION.CONDITION}' with ANCHORS "
-                        f"'{p.DIFFUSION.ANCHORS}': the extent is the person prior's, set ANCHORS person")
+                        "use global or global+rows, and at least 1 bin")
     if p.DIFFUSION.ANCHORS not in ("stripes", "person"):
         problems.append(f"PISL.DIFFUSION.ANCHORS is '{p.DIFFUSION.ANCHORS}': use stripes or person")
     if p.DIFFUSION.PERSON_CUE not in ("features", "image"):
         problems.append(f"PISL.DIFFUSION.PERSON_CUE is '{p.DIFFUSION.PERSON_CUE}': use features or image")
     if not 0 < p.DIFFUSION.PERSON_QUANTILE < 0.5:
         problems.append(f"PISL.DIFFUSION.PERSON_QUANTILE is {p.DIFFUSION.PERSON_QUANTILE}: must be between 0 and 0.5")
-    if not 0 <= p.DIFFUSION.STN_PATCH_SHARE <= 1:
-        problems.append(f"PISL.DIFFUSION.STN_PATCH_SHARE is {p.DIFFUSION.STN_PATCH_SHARE}: must be between 0 and 1")
     if p.DIFFUSION.COND_SCALE <= 0 or p.DIFFUSION.WEIGHT_DECAY < 0:
         problems.append(f"PISL.DIFFUSION.COND_SCALE ({p.DIFFUSION.COND_SCALE}) must be positive and "
                         f"PISL.DIFFUSION.WEIGHT_DECAY ({p.DIFFUSION.WEIGHT_DECAY}) at least 0")
     if p.PSC.PART_LOGIT_SCALE < 0:
         problems.append(f"PISL.PSC.PART_LOGIT_SCALE is {p.PSC.PART_LOGIT_SCALE}: use 0 (plain logits) or a positive scale")
-    if p.PSC.KL_GRADIENT not in ("features", "classifier") or p.PSC.KL_RAMP_ITERS < 0:
-        problems.append(f"PISL.PSC.KL_GRADIENT is '{p.PSC.KL_GRADIENT}' and KL_RAMP_ITERS {p.PSC.KL_RAMP_ITERS}: "
-                        "use features or classifier, and 0 (no ramp) or more iterations")
     if p.PSC.K < 1:
         problems.append(f"PISL.PSC.K is {p.PSC.K}: must be at least 1 (the paper uses 20)")
     if p.SCD.NOISE_WEIGHTING not in ("min_snr", "none"):
         problems.append(f"PISL.SCD.NOISE_WEIGHTING is '{p.SCD.NOISE_WEIGHTING}': use min_snr or none")
-    for key in ("W_BOUND", "W_OVERLAP"):
-        if p.SCD[key] < 0:
-            problems.append(f"PISL.SCD.{key} is {p.SCD[key]}: must be 0 (off) or positive")
+    if p.SCD.W_BOUND < 0:
+        problems.append(f"PISL.SCD.W_BOUND is {p.SCD.W_BOUND}: must be 0 (off) or positive")
     if p.SCD.BARRIER_TARGET not in ("uniform", "prior"):
         problems.append(f"PISL.SCD.BARRIER_TARGET is '{p.SCD.BARRIER_TARGET}': use uniform or prior")
     if p.PSC.SCORE not in ("mmd", "jaccard"):

@@ -27,26 +27,14 @@ def refined_targets(targets, part_logits, agreement, lam):
     return lam * onehot + (1 - lam) * ensemble
 
 
-def agreement_aware_terms(logits, targets, agreement, kl_logits=None, kl_weight=1.0):
+def agreement_aware_terms(logits, targets, agreement):
     """The two terms of agreement-aware smoothing: mean_i a_i CE(z_i, y_i) and
-    kl_weight mean_i (1 - a_i) KL(u || softmax(z'_i)), z' = ``kl_logits`` (default: the same
-    logits; the part classifier applied to detached features, to keep the KL's gradient off
-    the features)."""
+    mean_i (1 - a_i) KL(u || softmax(z_i))."""
     log_probs = F.log_softmax(logits, dim=1)
     ce = -log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
-    kl_log_probs = log_probs if kl_logits is None else F.log_softmax(kl_logits, dim=1)
     c = logits.shape[1]
-    kl_uniform = (-math.log(c) - kl_log_probs).sum(1) / c
-    return (agreement * ce).mean(), kl_weight * ((1 - agreement) * kl_uniform).mean()
-
-
-def smoothing_ramp(step, ramp_iters):
-    """The weight of agreement-aware smoothing's KL term at the ``step``-th iteration (0 first)
-    after a classifier reset: linear from 0 to 1 over ``ramp_iters`` iterations (0: always 1).
-    Right after a reset the classifiers are set to the cluster centroids and are confident,
-    which is when the KL to uniform is largest and pushes each part feature hardest away from
-    its own centroid (docs/pisl_cuhk01.md)."""
-    return 1.0 if ramp_iters <= 0 else min(1.0, step / ramp_iters)
+    kl_uniform = (-math.log(c) - log_probs).sum(1) / c
+    return (agreement * ce).mean(), ((1 - agreement) * kl_uniform).mean()
 
 
 def agreement_aware_smoothing(logits, targets, agreement):
@@ -117,26 +105,23 @@ class PSCLoss(ReidLoss):
     ``ls_start_epoch``). The agreement scores are recomputed every epoch from the clustering
     features (``on_pseudo_labels``) and looked up by the batch's ``index``."""
 
-    def __init__(self, k=20, score="mmd", lam=0.5, ls_start_epoch=5, epsilon=0.1, scale=1.0, knn_backend="auto",
-                 kl_gradient="features", kl_ramp_iters=0):
+    def __init__(self, k=20, score="mmd", lam=0.5, ls_start_epoch=5, epsilon=0.1, scale=1.0, knn_backend="auto"):
         super().__init__()
         self.k, self.score, self.lam, self.ls_start_epoch = k, score, lam, ls_start_epoch
         self.epsilon, self.scale, self.knn_backend = epsilon, scale, knn_backend
-        self.kl_gradient, self.kl_ramp_iters = kl_gradient, kl_ramp_iters
-        self.epoch, self.step = 0, 0  # the step counts the iterations since the classifiers' reset
+        self.epoch = 0
         self.register_buffer("agreement", torch.zeros(0, 0))
 
     @classmethod
     def from_config(cls, cfg):
         p = cfg.PISL.PSC
         return cls(k=p.K, score=p.SCORE, lam=p.REFINE_LAMBDA, ls_start_epoch=p.LS_START_EPOCH, epsilon=p.EPSILON,
-                   scale=p.SCALE, knn_backend=cfg.CLUSTER.KNN_BACKEND, kl_gradient=p.KL_GRADIENT,
-                   kl_ramp_iters=p.KL_RAMP_ITERS)
+                   scale=p.SCALE, knn_backend=cfg.CLUSTER.KNN_BACKEND)
 
     def on_pseudo_labels(self, state):
         scores = consistency_scores(state.features["global"], state.features["parts"], self.k, self.score, self.knn_backend)
         self.agreement = scores[torch.as_tensor(state.clustered)].to(self.agreement.device)
-        self.epoch, self.step = state.epoch, 0
+        self.epoch = state.epoch
         # The mean agreement weights the smoothing's CE (and 1 minus it, its KL to uniform).
         state.metrics.update({f"PSCLoss/agreement_mean/p{p}": a.item() for p, a in enumerate(self.agreement.mean(0))})
         table = tabulate(agreement_summary(scores), headers=["part", "p10", "p50", "p90", "std", "weight spread"],
@@ -146,23 +131,16 @@ class PSCLoss(ReidLoss):
     def forward(self, outputs, batch):
         """Three logged terms: ``global`` (label-refined CE), ``part_ce`` and ``part_kl`` (their
         mean over parts: the agreement-weighted CE and uniform-KL of the smoothing, or the plain
-        label-smoothing CE and 0 before ``ls_start_epoch``). ``kl_gradient`` "classifier" takes
-        the KL on ``part_logits_detached`` (the classifiers on detached part features: the
-        KL trains the classifiers only); ``kl_ramp_iters`` ramps its weight in after each reset
-        (``smoothing_ramp``)."""
+        label-smoothing CE and 0 before ``ls_start_epoch``)."""
         targets = batch["targets"].to(outputs["logits"].device)
         agreement = self.agreement[batch["index"].to(self.agreement.device)]
         global_loss = soft_target_cross_entropy(outputs["logits"], refined_targets(targets, outputs["part_logits"], agreement, self.lam))
         if self.epoch >= self.ls_start_epoch:
-            kl_logits = outputs["part_logits_detached"] if self.kl_gradient == "classifier" else [None] * len(outputs["part_logits"])
-            ramp = smoothing_ramp(self.step, self.kl_ramp_iters)
-            terms = [agreement_aware_terms(z, targets, agreement[:, p], kl_logits[p], ramp)
-                     for p, z in enumerate(outputs["part_logits"])]
+            terms = [agreement_aware_terms(z, targets, agreement[:, p]) for p, z in enumerate(outputs["part_logits"])]
         else:
             zero = global_loss.new_zeros(())
             terms = [(cross_entropy_label_smooth(z, targets, self.epsilon), zero) for z in outputs["part_logits"]]
         part_ce, part_kl = (torch.stack(t).mean() for t in zip(*terms))
-        self.step += 1
         return {"global": self.scale * global_loss, "part_ce": self.scale * part_ce, "part_kl": self.scale * part_kl}
 
 
@@ -218,13 +196,12 @@ class SCDLoss(ReidLoss):
     """Semantic Controlled Diffusion loss, weight W_diff, as three logged terms (noise,
     consistency, contrast). Needs the diffusion_stn generator. ``snr_gamma`` None keeps the
     reference's unweighted noise MSE; a number applies min-SNR weighting (``noise_loss``).
-    ``w_bound`` > 0 adds a term ``bound``: the generator's ``saturation`` penalty; ``w_overlap``
-    > 0 a term ``overlap``: the mean IoU of neighbouring patch boxes (``part_overlap``)."""
+    ``w_bound`` > 0 adds a term ``bound``: the generator's ``saturation`` penalty."""
 
-    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1, snr_gamma=5.0, w_bound=0.0, w_overlap=0.0):
+    def __init__(self, w_cons=0.5, w_con=0.3, temperature=0.07, scale=0.1, snr_gamma=5.0, w_bound=0.0):
         super().__init__()
         self.w_cons, self.w_con, self.temperature, self.scale = w_cons, w_con, temperature, scale
-        self.snr_gamma, self.w_bound, self.w_overlap = snr_gamma, w_bound, w_overlap
+        self.snr_gamma, self.w_bound = snr_gamma, w_bound
 
     @classmethod
     def from_config(cls, cfg):
@@ -233,7 +210,7 @@ class SCDLoss(ReidLoss):
         if s.NOISE_WEIGHTING not in gamma:
             raise KeyError(f"Unknown PISL.SCD.NOISE_WEIGHTING '{s.NOISE_WEIGHTING}', expected min_snr or none")
         return cls(w_cons=s.W_CONS, w_con=s.W_CON, temperature=s.TEMP, scale=s.SCALE, snr_gamma=gamma[s.NOISE_WEIGHTING],
-                   w_bound=s.W_BOUND, w_overlap=s.W_OVERLAP)
+                   w_bound=s.W_BOUND)
 
     def forward(self, outputs, batch):
         if "eps_hat" not in outputs:
@@ -245,6 +222,4 @@ class SCDLoss(ReidLoss):
                          self.w_cons, self.w_con, self.temperature, outputs["snr"], self.snr_gamma)
         if self.w_bound > 0:
             terms["bound"] = self.w_bound * outputs["saturation"]
-        if self.w_overlap > 0:
-            terms["overlap"] = self.w_overlap * outputs["overlap"]
         return {name: self.scale * value for name, value in terms.items()}

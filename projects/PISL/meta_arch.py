@@ -34,9 +34,9 @@ class PISL(Baseline):
     """
 
     def __init__(self, backbone, heads, losses, pixel_mean, pixel_std, part_generator, num_parts, test_with_parts=False,
-                 evaluate_both=True, part_logit_scale=0.0, num_classes=1, detached_part_logits=False):
+                 evaluate_both=True, part_logit_scale=0.0, num_classes=1):
         super().__init__(backbone, heads, losses, pixel_mean, pixel_std)
-        self.evaluate_both, self.detached_part_logits = evaluate_both, detached_part_logits
+        self.evaluate_both = evaluate_both
         c = backbone.out_channels
         self.part_generator = part_generator
         self.part_necks = nn.ModuleList(BNNeck(c) for _ in range(num_parts))
@@ -53,7 +53,7 @@ class PISL(Baseline):
         return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
                    num_parts=cfg.PISL.NUM_PARTS, test_with_parts=cfg.PISL.TEST_WITH_PARTS,
                    evaluate_both=cfg.PISL.EVALUATE_BOTH, part_logit_scale=cfg.PISL.PSC.PART_LOGIT_SCALE,
-                   num_classes=classes, detached_part_logits=cfg.PISL.PSC.KL_GRADIENT == "classifier")
+                   num_classes=classes)
 
     def param_groups(self, cfg):
         """Optimizer groups: the part generator (STN and denoiser) with its own weight decay
@@ -86,10 +86,7 @@ class PISL(Baseline):
         parts = generated.pop("parts")
         outputs.update(generated)
         outputs["part_features"] = self.part_necks_of(parts)
-        per_part = list(zip(self.part_classifiers, outputs["part_features"].unbind(1)))
-        outputs["part_logits"] = [clf(f) for clf, f in per_part]
-        if self.detached_part_logits:  # PSC's KL to uniform on these trains the classifiers only
-            outputs["part_logits_detached"] = [clf(f.detach()) for clf, f in per_part]
+        outputs["part_logits"] = [clf(f) for clf, f in zip(self.part_classifiers, outputs["part_features"].unbind(1))]
         return compute_losses(self.losses, outputs, batch)
 
     def part_features(self, fmap, global_feature, images):

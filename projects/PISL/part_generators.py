@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from pisl.utils.registry import Registry
 
-from .affine_boxes import AffineBoxes, part_overlap, stripe_thetas
+from .affine_boxes import AffineBoxes, stripe_thetas
 from .diffusion import Denoiser, GaussianDiffusion
 from .partition_boxes import PartitionBoxes
 from .person_cues import image_person_extent, person_extent, row_profile
@@ -26,7 +26,12 @@ class StripeParts(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, in_channels):
-        return cls(in_channels, cfg.PISL.NUM_PARTS)
+        d = cfg.PISL.DIFFUSION
+        return cls(in_channels, cfg.PISL.NUM_PARTS, stn_channels=cfg.PISL.STN.CHANNELS, timesteps=d.TIMESTEPS,
+                   cosine_s=d.COSINE_S, sample_steps=d.SAMPLE_STEPS, sample_seed=d.SAMPLE_SEED, limits=d.BOX_LIMITS,
+                   cond_scale=d.COND_SCALE, anchors=d.ANCHORS, person_quantile=d.PERSON_QUANTILE, boxes=d.BOXES,
+                   min_part_height=d.MIN_PART_HEIGHT, condition=d.CONDITION, row_bins=d.ROW_BINS,
+                   person_cue=d.PERSON_CUE, barrier_target=cfg.PISL.SCD.BARRIER_TARGET)
 
     def forward(self, feature_map, global_feature=None, images=None):
         parts = F.adaptive_avg_pool2d(feature_map, (self.num_parts, 1)).squeeze(3)
@@ -87,32 +92,24 @@ class DiffusionSTNParts(nn.Module):
 
     ``condition`` "global+rows" gives the denoiser the feature map's row profile
     (``row_profile``) beside the global feature: where along the height the person is, in a
-    form it need not learn to read from a pooled feature. "global+rows+extent" also gives it the
-    person's extent that the person prior was cut from (top and height, fractions of the image
-    height): with the image cue nothing else it sees says where the prior already put the boxes.
-
-    ``stn_patch_share`` > 0 cuts that share of the training samples' patches with theta_stn
-    instead of x0_hat, so that the part losses also reach the STN, the one module that sees
-    the feature map.
+    form it need not learn to read from a pooled feature.
     """
 
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
-                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), stn_patch_share=0.0,
-                 cond_scale=1.0, anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1,
-                 condition="global", row_bins=8, equal_parts=False, person_cue="features", barrier_target="uniform"):
+                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), cond_scale=1.0,
+                 anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1, condition="global",
+                 row_bins=8, person_cue="features", barrier_target="uniform"):
         super().__init__()
-        self.num_parts, self.sample_steps, self.stn_patch_share = num_parts, sample_steps, stn_patch_share
-        # What the condition carries, read once from its name (checked by check_pisl_config).
-        self.with_rows, self.with_extent, self.row_bins = "+rows" in condition, condition.endswith("+extent"), row_bins
+        self.num_parts, self.sample_steps = num_parts, sample_steps
+        self.with_rows, self.row_bins = condition == "global+rows", row_bins  # checked by check_pisl_config
         self.person_cue, self.person_quantile = person_cue, person_quantile
         if boxes == "partition":
-            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, equal_parts=equal_parts,
-                                        barrier_target=barrier_target)
+            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, barrier_target=barrier_target)
         else:
             self.boxes = AffineBoxes(num_parts, limits, anchors)
         self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
-        cond_dim = in_channels + (row_bins if self.with_rows else 0) + (2 if self.with_extent else 0)
+        cond_dim = in_channels + (row_bins if self.with_rows else 0)
         self.denoiser = Denoiser(self.boxes.dim, cond_dim, cond_scale=cond_scale)
         # The sampler's start, drawn once on the CPU: the same on every device, and a constant
         # (not a random op) in an exported graph.
@@ -137,15 +134,12 @@ class DiffusionSTNParts(nn.Module):
     def at_bound(self, features):
         return self.boxes.at_bound(features)
 
-    def conditions(self, feature_map, global_feature, person=None):
+    def conditions(self, feature_map, global_feature):
         """What the denoiser is conditioned on: the unit global feature, with "+rows" the row
-        profile, with "+extent" the person's (top, extent) (``person``). Detached: the denoiser
-        reads them, it does not train the backbone."""
+        profile. Detached: the denoiser reads them, it does not train the backbone."""
         cond = F.normalize(global_feature.detach(), dim=1)
         if self.with_rows:
             cond = torch.cat([cond, row_profile(feature_map, self.row_bins).to(cond)], dim=1)
-        if self.with_extent:
-            cond = torch.cat([cond, torch.stack(person, dim=1).to(cond)], dim=1)
         return cond
 
     def person(self, feature_map, images):
@@ -163,7 +157,7 @@ class DiffusionSTNParts(nn.Module):
         """The denoiser's condition and each image's prior parameters (``boxes.prior``, from the
         person's extent with the person prior)."""
         person = self.person(feature_map, images)
-        return self.conditions(feature_map, global_feature, person), self.boxes.prior(feature_map, person)
+        return self.conditions(feature_map, global_feature), self.boxes.prior(feature_map, person)
 
     def origin(self, prior):
         """What the diffusion's x0 is measured from: 0 with the stripe prior (the parameters
@@ -206,14 +200,9 @@ class DiffusionSTNParts(nn.Module):
         correction = self.denoiser.conditioned(cond)(x_t, t)
         x0_hat = self.predict_start(correction, prior)
         eps_hat = self.diffusion.predict_eps(x_t, t, x0_hat - origin)
-        patch_params = x0_hat
-        if self.stn_patch_share > 0:  # no random draw when off: runs without it stay as they were
-            from_stn = torch.rand(theta.shape[0], 1, device=theta.device) < self.stn_patch_share
-            patch_params = torch.where(from_stn, theta, x0_hat)
-        return {"parts": self._patches(feature_map, patch_params), "theta": theta, "x0_hat": x0_hat,
+        return {"parts": self._patches(feature_map, x0_hat), "theta": theta, "x0_hat": x0_hat,
                 "eps_hat": eps_hat, "eps": noise, "snr": self.diffusion.snr(t),
-                "saturation": self.boxes.saturation(stn_offset, prior) + self.boxes.saturation(correction, prior),
-                "overlap": part_overlap(self.boxes.thetas(patch_params).view(-1, self.num_parts, 6))}
+                "saturation": self.boxes.saturation(stn_offset, prior) + self.boxes.saturation(correction, prior)}
 
     @torch.no_grad()
     def box_sources(self, feature_map, global_feature, images=None, timesteps=(0, 500, 999), seed=0):

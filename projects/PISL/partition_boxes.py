@@ -92,20 +92,15 @@ class PartitionBoxes(nn.Module):
     construction; there is no bound at which the gradient vanishes, only the softmax, whose slope
     g (1 - g) stays above 0.02 while each cell keeps 2-98 % of the free height.
 
-    ``equal_parts`` False: P + 2 logits, each part its own height (at least ``min_part_height``).
-    True: 3 logits (margin, extent, margin), the extent cut into P equal parts: the parts cannot
-    take height from each other, only the extent can move and grow or shrink.
-    ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
+    P + 2 logits, each part its own height (at least ``min_part_height``). ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
     parts from each image's person extent (``DiffusionSTNParts.prior``)."""
 
-    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, equal_parts=False,
-                 barrier_target="uniform"):
+    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, barrier_target="uniform"):
         super().__init__()
         self.num_parts, self.prior_name, self.barrier_target = num_parts, prior, barrier_target
-        self.cells = 1 if equal_parts else num_parts  # the learned heights between the margins
-        self.dim, self.floor = self.cells + 2, min_part_height * num_parts / self.cells
-        cell = (1 - 2 * stripe_margin) / self.cells
-        heights = torch.tensor([[stripe_margin] + [cell] * self.cells + [stripe_margin]])
+        self.dim, self.floor = num_parts + 2, min_part_height
+        cell = (1 - 2 * stripe_margin) / num_parts
+        heights = torch.tensor([[stripe_margin] + [cell] * num_parts + [stripe_margin]])
         self.register_buffer("stripes", partition_logits(heights, self.floor)[0], persistent=False)
 
     def prior(self, feature_map, person=None):
@@ -114,7 +109,7 @@ class PartitionBoxes(nn.Module):
         if self.prior_name != "person":
             return self.stripes.expand(feature_map.shape[0], -1)
         top, extent = person
-        cell = (extent / self.cells).unsqueeze(1).expand(-1, self.cells)
+        cell = (extent / self.num_parts).unsqueeze(1).expand(-1, self.num_parts)
         heights = torch.cat([top.unsqueeze(1), cell, (1 - top - extent).unsqueeze(1)], dim=1)
         return partition_logits(heights, self.floor)
 
@@ -123,12 +118,7 @@ class PartitionBoxes(nn.Module):
 
     def bands(self, params):
         """(top, bottom) of each part, B x P each, fractions of the image height."""
-        top, bottom = partition_bands(params, self.floor)
-        if self.cells == 1:  # the extent cut into P equal parts
-            steps = torch.arange(self.num_parts + 1, device=params.device, dtype=top.dtype) / self.num_parts
-            cuts = top + (bottom - top) * steps
-            top, bottom = cuts[:, :-1], cuts[:, 1:]
-        return top, bottom
+        return partition_bands(params, self.floor)
 
     def thetas(self, params):
         return band_thetas(*self.bands(params))
@@ -151,12 +141,9 @@ class PartitionBoxes(nn.Module):
 
     def at_bound(self, features, low=0.02):
         """% of each part's softmax shares below ``low`` or above 1 - ``low``, over images (P):
-        its own share (the first and last part also their margin's), or with equal parts the
-        three shares that place every part."""
+        its own share (the first and last part also their margin's)."""
         shares = F.softmax(features["box_params"].float(), dim=1)
         flat = (shares < low) | (shares > 1 - low)
-        if self.cells == 1:
-            return (100 * flat.float().mean()).expand(self.num_parts).clone()
         per_part = [flat[:, p + 1:p + 2] for p in range(self.num_parts)]
         per_part[0] = torch.cat([flat[:, :1], per_part[0]], 1)
         per_part[-1] = torch.cat([per_part[-1], flat[:, -1:]], 1)
