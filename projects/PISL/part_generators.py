@@ -121,10 +121,9 @@ class DiffusionSTNParts(nn.Module):
         d = cfg.PISL.DIFFUSION
         return cls(in_channels, cfg.PISL.NUM_PARTS, stn_channels=cfg.PISL.STN.CHANNELS, timesteps=d.TIMESTEPS,
                    cosine_s=d.COSINE_S, sample_steps=d.SAMPLE_STEPS, sample_seed=d.SAMPLE_SEED, limits=d.BOX_LIMITS,
-                   stn_patch_share=d.STN_PATCH_SHARE, cond_scale=d.COND_SCALE, anchors=d.ANCHORS,
-                   person_quantile=d.PERSON_QUANTILE, boxes=d.BOXES, min_part_height=d.MIN_PART_HEIGHT,
-                   condition=d.CONDITION, row_bins=d.ROW_BINS, equal_parts=d.EQUAL_PARTS, person_cue=d.PERSON_CUE,
-                   barrier_target=cfg.PISL.SCD.BARRIER_TARGET)
+                   cond_scale=d.COND_SCALE, anchors=d.ANCHORS, person_quantile=d.PERSON_QUANTILE, boxes=d.BOXES,
+                   min_part_height=d.MIN_PART_HEIGHT, condition=d.CONDITION, row_bins=d.ROW_BINS,
+                   person_cue=d.PERSON_CUE, barrier_target=cfg.PISL.SCD.BARRIER_TARGET)
 
     @property
     def limits(self):
