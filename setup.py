@@ -27,7 +27,7 @@ setup(
         # tools/export_onnx.py: torch's exporter (onnxscript) and the runtime that checks it.
         "onnx": ONNX,
         # The tests check the ONNX export and the pictures too.
-        "test": ["pytest>=7", "matplotlib>=3.5", *ONNX],
+        "test": ["pytest>=7", "matplotlib>=3.5", "ruff>=0.5", *ONNX],
         "tensorboard": ["tensorboard"],
         # tools/visualize.py
         "vis": ["matplotlib>=3.5"],

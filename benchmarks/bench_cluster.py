@@ -61,8 +61,8 @@ def reference_jaccard(features, rank, k1=30, k2=6):
     for i in range(n):
         temp_min = np.zeros((1, n), dtype=np.float32)
         nonzero = np.where(V[i, :] != 0)[0]
-        for l in nonzero:
-            temp_min[0, inv_index[l]] += np.minimum(V[i, l], V[inv_index[l], l])
+        for col in nonzero:
+            temp_min[0, inv_index[col]] += np.minimum(V[i, col], V[inv_index[col], col])
         jaccard[i] = 1 - temp_min / (2 - temp_min)
     jaccard[jaccard < 0] = 0.0
     return jaccard
@@ -99,8 +99,10 @@ def main():
     parser.add_argument("--skip-reference-above", type=int, default=20000,
                         help="sizes above this run only the library (the dense reference needs N^2 x 12 bytes)")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, dim {args.dim}, eps {args.eps}, k1 {args.k1}, k2 {args.k2}")
-    print(f"{'N':>7} {'impl':>10} {'knn s':>7} {'jaccard+dbscan s':>17} {'total s':>8} {'peak RSS GiB':>12} {'clusters':>8} {'outliers':>8}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, dim {args.dim}, eps {args.eps}, "
+          f"k1 {args.k1}, k2 {args.k2}")
+    print(f"{'N':>7} {'impl':>10} {'knn s':>7} {'jaccard+dbscan s':>17} {'total s':>8} {'peak RSS GiB':>12} "
+          f"{'clusters':>8} {'outliers':>8}")
     for n in args.sizes:
         feats = clustered_features(n, args.dim)
         start = time.perf_counter()

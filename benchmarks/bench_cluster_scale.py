@@ -150,7 +150,8 @@ def run_one(args):
     labels = result.labels
     out = {"features": args.features, "N": args.size, "dim": args.dim, "method": args.method, "knn s": knn_s,
            **{f"{k} s": v for k, v in result.seconds.items()},
-           "total s": knn_s + sum(result.seconds.values()), "peak RSS GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
+           "total s": knn_s + sum(result.seconds.values()),
+           "peak RSS GiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20,
            "peak RSS before clustering GiB": before,
            "clusters": int(labels.max()) + 1, "ARI vs true ids": adjusted_rand_score(true_ids[labels >= 0], labels[labels >= 0])
            if (labels >= 0).any() else float("nan")}

@@ -235,7 +235,7 @@ def render_bench_norm(table):
     lines = []
     for path in table.records:
         record = read_tool_record(path)
-        times, cfg = record["result"]["ms_per_step"], record.get("config", "")
+        times = record["result"]["ms_per_step"]
         plain = times["plain"]
         for name, ms in times.items():
             lines.append([record["provenance"]["processor"], name, f"{ms:.0f}", f"{ms / plain:.3f}"])

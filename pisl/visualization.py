@@ -1,5 +1,6 @@
 """Pictures of what a model learned: ranked lists, CMC and per-epoch curves and pseudo-label
-montages (a project draws its own, e.g. PISL's part boxes, with ``pyplot`` and ``show_image``), as matplotlib figures (``pip install -e ".[vis]"``). Each function
+montages (a project draws its own, e.g. PISL's part boxes, with ``pyplot`` and ``show_image``),
+as matplotlib figures (``pip install -e ".[vis]"``). Each function
 returns a Figure; ``save`` writes it as PNG and closes it. tools/visualize.py is the CLI."""
 import json
 import os

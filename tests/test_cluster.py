@@ -6,7 +6,6 @@ import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from sklearn.cluster import DBSCAN
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
                           compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_hnsw, knn_pca, knn_self,

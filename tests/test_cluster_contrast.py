@@ -43,7 +43,8 @@ def _cfg(root, out, *overrides):
 
 
 def test_hook_swaps_loader_and_informs_modules(synthetic_root, tmp_path):
-    trainer = DefaultTrainer(_cfg(synthetic_root, tmp_path, "CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton"))
+    trainer = DefaultTrainer(_cfg(synthetic_root, tmp_path, "CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2",
+                                  "CLUSTER.OUTLIERS", "singleton"))
     assert trainer.train_loader is None  # unsupervised: no loader over true labels
     trainer.train()
     hook = next(h for h in trainer.hooks if type(h).__name__ == "ClusteringHook")

@@ -105,7 +105,8 @@ def test_epoch_terms_of_a_wildcard_average_the_runs_epoch_by_epoch(tmp_path, cap
     first only (its own figures)."""
     for name, records in {"seed1": [{"epoch": 0, "epoch_mean/loss": 3.0, "epoch_mean/P/a": 1.0}, {"epoch": 0, "D/mAP": 7.0},
                                     {"epoch": 1, "epoch_mean/loss": 2.0, "epoch_mean/P/a": 0.5}, {"epoch": 1, "D/mAP": 6.0}],
-                          "seed2": [{"epoch": 0, "epoch_mean/loss": 5.0, "epoch_mean/P/a": 2.0}, {"epoch": 0, "D/mAP": 9.0}]}.items():
+                          "seed2": [{"epoch": 0, "epoch_mean/loss": 5.0, "epoch_mean/P/a": 2.0},
+                                    {"epoch": 0, "D/mAP": 9.0}]}.items():
         os.makedirs(tmp_path / name / "row")
         (tmp_path / name / "row" / "metrics.jsonl").write_text("\n".join(map(json.dumps, records)) + "\n")
     collect_results.epoch_terms(str(tmp_path / "seed*" / "row"))

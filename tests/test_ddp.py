@@ -77,7 +77,8 @@ def _saved_labels(out, epoch):
 
 
 @pytest.mark.parametrize("config, extra", [("projects/PISL/configs/demo.yml", []),
-                                           ("projects/PISL/configs/demo.yml", ["PISL.DIFFUSION.BOXES", "affine", "PISL.DIFFUSION.ANCHORS", "stripes",
+                                           ("projects/PISL/configs/demo.yml", ["PISL.DIFFUSION.BOXES", "affine",
+                                                                                "PISL.DIFFUSION.ANCHORS", "stripes",
                                                                                              "PISL.SCD.W_BOUND", "0"]),
                                            ("projects/ClusterContrast/configs/demo.yml", [])],
                          ids=["pisl_partition", "pisl_published_boxes", "cluster_contrast"])
@@ -104,7 +105,8 @@ def test_unsupervised_two_processes_match_one(config, extra, synthetic_root, tmp
 
     weights = ["MODEL.WEIGHTS", str(two / "model_final.pth")]
     train_net(tmp_path / "eval1", synthetic_root, ["--eval-only"], config=config, overrides=overrides + weights)
-    train_net(tmp_path / "eval2", synthetic_root, ["--eval-only", "--num-gpus", "2"], config=config, overrides=overrides + weights)
+    train_net(tmp_path / "eval2", synthetic_root, ["--eval-only", "--num-gpus", "2"], config=config,
+              overrides=overrides + weights)
     one_proc, two_proc = results(tmp_path / "eval1", "eval_results.json"), results(tmp_path / "eval2", "eval_results.json")
     assert one_proc.keys() == two_proc.keys()
     for key in one_proc:

@@ -71,7 +71,8 @@ def test_training_and_evaluation_loaders_misalign_each_image_the_same_way(synthe
 
 def test_bad_misalignment_settings_are_reported_before_the_run():
     with pytest.raises(ConfigError) as err:
-        load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"), ["INPUT.MISALIGN.SHIFT", "0.7", "INPUT.MISALIGN.SCALE", "[1.2, 0.8]", "INPUT.MISALIGN.FILL", "red"])
+        load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"),
+                    ["INPUT.MISALIGN.SHIFT", "0.7", "INPUT.MISALIGN.SCALE", "[1.2, 0.8]", "INPUT.MISALIGN.FILL", "red"])
     text = str(err.value)
     assert "INPUT.MISALIGN.SHIFT (0.7)" in text and "INPUT.MISALIGN.SCALE is [1.2, 0.8]" in text
     assert "INPUT.MISALIGN.FILL is 'red'" in text

@@ -86,7 +86,8 @@ def test_one_person_at_two_heights_gives_boxes_shifted_by_the_same_amount(condit
     assert torch.allclose(boxes[1, :, 4], boxes[0, :, 4], atol=1e-4)
     # The person spans rows 2-10 of 16: the parts tile 2/16 .. 10/16 of the height.
     top, bottom = (boxes[0, :, 5] - boxes[0, :, 4] + 1) / 2, (boxes[0, :, 5] + boxes[0, :, 4] + 1) / 2
-    assert top[0].item() == pytest.approx(2 / 16 + 0.01 * 0.5, abs=2e-3) and bottom[-1].item() == pytest.approx(10 / 16 - 0.005, abs=2e-3)
+    assert top[0].item() == pytest.approx(2 / 16 + 0.01 * 0.5, abs=2e-3)
+    assert bottom[-1].item() == pytest.approx(10 / 16 - 0.005, abs=2e-3)
 
 
 def _person_image(top, rows, height=16, width=8):

@@ -191,7 +191,8 @@ def _write_standin(src, root, name):
                 shutil.copy(path, os.path.join(root, "VeRi", folders[split], f"{pid:04d}_c{cam + 1:03d}_{k:08d}_0.jpg"))
     elif name == "MSMT17":
         base = os.path.join(root, "MSMT17_V1")
-        lists = {"train": ("train", src.train), "val": ("train", []), "query": ("test", src.query), "gallery": ("test", src.gallery)}
+        lists = {"train": ("train", src.train), "val": ("train", []), "query": ("test", src.query),
+                 "gallery": ("test", src.gallery)}
         for split, (folder, items) in lists.items():
             lines = []
             for k, (path, pid, cam) in enumerate(items):

@@ -177,13 +177,13 @@ def test_scd_loss_composition():
     torch.manual_seed(0)
     eps_hat, eps, x0, theta = torch.randn(4, 6), torch.randn(4, 6), torch.randn(4, 6), torch.randn(4, 6)
     parts, targets = torch.randn(4, 2, 5), torch.tensor([0, 0, 1, 1])
-    l = torch.stack([supervised_contrastive(parts[:, p], targets, 0.07) for p in range(2)])
-    w = F.softmax(-l, 0)
+    per_part = torch.stack([supervised_contrastive(parts[:, p], targets, 0.07) for p in range(2)])
+    w = F.softmax(-per_part, 0)
     cons = F.mse_loss(x0, theta) + 0.1 * (1 - F.cosine_similarity(x0, theta).mean())
     terms = scd_loss(eps_hat, eps, x0, theta, parts, targets)
     assert terms["noise"].item() == pytest.approx(F.mse_loss(eps_hat, eps).item(), rel=1e-6)
     assert terms["consistency"].item() == pytest.approx(0.5 * cons.item(), rel=1e-6)
-    assert terms["contrast"].item() == pytest.approx(0.3 * (w * l).sum().item(), rel=1e-6)
+    assert terms["contrast"].item() == pytest.approx(0.3 * (w * per_part).sum().item(), rel=1e-6)
 
 
 def test_min_snr_noise_loss_is_bounded_at_small_t():

@@ -103,5 +103,6 @@ def camera_proxies(features, labels, camids):
     labels, camids = np.asarray(labels), np.asarray(camids)
     keep = labels >= 0
     pairs, inverse = np.unique(np.stack([labels[keep], camids[keep]], 1), axis=0, return_inverse=True)
-    sums = torch.zeros(len(pairs), features.shape[1]).index_add_(0, torch.as_tensor(inverse.ravel()), features[torch.as_tensor(keep)])
+    sums = torch.zeros(len(pairs), features.shape[1])
+    sums.index_add_(0, torch.as_tensor(inverse.ravel()), features[torch.as_tensor(keep)])
     return F.normalize(sums, dim=1), torch.as_tensor(pairs[:, 0]), torch.as_tensor(pairs[:, 1])

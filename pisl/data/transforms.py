@@ -15,5 +15,6 @@ def build_transforms(cfg, is_train):
     if cfg.INPUT.REA.ENABLED:
         # Erased pixels get the ImageNet mean, i.e. 0 after the model's normalisation (the
         # reference writes the raw mean into an already-normalised tensor instead).
-        steps.append(T.RandomErasing(p=cfg.INPUT.REA.PROB, scale=(0.02, 0.4), ratio=(0.3, 3.33), value=tuple(cfg.MODEL.PIXEL_MEAN)))
+        steps.append(T.RandomErasing(p=cfg.INPUT.REA.PROB, scale=(0.02, 0.4), ratio=(0.3, 3.33),
+                                     value=tuple(cfg.MODEL.PIXEL_MEAN)))
     return T.Compose(steps)

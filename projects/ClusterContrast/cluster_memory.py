@@ -57,5 +57,6 @@ class ClusterMemoryLoss(ReidLoss):
         feats, targets = outputs["features"], batch["targets"].to(self.memory.device)
         loss = cluster_memory_loss(feats, targets, self.memory, self.temperature)
         # Under DDP every process applies every process's samples, so memories stay equal.
-        self.memory = momentum_update(self.memory, comm.all_gather_tensor(feats.detach()), comm.all_gather_tensor(targets), self.momentum)
+        self.memory = momentum_update(self.memory, comm.all_gather_tensor(feats.detach()), comm.all_gather_tensor(targets),
+                                      self.momentum)
         return self.scale * loss

@@ -134,7 +134,8 @@ class PSCLoss(ReidLoss):
         label-smoothing CE and 0 before ``ls_start_epoch``)."""
         targets = batch["targets"].to(outputs["logits"].device)
         agreement = self.agreement[batch["index"].to(self.agreement.device)]
-        global_loss = soft_target_cross_entropy(outputs["logits"], refined_targets(targets, outputs["part_logits"], agreement, self.lam))
+        refined = refined_targets(targets, outputs["part_logits"], agreement, self.lam)
+        global_loss = soft_target_cross_entropy(outputs["logits"], refined)
         if self.epoch >= self.ls_start_epoch:
             terms = [agreement_aware_terms(z, targets, agreement[:, p]) for p, z in enumerate(outputs["part_logits"])]
         else:
@@ -184,7 +185,8 @@ class CameraContrastLoss(ReidLoss):
         device = self.proxies.device
         targets, camids = batch["targets"].to(device), batch["camids"].to(device)
         args = (targets, camids)
-        common = dict(proxy_pids=self.proxy_pids, proxy_cids=self.proxy_cids, temperature=self.temperature, num_hard=self.num_hard)
+        common = dict(proxy_pids=self.proxy_pids, proxy_cids=self.proxy_cids, temperature=self.temperature,
+                      num_hard=self.num_hard)
         global_loss = camera_contrast(outputs["features"], *args, self.proxies, **common)
         part_loss = torch.stack([camera_contrast(f, *args, self.part_proxies[p], **common)
                                  for p, f in enumerate(outputs["part_features"].unbind(1))]).mean()

@@ -92,7 +92,8 @@ class PartitionBoxes(nn.Module):
     construction; there is no bound at which the gradient vanishes, only the softmax, whose slope
     g (1 - g) stays above 0.02 while each cell keeps 2-98 % of the free height.
 
-    P + 2 logits, each part its own height (at least ``min_part_height``). ``prior`` "stripes": margins of ``stripe_margin``, equal parts; "person": margins and equal
+    P + 2 logits, each part its own height (at least ``min_part_height``). ``prior`` "stripes":
+    margins of ``stripe_margin``, equal parts; "person": margins and equal
     parts from each image's person extent (``DiffusionSTNParts.prior``)."""
 
     def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, barrier_target="uniform"):

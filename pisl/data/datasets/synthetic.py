@@ -41,7 +41,8 @@ def sample_identity(rng):
     """The fixed appearance of one person."""
     return {
         "top": _colour(rng), "top2": _colour(rng), "pattern": PATTERNS[rng.integers(len(PATTERNS))],
-        "bottom": _colour(rng), "shoes": _colour(rng), "hair": _colour(rng), "skin": np.array([224.0, 172.0, 140.0]) + rng.normal(0, 20, 3),
+        "bottom": _colour(rng), "shoes": _colour(rng), "hair": _colour(rng),
+        "skin": np.array([224.0, 172.0, 140.0]) + rng.normal(0, 20, 3),
         "bag": rng.integers(3), "bag_colour": _colour(rng), "hat": rng.random() < 0.3, "hat_colour": _colour(rng),
         "width": rng.uniform(0.7, 1.0), "leg_ratio": rng.uniform(0.42, 0.52),
     }
@@ -104,7 +105,8 @@ def draw_person(ident, cam, rng):
         lx0 = cx + (0 if sign > 0 else -w / 2) + sign * gap / 2 * (1 if sign > 0 else 0)
         lx1 = lx0 + w / 2 - gap / 2
         swing = rng.normal(0, 2)
-        draw.polygon([(lx0, leg_top), (lx1, leg_top), (lx1 + swing, leg_top + leg_h * 0.9), (lx0 + swing, leg_top + leg_h * 0.9)], fill=rgb(ident["bottom"]))
+        draw.polygon([(lx0, leg_top), (lx1, leg_top), (lx1 + swing, leg_top + leg_h * 0.9), (lx0 + swing, leg_top + leg_h * 0.9)],
+                     fill=rgb(ident["bottom"]))
         draw.rectangle([lx0 + swing, leg_top + leg_h * 0.9, lx1 + swing + 2, leg_top + leg_h], fill=rgb(ident["shoes"]))
     # torso with arms
     _fill_pattern(draw, [cx - w / 2, top + head_h, cx + w / 2, leg_top], ident, shade)
@@ -121,7 +123,8 @@ def draw_person(ident, cam, rng):
     if ident["bag"]:
         side = -1 if ident["bag"] == 1 else 1
         bx = cx + side * (w / 2 + arm_w * 0.5)
-        draw.rectangle([bx - w * 0.2, leg_top - torso_h * 0.4, bx + w * 0.2, leg_top + torso_h * 0.1], fill=rgb(ident["bag_colour"]))
+        draw.rectangle([bx - w * 0.2, leg_top - torso_h * 0.4, bx + w * 0.2, leg_top + torso_h * 0.1],
+                       fill=rgb(ident["bag_colour"]))
     # occluder entering from the bottom
     if rng.random() < cam["occlusion"]:
         oy = HEIGHT * rng.uniform(0.7, 0.9)
