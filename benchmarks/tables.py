@@ -92,6 +92,7 @@ TABLES = {
                             ["pisl_stripes", "cluster_contrast"]),
     "cuhk01_misaligned": Table("records/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
                                ["pisl_stripes", "cluster_contrast"]),
+    "demo": RunsTable("records/demo"),
     "cuhk01_misaligned_follow": FollowTable("records/cuhk01_misaligned_seeds",
                                             {"pisl_published": "PISL, published recipe",
                                              "pisl_partition": "PISL, partition recipe"}),
