@@ -157,9 +157,8 @@ _C.CLUSTER.KNN_BACKEND = "auto"  # top-k selection of the exact search: auto (fa
 # hundreds of thousands of images").
 _C.CLUSTER.KNN = CN()
 # exact | pca (every pair in PCA_DIM principal directions gives REFINE x K1 candidates,
-# re-ranked exactly) | hnsw (the candidates from an HNSW graph in those directions; measured
-# slower than pca up to 280,000 images on a 2-core CPU, docs/benchmarks.md) | auto (exact
-# below EXACT_BELOW images or on CUDA, else pca).
+# re-ranked exactly) | hnsw (the candidates from an HNSW graph in those directions; what each
+# costs: docs/benchmarks.md) | auto (exact below EXACT_BELOW images or on CUDA, else pca).
 _C.CLUSTER.KNN.METHOD = "auto"
 _C.CLUSTER.KNN.EXACT_BELOW = 50000  # auto: the exact search below this many training images
 _C.CLUSTER.KNN.PCA_DIM = 128  # pca, hnsw: principal directions of the candidate search

@@ -46,28 +46,25 @@ def box_limits(limits, num_parts):
 def bound_boxes(thetas, anchors, limits):
     """Keep each affine parameter within ``limits`` of its anchor's (the stripes' or
     ``person_anchors``'), smoothly: anchor + limits * tanh((theta - anchor) / limits). The
-    slope is 1 on the anchors, so an untrained model is unchanged. Far out it is nearly 0: trained on CUHK03-NP the denoiser's
-    correction ends 2-12 limits deep (slope < 0.07), so boxes sit at the limits
-    (docs/pisl_cuhk03np.md).
-    Why: with only a wide clamp, the part losses grew every box to the whole map (sy and ty at
-    the clamp by epoch 5 on CUHK03-NP, docs/pisl_cuhk03np.md), and parts that all see the
-    whole map add nothing to the global feature."""
+    slope is 1 on the anchors, so an untrained model is unchanged; far out it is nearly 0.
+    Why a bound: with only a wide clamp, the part losses can grow every box to the whole map,
+    and parts that all see the whole map add nothing to the global feature
+    (docs/pisl_cuhk03np.md)."""
     return anchors + limits * torch.tanh((thetas - anchors) / limits)
 
 
 def bound_depth(offsets, limits):
     """How deep in ``bound_boxes``' tanh unbounded offsets from the anchors sit: |offset / limit|
-    (slope 1 - tanh^2: 0.42 at depth 1, 0.07 at 2, under 0.01 beyond 3)."""
+    (the tanh's slope there is 1 - tanh^2 of it)."""
     return (offsets / limits).abs()
 
 
 def saturation(offsets, limits):
     """How far past one limit the unbounded offsets from the anchors reach, as the mean over
-    samples and parameters of relu(|offset / limit| - 1)^2: 0 while every parameter stays where
-    ``bound_boxes``' slope is at least 0.42. Penalised (``PISL.SCD.W_BOUND``), it keeps the
-    part losses' gradient reaching the denoiser: unpenalised, the seed-1 CUHK03-NP run ended
-    with corrections 2-12 limits deep; with W_BOUND 10 about 1 deep, but the boxes were the
-    same for every image either way (docs/pisl_cuhk03np.md)."""
+    samples and parameters of relu(|offset / limit| - 1)^2: 0 while every parameter stays within
+    one limit, where ``bound_boxes``' slope is at least 1 - tanh(1)^2. Penalised
+    (``PISL.SCD.W_BOUND``), it keeps the part losses' gradient reaching the denoiser
+    (docs/pisl_cuhk03np.md)."""
     return F.relu(bound_depth(offsets, limits) - 1).pow(2).mean()
 
 
@@ -114,9 +111,8 @@ def cut_patches(feature_map, thetas):
 class AffineBoxes(nn.Module):
     """Boxes as six affine parameters a part (the reference's theta), kept within ``limits`` of
     their anchors by ``bound_boxes``' tanh. ``prior`` "stripes": the image's P stripes;
-    "person": the P stripes of the person's extent (``stripes_of_extent``). Trained on CUHK01 and
-    CUHK03-NP, the part losses pushed these boxes to their limits in the first epoch, where the
-    tanh passes almost no gradient (docs/pisl_cuhk01.md): ``PartitionBoxes`` is the default."""
+    "person": the P stripes of the person's extent (``stripes_of_extent``). Without limits
+    (the published recipe), each parameter is clamped to the map's range [-1, 1]."""
 
     def __init__(self, num_parts, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), prior="stripes"):
         super().__init__()

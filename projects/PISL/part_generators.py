@@ -59,8 +59,7 @@ class Localisation(nn.Module):
     def forward(self, feature_map):
         if min(feature_map.shape[2:]) < 3:
             # Too small for the unpadded 3x3 conv (e.g. 4 x 2 from small inputs): zero-pad by one
-            # cell, i.e. a padded conv. Larger maps keep the reference's valid conv, which on
-            # ResNet-50's 24 x 8 map also costs 30 % less than a padded one.
+            # cell, i.e. a padded conv. Larger maps keep the reference's valid conv (and its cost).
             feature_map = F.pad(feature_map, (1, 1, 1, 1))
         return self.features(feature_map)  # B x the box parameters
 

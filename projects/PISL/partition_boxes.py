@@ -40,8 +40,8 @@ def share_barrier(logits, target=None):
     every cell has an equal share, growing without bound as any share goes to 0. The
     partition's counterpart of ``saturation`` (``PISL.SCD.W_BOUND``): its gradient to a cell's
     own logit is share - 1 / cells, so unlike the softmax's g (1 - g) it does not vanish as a
-    part reaches its floor or a margin closes. Measured on misaligned CUHK01 (seed 1), a barrier
-    on the parts alone moved the squeeze to the margins (docs/pisl_cuhk01.md).
+    part reaches its floor or a margin closes. It covers the margins too: a barrier on the parts
+    alone moves the squeeze to the margins (docs/pisl_cuhk01.md).
 
     The uniform shares are one fixed partition, the same for every image. ``target`` (logits,
     like ``logits``) replaces them by each image's own: KL(target shares || shares), 0 where the

@@ -31,8 +31,7 @@ def extent_of_profile(profile, quantile=0.02):
 def person_extent(feature_map, quantile=0.02):
     """Where the person is in each image, from the feature map: ``extent_of_profile`` of its
     mean activation per row. Detached: the extent is a prior, the part losses do not train it.
-    Measured on CUHK01 test crops (a CUHK03-NP model, q = 0.02): the extent starts at 0.06 +-
-    0.04 and ends at 0.84 +- 0.02 of the image height (docs/pisl_cuhk01.md).
+    Where it falls on real crops: docs/pisl_cuhk01.md.
     """
     return extent_of_profile(feature_map.detach().float().mean((1, 3)), quantile)
 
