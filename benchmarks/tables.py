@@ -90,9 +90,9 @@ class BenchNormTable:
 TOOLS = "records/tools/"  # the diagnostics' records
 TABLES = {
     "cuhk01_aligned": Table("records/cuhk01_seeds_avx512", CROSS_DOMAIN_ROWS,
-                            ["pisl_stripes", "cluster_contrast"]),
+                            ["pisl_stripes", "cluster_contrast", "pisl_partition"]),
     "cuhk01_misaligned": Table("records/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
-                               ["pisl_stripes", "cluster_contrast"]),
+                               ["pisl_stripes", "cluster_contrast", "pisl_partition"]),
     "demo": RunsTable("records/demo"),
     "boxes_barrier": BoxFollowTable({
         "partition recipe, barrier (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_1thread.json",
