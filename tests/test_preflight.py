@@ -92,9 +92,9 @@ def test_unknown_key_suggests_keys_that_contain_its_parts():
 
 
 def test_own_market_layout_with_other_folder_names_points_at_folders_key(tmp_path):
-    for folder in ("train", "query", "gallery"):
+    for folder, camera in (("train", 1), ("query", 1), ("gallery", 2)):  # the query's match in another camera
         (tmp_path / "mine" / folder).mkdir(parents=True)
-        (tmp_path / "mine" / folder / "0001_c1_0001.jpg").touch()  # named only: the check reads no image
+        (tmp_path / "mine" / folder / f"0001_c{camera}_0001.jpg").touch()  # named only: the check reads no image
     opts = ["DATASETS.NAMES", "['MarketLayout']", "DATASETS.TESTS", "['MarketLayout']", "DATASETS.ROOT", str(tmp_path),
             "DATASETS.MARKET_LAYOUT.DIR", "mine"]
     with pytest.raises(ConfigError) as err:

@@ -26,12 +26,7 @@ class StripeParts(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, in_channels):
-        d = cfg.PISL.DIFFUSION
-        return cls(in_channels, cfg.PISL.NUM_PARTS, stn_channels=cfg.PISL.STN.CHANNELS, timesteps=d.TIMESTEPS,
-                   cosine_s=d.COSINE_S, sample_steps=d.SAMPLE_STEPS, sample_seed=d.SAMPLE_SEED, limits=d.BOX_LIMITS,
-                   cond_scale=d.COND_SCALE, anchors=d.ANCHORS, person_quantile=d.PERSON_QUANTILE, boxes=d.BOXES,
-                   min_part_height=d.MIN_PART_HEIGHT, condition=d.CONDITION, row_bins=d.ROW_BINS,
-                   person_cue=d.PERSON_CUE, barrier_target=cfg.PISL.SCD.BARRIER_TARGET)
+        return cls(in_channels, cfg.PISL.NUM_PARTS)
 
     def forward(self, feature_map, global_feature=None, images=None):
         parts = F.adaptive_avg_pool2d(feature_map, (self.num_parts, 1)).squeeze(3)
