@@ -109,9 +109,9 @@ def _sums_above(keys, values, size, threshold):
     """(keys, sums) of the distinct integer ``keys`` in [0, size) whose sum of ``values`` is
     above ``threshold``. Each sum adds its values in array order, whichever way it is computed,
     so the result is the same to the bit: a dense buffer of ``size`` when that costs less than
-    sorting the keys (below about 45,000 samples), else a stable sort, whose cost grows with
-    the number of keys, not with ``size``. (Measured on 2 cores: one key sorted costs about as
-    much as 40 buffer entries cleared and scanned.)"""
+    sorting the keys, else a stable sort, whose cost grows with the number of keys, not with
+    ``size``. The switch point, 40 buffer entries a key, is the ratio of the two costs
+    (docs/benchmarks.md)."""
     if size <= 40 * keys.size:
         sums = np.bincount(keys, weights=values, minlength=size)
         above = np.flatnonzero(sums > threshold)
