@@ -13,15 +13,14 @@ overall and by t; and whether the part's BatchNorm sees the difference: the mean
 of |mean under training boxes - mean under test boxes| / sqrt(the BN's running variance), and
 the mean ratio of the two per-channel variances (1 and 0: BN cannot tell them apart).
 """
-import numpy as np
 import torch
 
 from pisl.config import ConfigError
-from pisl.data import build_dataset, build_test_loader
 from pisl.engine import Predictor
 from pisl.engine.defaults import ConfigArgumentParser
 from pisl.engine.preflight import checked_config, exit_on_bad_input
 from pisl.utils.provenance import write_record
+from projects.PISL.tools.gallery import encode_gallery
 from tabulate import tabulate
 
 T_BINS = ((0, 250), (250, 750), (750, 1000))
@@ -91,11 +90,8 @@ def main():
     generator = model.part_generator
     if not hasattr(generator, "stn_params"):
         raise ConfigError(f"PISL.PART_GENERATOR {cfg.PISL.PART_GENERATOR} has no STN or denoiser: its boxes are fixed")
-    dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
-    order = np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]
+    images, maps, globals_ = encode_gallery(model, cfg, args.num_images, args.seed)
     with torch.no_grad():
-        encoded = [model.encode(batch) for batch in build_test_loader(cfg, [dataset.gallery[i] for i in order])]
-        images, maps, globals_ = (torch.cat(column) for column in zip(*encoded))
         cond, prior = generator.cond_and_prior(maps, globals_, images)
         train_params, t = training_params(generator, maps, cond, prior, args.seed)
         test_params = generator.sample(cond, prior)

@@ -14,18 +14,16 @@ is 0 gives every image the same boxes.
 import os
 import sys
 
-import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
 from pisl.config import ConfigError  # noqa: E402
-from pisl.data import build_dataset, build_test_loader  # noqa: E402
 from pisl.engine import Predictor  # noqa: E402
 from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
 from projects.PISL.affine_boxes import affine_at_bound  # noqa: E402
 from projects.PISL.box_stats import box_table  # noqa: E402
+from projects.PISL.tools.gallery import encode_gallery  # noqa: E402
 
 
 @exit_on_bad_input
@@ -41,13 +39,7 @@ def main():
     generator = model.part_generator
     if not hasattr(generator, "box_sources"):
         raise ConfigError(f"PISL.PART_GENERATOR {cfg.PISL.PART_GENERATOR} has no STN or denoiser to probe")
-    dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
-    order = np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]
-    encoded = []  # (images, feature map, global feature) of each batch
-    with torch.no_grad():
-        for batch in build_test_loader(cfg, [dataset.gallery[i] for i in order]):
-            encoded.append(model.encode(batch))
-    images, maps, globals_ = (torch.cat(column) for column in zip(*encoded))
+    images, maps, globals_ = encode_gallery(model, cfg, args.num_images, args.seed)
     sources = generator.box_sources(maps, globals_, images, args.timesteps, args.seed)
     parts = generator.num_parts
     prior = sources["prior"][0].cpu().view(-1, parts, 6)
