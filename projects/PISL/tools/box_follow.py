@@ -39,7 +39,7 @@ from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E40
 from pisl.evaluation import extract_features  # noqa: E402
 from pisl.utils.logger import setup_logger  # noqa: E402
 from pisl.utils.provenance import write_record  # noqa: E402
-from projects.PISL.box_stats import box_statistics, box_table, follow_statistics, part_boxes  # noqa: E402
+from projects.PISL.box_stats import BOX_STATISTICS_HEADERS, box_statistics, box_table, follow_statistics, part_boxes  # noqa: E402
 
 
 def boxes_of(model, cfg, items):
@@ -99,9 +99,8 @@ def coverage(thetas, applied):
 
 
 def statistics_record(rows):
-    names = ["part", "anchor y", "centre y", "centre y std", "height sy", "height std", "|theta - anchor|", "spread",
-             "at bound %", "IoU next", "follow r", "follow slope"]
-    return [{n: (v if v == v else None) for n, v in zip(names, map(float, row))} for row in rows]
+    """``box_statistics`` rows as dicts named by their table headers (nan -> None, for JSON)."""
+    return [{n: (v if v == v else None) for n, v in zip(BOX_STATISTICS_HEADERS, map(float, row))} for row in rows]
 
 
 @exit_on_bad_input
