@@ -22,6 +22,9 @@ from projects.PISL.box_stats import box_metrics, box_statistics  # noqa: E402
 from projects.PISL.part_generators import DiffusionSTNParts, StripeParts  # noqa: E402
 from projects.PISL.person_cues import person_anchors  # noqa: E402
 
+# Tanh bounds for the affine boxes (PISL.DIFFUSION.BOX_LIMITS), for the tests of the bound.
+TANH_LIMITS = (0.25, 0.1, 0.25, 0.1, 0.5, 0.5)
+
 
 def test_cosine_schedule_matches_reference_values():
     abar = cosine_alphas_cumprod(1000)
@@ -342,7 +345,7 @@ def test_box_limits_scale_height_and_centre_by_the_stripe_height():
 def test_boxes_stay_within_their_limits_whatever_the_networks_output(num_parts):
     # Networks that push every parameter far out (as the part losses did to sy and ty): sampled
     # and training boxes stay 0.5-1.5 stripes high with centres within half a stripe.
-    gen = DiffusionSTNParts(16, num_parts, stn_channels=8, sample_steps=5)
+    gen = DiffusionSTNParts(16, num_parts, stn_channels=8, limits=TANH_LIMITS, sample_steps=5)
     with torch.no_grad():
         gen.denoiser.net[-1].bias.fill_(100.0)
         gen.stn.features[-1].bias.fill_(-100.0)
@@ -361,7 +364,7 @@ def test_box_sources_report_where_the_boxes_come_from_and_how_deep_they_sit():
     # A denoiser whose correction is 3 limits for every parameter, whatever x_t and c (its last
     # layer: weight 0, bias 3 L), and an untrained STN: the STN gives the stripes at depth 0,
     # x0_hat at every t and the sample give stripe + L tanh(3) at depth 3.
-    gen = DiffusionSTNParts(16, 2, stn_channels=8, sample_steps=5).eval()
+    gen = DiffusionSTNParts(16, 2, stn_channels=8, limits=TANH_LIMITS, sample_steps=5).eval()
     with torch.no_grad():
         gen.denoiser.net[-1].bias.copy_(3 * gen.limits)
     sources = gen.box_sources(torch.randn(4, 16, 6, 4), torch.randn(4, 16), timesteps=(0, 999))
@@ -386,7 +389,7 @@ def test_saturation_penalises_only_offsets_past_one_limit():
 def test_training_step_reports_the_saturation_of_the_denoisers_correction():
     # Correction 3 limits deep everywhere, STN on the stripes: saturation (3 - 1)^2 = 4, and its
     # gradient pulls the correction back towards the tanh's working range.
-    gen = DiffusionSTNParts(16, 2, stn_channels=8).train()
+    gen = DiffusionSTNParts(16, 2, stn_channels=8, limits=TANH_LIMITS).train()
     with torch.no_grad():
         gen.denoiser.net[-1].bias.copy_(3 * gen.limits)
     out = gen(torch.randn(4, 16, 6, 4), torch.randn(4, 16))
@@ -422,7 +425,9 @@ def test_sampled_boxes_follow_the_condition_only_when_the_denoiser_sees_it(cond_
     """Two images (conditions) whose true boxes differ by 0.2 in every part's centre y: a
     denoiser trained on them (x0 loss, 120 Adam steps) samples boxes that differ as they do.
     ``cond_scale`` 0 stands for a denoiser that ignores its condition: its samples are the same
-    for both images, and the same check fails."""
+    for both images, and the same check fails. The boxes are the published recipe's, clamped
+    to the map: tanh-bounded boxes whose targets sit 0.6 of the way to their bound saturate on
+    some seeds and CPUs, and the check then fails for the bound's sake, not the condition's."""
     torch.manual_seed(0)
     gen = DiffusionSTNParts(8, 3, stn_channels=8, timesteps=100, sample_steps=10, cond_scale=cond_scale)
     cond = F.normalize(torch.randn(2, 8), dim=1)
@@ -443,7 +448,7 @@ def test_sampled_boxes_follow_the_condition_only_when_the_denoiser_sees_it(cond_
         centre_y = gen.sample(cond, gen.boxes.stripes.expand(2, -1)).view(2, 3, 6)[:, :, 5]
     gap = (centre_y[0] - centre_y[1]).abs()
     if cond_scale > 0:
-        assert (gap > 0.1).all(), gap  # the true gap is 0.2
+        assert ((gap - 0.2).abs() < 0.05).all(), gap  # the true gap is 0.2
     else:
         assert (gap < 1e-6).all(), gap
 

@@ -68,9 +68,10 @@ class DiffusionSTNParts(nn.Module):
     x0_hat = denoised x_t; the part patches are cut with x0_hat, so the part losses
     train the denoiser (semantic control). Eval: theta = DDIM sample from one seeded x_T.
 
-    ``boxes`` says what the parameters are: "partition" (the default: P + 2
-    logits of a partition of the image height, ``PartitionBoxes``) or "affine" (six affine
-    parameters a part, bounded offsets from anchors, ``AffineBoxes``). ``anchors`` is their prior,
+    ``boxes`` says what the parameters are: "affine" (the default, the paper's: six affine
+    parameters a part, clamped to the map's range or, with ``limits``, bounded offsets from
+    their anchors, ``AffineBoxes``) or "partition" (P + 2 logits of a partition of the image
+    height, ``PartitionBoxes``). The keyword defaults are the published recipe's. ``anchors`` is their prior,
     where they start: "stripes" (the same for every image) or "person" (the person's extent in
     each image, found by ``person_cue``: "features", the feature map's activation
     (``person_extent``), or "image", the rows that differ from their own border colour
@@ -90,7 +91,7 @@ class DiffusionSTNParts(nn.Module):
     """
 
     def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
-                 sample_steps=50, sample_seed=0, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), cond_scale=1.0,
+                 sample_steps=50, sample_seed=0, limits=(), cond_scale=1.0,
                  anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1, condition="global",
                  row_bins=8, person_cue="features", barrier_target="uniform"):
         super().__init__()
