@@ -10,23 +10,19 @@ The model is built with random weights (or the config's ImageNet weights) under 
 MODEL.WEIGHTS is not loaded. A few seconds a seed on the synthetic demo data.
 """
 import argparse
-import os
-import sys
 
 import numpy as np
 import torch.nn.functional as F
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.cluster import cluster_features, per_camera_standardised  # noqa: E402
-from pisl.config import load_config  # noqa: E402
-from pisl.data import build_test_loader  # noqa: E402
-from pisl.data.datasets import DATASET_REGISTRY  # noqa: E402
-from pisl.engine.cluster_hook import cluster_diagnostics  # noqa: E402
-from pisl.evaluation import ReidEvaluator, extract_features  # noqa: E402
-from pisl.modeling import build_model  # noqa: E402
-from pisl.utils.env import seed_all  # noqa: E402
+from pisl.cluster import cluster_features, per_camera_standardised
+from pisl.config import load_config
+from pisl.data import build_test_loader
+from pisl.data.datasets import DATASET_REGISTRY
+from pisl.engine.cluster_hook import cluster_diagnostics
+from pisl.evaluation import ReidEvaluator, extract_features
+from pisl.modeling import build_model
+from pisl.utils.env import seed_all
 
 
 def main():

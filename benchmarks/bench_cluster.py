@@ -12,7 +12,6 @@ resident set size after each stage (ru_maxrss), so it is cumulative: run sizes o
 (--sizes N) for separate peaks.
 """
 import argparse
-import os
 import resource
 import sys
 import time
@@ -21,10 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.cluster import cluster_features  # noqa: E402
-from pisl.cluster.knn import knn, knn_self  # noqa: E402
+from pisl.cluster import cluster_features
+from pisl.cluster.knn import knn, knn_self
 
 
 def reference_jaccard(features, rank, k1=30, k2=6):

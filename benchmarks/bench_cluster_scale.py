@@ -38,9 +38,7 @@ import torch.nn.functional as F
 from sklearn.metrics import adjusted_rand_score
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.cluster import cluster_features, knn, knn_graph  # noqa: E402
+from pisl.cluster import cluster_features, knn, knn_graph
 
 K1, K2, EPS = 30, 6, 0.6
 

@@ -14,7 +14,6 @@ Jaccard pair sums large) instead of identities. Peak memory is the process's pea
 set size (ru_maxrss), features included.
 """
 import argparse
-import os
 import resource
 import sys
 import time
@@ -22,11 +21,9 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.evaluation.metrics import evaluate_rank  # noqa: E402
-from pisl.evaluation.rerank import ReRankedDistances  # noqa: E402
-from bench_cluster_scale import hub_features, reid_like_features  # noqa: E402
+from pisl.evaluation.metrics import evaluate_rank
+from pisl.evaluation.rerank import ReRankedDistances
+from bench_cluster_scale import hub_features, reid_like_features
 
 
 def main():

@@ -12,24 +12,21 @@ On a CPU the processes share the machine's cores; on GPUs each process has its o
 Trailing KEY VALUE pairs override the config.
 """
 import os
-import sys
 import tempfile
 import time
 
 import torch
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.config import load_config  # noqa: E402
-from pisl.data import build_dataset, build_test_loader  # noqa: E402
-from pisl.engine import build_train_items, launch  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from pisl.evaluation import extract_features  # noqa: E402
-from pisl.modeling import build_model  # noqa: E402
-from pisl.utils import comm  # noqa: E402
-from pisl.utils.env import seed_all  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.config import load_config
+from pisl.data import build_dataset, build_test_loader
+from pisl.engine import build_train_items, launch
+from pisl.engine.defaults import ConfigArgumentParser
+from pisl.evaluation import extract_features
+from pisl.modeling import build_model
+from pisl.utils import comm
+from pisl.utils.env import seed_all
 
 
 def run(args, out_path):

@@ -15,22 +15,18 @@ Trailing KEY VALUE pairs override both configs.
 """
 import argparse
 import itertools
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
 import torch
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.engine import PseudoLabels, SimpleTrainer, notify_pseudo_labels  # noqa: E402
-from pisl.modeling import build_model  # noqa: E402
-from pisl.solver import build_optimizer  # noqa: E402
-from pisl.utils.env import resolve_device, seed_all  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.engine import PseudoLabels, SimpleTrainer, notify_pseudo_labels
+from pisl.modeling import build_model
+from pisl.solver import build_optimizer
+from pisl.utils.env import resolve_device, seed_all
 
 
 def sync(device):

@@ -16,11 +16,10 @@ import os
 import sys
 import tokenize
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from pisl.config import get_cfg, import_projects
+from pisl.config.node import CfgNode
 
-from pisl.config import get_cfg, import_projects  # noqa: E402
-from pisl.config.node import CfgNode  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PAGE = os.path.join(REPO, "docs", "config_reference.md")
 # Where keys are defined: the core's defaults, then each project's extension, as

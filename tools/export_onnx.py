@@ -12,19 +12,16 @@ images against torch and the largest absolute difference is printed (needs the `
 extra: pip install -e ".[onnx]").
 """
 import os
-import sys
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.config import ConfigError, load_config  # noqa: E402
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from pisl.modeling import build_model  # noqa: E402
-from pisl.utils.checkpoint import load_model_weights  # noqa: E402
+from pisl.config import ConfigError, load_config
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.engine.defaults import ConfigArgumentParser
+from pisl.modeling import build_model
+from pisl.utils.checkpoint import load_model_weights
 
 
 class InferenceGraph(nn.Module):

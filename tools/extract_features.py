@@ -10,17 +10,14 @@ to the folder for a folder). Unreadable images are skipped with a warning and le
 """
 import logging
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.data.common import read_image  # noqa: E402
-from pisl.engine import Predictor  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from pisl.utils.logger import setup_logger  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.data.common import read_image
+from pisl.engine import Predictor
+from pisl.engine.defaults import ConfigArgumentParser
+from pisl.utils.logger import setup_logger
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 logger = logging.getLogger("pisl.extract_features")

@@ -17,21 +17,18 @@ import logging
 import os
 import sys
 
-# Projects live beside the core (projects/...), importable from a source checkout.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch.multiprocessing as mp
 
-import torch.multiprocessing as mp  # noqa: E402
-
-from pisl.cluster.jaccard import MemoryBudgetError  # noqa: E402
-from pisl.config import ConfigError  # noqa: E402
-from pisl.engine import (Checkpointer, DefaultTrainer, OutputDirError, TrainingError, argument_problems,  # noqa: E402
+from pisl.cluster.jaccard import MemoryBudgetError
+from pisl.config import ConfigError
+from pisl.engine import (Checkpointer, DefaultTrainer, OutputDirError, TrainingError, argument_problems,
                          claim_output_dir, default_argument_parser, describe_process_failure, launch, setup)
-from pisl.engine.preflight import checked_config, report_bad_input  # noqa: E402
-from pisl.modeling.norm import norm_plan  # noqa: E402
-from pisl.evaluation import results_table  # noqa: E402
-from pisl.modeling import build_model  # noqa: E402
-from pisl.utils import comm  # noqa: E402
-from pisl.utils.checkpoint import load_model_weights  # noqa: E402
+from pisl.engine.preflight import checked_config, report_bad_input
+from pisl.modeling.norm import norm_plan
+from pisl.evaluation import results_table
+from pisl.modeling import build_model
+from pisl.utils import comm
+from pisl.utils.checkpoint import load_model_weights
 
 logger = logging.getLogger("pisl.train_net")
 

@@ -20,16 +20,14 @@ import sys
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from pisl import visualization as vis  # noqa: E402
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.config import ConfigError  # noqa: E402
-from pisl.data import Misalignment, build_dataset, build_test_loader  # noqa: E402
-from pisl.engine import Predictor  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser, OneLineErrorParser  # noqa: E402
-from pisl.engine.hooks import metrics_file  # noqa: E402
-from pisl.evaluation import extract_features, pairwise_distance, rank_metrics  # noqa: E402
+from pisl import visualization as vis
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.config import ConfigError
+from pisl.data import Misalignment, build_dataset, build_test_loader
+from pisl.engine import Predictor
+from pisl.engine.defaults import ConfigArgumentParser, OneLineErrorParser
+from pisl.engine.hooks import metrics_file
+from pisl.evaluation import extract_features, pairwise_distance, rank_metrics
 
 
 def ranked(args, cfg):

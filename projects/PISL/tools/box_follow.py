@@ -23,23 +23,19 @@ crop shrunk to 0.75 of its size about its centre and shifted by up to +-0.12 of 
 no horizontal offset, so that the whole person stays in the frame. ``--record FILE`` also
 writes every figure, with the commit, command, processor and config, to a JSON file.
 """
-import os
-import sys
 
 import numpy as np
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-
-from pisl.data import Misalignment, build_dataset, build_test_loader  # noqa: E402
-from pisl.data.misalign import misaligned_heights  # noqa: E402
-from pisl.engine import Predictor  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.evaluation import extract_features  # noqa: E402
-from pisl.utils.logger import setup_logger  # noqa: E402
-from pisl.utils.provenance import write_record  # noqa: E402
-from projects.PISL.box_stats import BOX_STATISTICS_HEADERS, box_statistics, box_table, follow_statistics, part_boxes  # noqa: E402
+from pisl.data import Misalignment, build_dataset, build_test_loader
+from pisl.data.misalign import misaligned_heights
+from pisl.engine import Predictor
+from pisl.engine.defaults import ConfigArgumentParser
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.evaluation import extract_features
+from pisl.utils.logger import setup_logger
+from pisl.utils.provenance import write_record
+from projects.PISL.box_stats import BOX_STATISTICS_HEADERS, box_statistics, box_table, follow_statistics, part_boxes
 
 
 def boxes_of(model, cfg, items):

@@ -11,19 +11,16 @@ bound's tanh the parameters sit, for affine boxes (mean |offset / limit| over im
 max over the 6P parameters; beyond 2 the bound passes almost no gradient). A source whose spread
 is 0 gives every image the same boxes.
 """
-import os
-import sys
 
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.config import ConfigError  # noqa: E402
-from pisl.engine import Predictor  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from projects.PISL.affine_boxes import affine_at_bound  # noqa: E402
-from projects.PISL.box_stats import box_table  # noqa: E402
-from projects.PISL.tools.gallery import encode_gallery  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.config import ConfigError
+from pisl.engine import Predictor
+from pisl.engine.defaults import ConfigArgumentParser
+from projects.PISL.affine_boxes import affine_at_bound
+from projects.PISL.box_stats import box_table
+from projects.PISL.tools.gallery import encode_gallery
 
 
 @exit_on_bad_input

@@ -18,23 +18,19 @@ the backbone differently. ``fixed`` and ``following`` use the exact band average
 (adaptive average pooling of the map's rows) differs from ``fixed`` where the map's rows do
 not divide into P.
 """
-import os
-import sys
 
 import torch
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-
-from pisl.data import Misalignment, build_dataset  # noqa: E402
-from pisl.data.misalign import misaligned_heights  # noqa: E402
-from pisl.engine import Predictor  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.evaluation import ReidEvaluator  # noqa: E402
-from pisl.utils.logger import setup_logger  # noqa: E402
-from projects.PISL.meta_arch import global_with_parts  # noqa: E402
-from projects.PISL.partition_boxes import band_patches  # noqa: E402
+from pisl.data import Misalignment, build_dataset
+from pisl.data.misalign import misaligned_heights
+from pisl.engine import Predictor
+from pisl.engine.defaults import ConfigArgumentParser
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.evaluation import ReidEvaluator
+from pisl.utils.logger import setup_logger
+from projects.PISL.meta_arch import global_with_parts
+from projects.PISL.partition_boxes import band_patches
 
 
 def ceiling_features(model, applied, num_parts):

@@ -10,8 +10,6 @@ Rows: the unit global feature (the paper's condition), the feature map's row pro
 says the condition carries the shift; boxes that still do not follow it are a denoiser that
 does not use it.
 """
-import os
-import sys
 
 import numpy as np
 import torch
@@ -20,15 +18,13 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import cross_val_score
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-
-from pisl.data import Misalignment, build_dataset, build_test_loader  # noqa: E402
-from pisl.engine import Predictor  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser  # noqa: E402
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.evaluation import extract_features  # noqa: E402
-from pisl.utils.logger import setup_logger  # noqa: E402
-from projects.PISL.person_cues import row_profile  # noqa: E402
+from pisl.data import Misalignment, build_dataset, build_test_loader
+from pisl.engine import Predictor
+from pisl.engine.defaults import ConfigArgumentParser
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.evaluation import extract_features
+from pisl.utils.logger import setup_logger
+from projects.PISL.person_cues import row_profile
 
 
 def probe_r2(x, y, folds=5):

@@ -11,8 +11,6 @@ table gives, per score, its percentiles and spread, the mean spread of the softm
 that label refinement gives the parts (near 0: every part weighted alike), and the Spearman
 correlation and ROC AUC of the score against reliability (AUC: reliability > 0 vs = 0).
 """
-import os
-import sys
 
 import numpy as np
 import torch
@@ -20,15 +18,13 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.data import build_dataset, build_test_loader  # noqa: E402
-from pisl.engine.defaults import ConfigArgumentParser, build_train_items  # noqa: E402
-from pisl.evaluation import extract_features  # noqa: E402
-from pisl.modeling import build_model  # noqa: E402
-from pisl.utils.checkpoint import load_model_weights  # noqa: E402
-from projects.PISL.consistency import agreement_summary, consistency_scores, neighbours  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.data import build_dataset, build_test_loader
+from pisl.engine.defaults import ConfigArgumentParser, build_train_items
+from pisl.evaluation import extract_features
+from pisl.modeling import build_model
+from pisl.utils.checkpoint import load_model_weights
+from projects.PISL.consistency import agreement_summary, consistency_scores, neighbours
 
 
 def part_reliability(part_feats, true_ids, k):

@@ -22,15 +22,13 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-
-from pisl.engine.preflight import checked_config, exit_on_bad_input  # noqa: E402
-from pisl.data import build_test_loader  # noqa: E402
-from pisl.engine.cluster_hook import PseudoLabels, notify_pseudo_labels  # noqa: E402
-from pisl.evaluation import extract_features  # noqa: E402
-from pisl.modeling import build_model  # noqa: E402
-from pisl.utils.checkpoint import load_model_weights  # noqa: E402
-from projects.PISL.losses import agreement_aware_terms  # noqa: E402
+from pisl.engine.preflight import checked_config, exit_on_bad_input
+from pisl.data import build_test_loader
+from pisl.engine.cluster_hook import PseudoLabels, notify_pseudo_labels
+from pisl.evaluation import extract_features
+from pisl.modeling import build_model
+from pisl.utils.checkpoint import load_model_weights
+from projects.PISL.losses import agreement_aware_terms
 
 
 def term_row(name, logits, targets, agreement, norms):
