@@ -9,8 +9,7 @@ from pisl.config import get_cfg, load_config
 from pisl.engine import DefaultTrainer
 from pisl.utils.env import amp_dtype, seed_all
 
-from conftest import REPO
-from test_train_e2e import TINY
+from pisl.testing import REPO, TINY
 
 # Metrics of the same weights evaluated in bf16 and fp32 may differ by this many points (%).
 EVAL_TOLERANCE = 2.0

@@ -12,8 +12,7 @@ from pisl.config import get_cfg, load_config
 from pisl.engine import DefaultTrainer, EvalHook
 from pisl.modeling import build_model
 
-from conftest import REPO
-from test_train_e2e import TINY, train_net
+from pisl.testing import REPO, TINY, train_net
 
 ONE_EPOCH = ["SOLVER.MAX_EPOCH", "1"]
 

@@ -8,7 +8,7 @@ import torch.nn as nn
 from pisl.modeling.backbones import MobileNetV2, ResNet50
 from pisl.utils.checkpoint import atomic_save, load_model_weights
 
-from conftest import MOBILENET_WEIGHTS, requires_mobilenet_weights
+from pisl.testing import MOBILENET_WEIGHTS, requires_mobilenet_weights
 
 
 def test_atomic_save_leaves_no_temp_file(tmp_path):

@@ -15,7 +15,7 @@ from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetEr
                                   jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
 from pisl.evaluation.rerank import BYTES_PER_RANKED_PAIR, ReRankedDistances
 
-from conftest import REPO
+from pisl.testing import REPO
 
 spec = importlib.util.spec_from_file_location("bench_cluster", os.path.join(REPO, "benchmarks", "bench_cluster.py"))
 bench = importlib.util.module_from_spec(spec)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from pisl.testing import REPO
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import collect_results  # noqa: E402

@@ -7,7 +7,7 @@ from pisl.data import ImageListDataset, build_transforms
 from pisl.data.datasets import CUHK01, CUHK03NP, MSMT17, Market1501, VeRi
 from pisl.config import get_cfg
 
-from conftest import SHARED_DATA, requires_cuhk01, requires_cuhk03
+from pisl.testing import SHARED_DATA, requires_cuhk01, requires_cuhk03
 
 
 def _touch(folder, names):

@@ -16,8 +16,7 @@ from pisl.engine.launch import _free_port
 from pisl.modeling.losses.functional import soft_triplet
 from pisl.utils import comm
 
-from conftest import REPO
-from test_train_e2e import TINY, results, train_net
+from pisl.testing import REPO, TINY, results, train_net
 
 import_projects(["projects.PISL"])
 from projects.PISL.losses import supervised_contrastive  # noqa: E402

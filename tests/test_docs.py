@@ -11,7 +11,7 @@ import tokenize
 
 import pytest
 
-from conftest import REPO
+from pisl.testing import REPO
 
 # Run records (each run's config and log, verbatim) keep the paths the runs used.
 RECORDS = "records/"

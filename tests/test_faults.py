@@ -15,8 +15,7 @@ from pisl.config import load_config
 from pisl.engine import describe_process_failure
 from pisl.modeling import build_model
 
-from conftest import REPO
-from test_train_e2e import TINY, results, train_net
+from pisl.testing import REPO, TINY, results, train_net
 
 PISL_DEMO = "projects/PISL/configs/demo.yml"
 

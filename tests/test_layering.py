@@ -4,7 +4,7 @@ import ast
 import glob
 import os
 
-from conftest import REPO
+from pisl.testing import REPO
 
 
 def project_imports(path):

@@ -8,10 +8,9 @@ from PIL import Image
 
 from pisl.config import ConfigError, get_cfg, load_config
 from pisl.data import Misalignment, build_train_loader, image_dataset
-from pisl.data.datasets import Synthetic
 from pisl.data.misalign import misalign_image, misaligned_heights
 
-from conftest import REPO
+from pisl.testing import REPO, make_synthetic
 
 
 def test_misalign_image_moves_a_row_where_the_formula_says():
@@ -58,7 +57,7 @@ def test_training_and_evaluation_loaders_misalign_each_image_the_same_way(synthe
                       ["DATASETS.ROOT", synthetic_root, "INPUT.MISALIGN.ENABLED", "True", "INPUT.FLIP_PROB", "0.0",
                        "INPUT.PADDING", "0", "INPUT.REA.ENABLED", "False", "INPUT.SIZE_TRAIN", "[128, 64]",
                        "INPUT.SIZE_TEST", "[128, 64]", "DATALOADER.NUM_WORKERS", "0"])
-    items = Synthetic(synthetic_root, seed=0, num_train_ids=16, num_test_ids=10, num_cameras=2, images_per_camera=3).train
+    items = make_synthetic(synthetic_root).train
     train = build_train_loader(cfg, items).dataset
     test = image_dataset(cfg, items)
     for i in (0, 7, 30):

@@ -13,7 +13,7 @@ from pisl.modeling.heads.embedding_head import BNNeck
 from pisl.modeling.norm import BatchNormOver, apply_norm_batch, norm_plan
 from pisl.utils import comm
 
-from conftest import REPO
+from pisl.testing import REPO
 
 BATCH = 8
 IMAGES = torch.randn(BATCH, 3, 6, 4, generator=torch.Generator().manual_seed(1)) * 2 + 1

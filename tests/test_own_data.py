@@ -10,7 +10,7 @@ from PIL import Image
 from pisl.config import get_cfg
 from pisl.data.datasets import ListFiles, MarketLayout, build_dataset
 
-from test_train_e2e import train_net
+from pisl.testing import train_net
 
 
 def _synthetic_split(root, folder):

@@ -13,7 +13,7 @@ from pisl.config import ConfigError
 from pisl.engine.preflight import checked_config
 from pisl.modeling import build_model
 
-from conftest import REPO
+from pisl.testing import REPO
 
 TRAIN_NET = os.path.join(REPO, "tools", "train_net.py")
 BASELINE = os.path.join(REPO, "configs", "Base-Baseline.yml")

@@ -2,8 +2,6 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -11,37 +9,7 @@ import torch
 
 from pisl.utils.env import processor_description
 
-from conftest import REPO
-
-TINY = [
-    "MODEL.DEVICE", "cpu", "INPUT.SIZE_TRAIN", "[64, 32]", "INPUT.SIZE_TEST", "[64, 32]", "INPUT.PADDING", "4",
-    "DATASETS.SYNTHETIC.NUM_TRAIN_IDS", "16", "DATASETS.SYNTHETIC.NUM_TEST_IDS", "10",
-    "DATASETS.SYNTHETIC.NUM_CAMERAS", "2", "DATASETS.SYNTHETIC.IMAGES_PER_CAMERA", "3",
-    "DATALOADER.NUM_WORKERS", "0", "SOLVER.IMS_PER_BATCH", "16", "SOLVER.ITERS_PER_EPOCH", "4",
-    "SOLVER.MAX_EPOCH", "3", "TEST.EVAL_PERIOD", "0", "SOLVER.LOG_PERIOD", "2",
-]
-
-
-def train_net(out, root, flags=(), overrides=(), config="configs/Synthetic/baseline.yml", wait=True, check=True,
-              capture=False):
-    """Run tools/train_net.py on the tiny synthetic setting; ``wait=False`` returns the running
-    process (its output kept as text pipes with ``capture``, else discarded)."""
-    cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config-file", os.path.join(REPO, config),
-           *flags, *TINY, "DATASETS.ROOT", root, "OUTPUT_DIR", str(out), *overrides]
-    if not wait:
-        output = subprocess.PIPE if capture else subprocess.DEVNULL
-        return subprocess.Popen(cmd, stdout=output, stderr=output, text=True)
-    # A guard against a hung run, not a speed test: the short CUHK03-NP runs extract 14,000 real
-    # images and took over 600 s on the 2-core machine while another job shared it.
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0 or not check, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
-
-
-def results(out, name="results.json"):
-    with open(os.path.join(out, name)) as f:
-        return json.load(f)["Synthetic"]
-
+from pisl.testing import results, train_net
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, synthetic_root):

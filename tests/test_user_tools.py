@@ -15,8 +15,7 @@ from pisl.data import build_test_loader
 from pisl.engine import Predictor
 from pisl.evaluation import extract_features
 
-from conftest import REPO
-from test_train_e2e import TINY, train_net
+from pisl.testing import REPO, TINY, train_net
 
 CONFIG = os.path.join(REPO, "configs/Synthetic/baseline.yml")
 

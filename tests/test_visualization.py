@@ -13,8 +13,7 @@ from PIL import Image
 
 from pisl.visualization import read_epoch_metrics
 
-from conftest import REPO
-from test_train_e2e import train_net
+from pisl.testing import REPO, train_net
 
 PISL_DEMO = "projects/PISL/configs/demo.yml"
 SMALL = ["SOLVER.MAX_EPOCH", "2", "TEST.EVAL_PERIOD", "1", "CLUSTER.EPS", "0.3", "CLUSTER.MIN_SAMPLES", "2"]

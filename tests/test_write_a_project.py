@@ -7,7 +7,7 @@ import shlex
 import subprocess
 import sys
 
-from conftest import REPO
+from pisl.testing import REPO
 
 PAGE = os.path.join(REPO, "docs", "write_a_project.md")
 FENCE = re.compile(r"^```(\w+)(?: file=(\S+))?\n(.*?)^```", re.S | re.M)

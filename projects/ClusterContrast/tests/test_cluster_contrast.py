@@ -10,8 +10,7 @@ import torch
 from pisl.config import get_cfg, import_projects
 from pisl.engine import DefaultTrainer, TrainingError
 
-from conftest import REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
-from test_train_e2e import TINY, results, train_net
+from pisl.testing import REPO, SHARED_DATA, TINY, requires_cuhk03, requires_mobilenet_weights, results, train_net
 
 import_projects(["projects.ClusterContrast"])
 from projects.ClusterContrast.cluster_memory import cluster_memory_loss, momentum_update  # noqa: E402

@@ -10,14 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from pisl.config import load_config
-from pisl.data.datasets import Synthetic
 from pisl.engine import PseudoLabels, notify_pseudo_labels
 from pisl.modeling import build_model
 from pisl.solver import build_optimizer
 from projects.PISL.box_stats import box_statistics
 
-from conftest import MOBILENET_WEIGHTS, REPO, SHARED_DATA, requires_cuhk03, requires_mobilenet_weights
-from test_train_e2e import train_net
+from pisl.testing import (MOBILENET_WEIGHTS, REPO, SHARED_DATA, make_synthetic, requires_cuhk03, requires_mobilenet_weights,
+                          train_net)
 
 PISL_DEMO = "projects/PISL/configs/demo.yml"
 
@@ -208,7 +207,7 @@ def _write_standin(src, root, name):
 def test_paper_configs_run_on_standin_data(config, dataset, synthetic_root, tmp_path):
     """The full-scale configs (ResNet-50, 4096-channel STN, Adam, camera-aware sampler) build and
     train; only sizes shrink, and ResNet-50 starts from random weights (none offline here)."""
-    src = Synthetic(synthetic_root, seed=0, num_train_ids=16, num_test_ids=10, num_cameras=2, images_per_camera=3)
+    src = make_synthetic(synthetic_root)
     root = tmp_path / "datasets"
     _write_standin(src, str(root), dataset)
     out = tmp_path / "out"

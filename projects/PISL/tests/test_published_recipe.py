@@ -8,9 +8,9 @@ import os
 import pytest
 
 from pisl.config import load_config
+from pisl.testing import REPO
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = os.path.join(ROOT, "projects", "PISL", "configs")
+CONFIGS = os.path.join(REPO, "projects", "PISL", "configs")
 DATASETS = ("market", "msmt17", "veri")
 
 # key: (Market-1501, MSMT17, VeRi-776 value, where the official code sets it). One value for all
@@ -127,7 +127,7 @@ def test_a_drifted_key_is_named():
 def deviation_rows():
     """{row title: its kind} from docs/deviations.md's tables (first column title, second kind)."""
     rows = {}
-    with open(os.path.join(ROOT, "docs", "deviations.md")) as f:
+    with open(os.path.join(REPO, "docs", "deviations.md")) as f:
         for line in f:
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if line.startswith("|") and len(cells) >= 2 and not set(cells[0]) <= set("-: "):

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from pisl.testing import REPO
 
 sys.path.insert(0, REPO)
 from projects.PISL.box_stats import follow_statistics  # noqa: E402
