@@ -32,8 +32,9 @@ def save(fig, path):
     return path
 
 
-def show_image(ax, path, title=None, border=None, image=None):
-    ax.imshow(read_image(path) if image is None else image)
+def show_image(ax, image, title=None, border=None):
+    """``image``: a path or a PIL image."""
+    ax.imshow(read_image(image) if isinstance(image, str) else image)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -7,8 +7,9 @@ import torch
 from PIL import Image
 
 from pisl.config import ConfigError, get_cfg, load_config
-from pisl.data import Misalignment, build_train_loader, image_dataset
+from pisl.data import Misalignment, build_test_loader, build_train_loader, image_dataset
 from pisl.data.misalign import misalign_image, misaligned_heights
+from pisl.evaluation import extract_features, with_misalignment
 
 from pisl.testing import REPO, make_synthetic
 
@@ -66,6 +67,30 @@ def test_training_and_evaluation_loaders_misalign_each_image_the_same_way(synthe
     plain = image_dataset(load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"),
                                       ["DATASETS.ROOT", synthetic_root, "INPUT.SIZE_TEST", "[128, 64]"]), items)
     assert not torch.equal(test[0]["images"], plain[0]["images"])
+    # What was applied travels with the item, and the aligned item has none.
+    for i in (0, 7):
+        path = items[i][0]
+        assert test[i]["misalignment"].tolist() == list(Misalignment.from_config(cfg).draw(path))
+        assert "misalignment" not in plain[i]
+
+
+def test_extracted_misalignment_is_one_row_per_item_in_item_order(synthetic_root):
+    """``with_misalignment`` gathers each batch's misalignment beside the features: row i is
+    item i's draw, over several batches; a loader of aligned crops adds no key."""
+    cfg = load_config(os.path.join(REPO, "configs/Synthetic/baseline.yml"),
+                      ["DATASETS.ROOT", synthetic_root, "INPUT.MISALIGN.ENABLED", "True", "MODEL.DEVICE", "cpu",
+                       "TEST.IMS_PER_BATCH", "8", "DATALOADER.NUM_WORKERS", "0"])
+    items = make_synthetic(synthetic_root).train[:20]
+    model = torch.nn.Linear(1, 1)
+    mean_pixel = lambda batch: {"global": batch["images"].mean((1, 2, 3))[:, None]}
+    feats, idx = extract_features(model, build_test_loader(cfg, items), with_misalignment(mean_pixel))
+    assert idx.tolist() == list(range(20)) and feats["global"].shape == (20, 1)
+    expected = Misalignment.from_config(cfg).applied([path for path, _, _ in items])
+    assert feats["misalignment"].dtype == torch.float64 and np.array_equal(feats["misalignment"].numpy(), expected)
+    cfg.defrost()
+    cfg.INPUT.MISALIGN.ENABLED = False
+    feats, _ = extract_features(model, build_test_loader(cfg, items), with_misalignment(mean_pixel))
+    assert list(feats) == ["global"]
 
 
 def test_bad_misalignment_settings_are_reported_before_the_run():

@@ -23,11 +23,11 @@ import torch
 from pisl import visualization as vis
 from pisl.engine.preflight import checked_config, exit_on_bad_input
 from pisl.config import ConfigError
-from pisl.data import Misalignment, build_dataset, build_test_loader
+from pisl.data import build_dataset, build_test_loader
 from pisl.engine import Predictor
 from pisl.engine.defaults import ConfigArgumentParser, OneLineErrorParser
 from pisl.engine.hooks import metrics_file
-from pisl.evaluation import extract_features, pairwise_distance, rank_metrics
+from pisl.evaluation import extract_features, pairwise_distance, rank_metrics, with_misalignment
 
 
 def ranked(args, cfg):
@@ -48,12 +48,12 @@ def parts(args, cfg):
     dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
     items = [dataset.gallery[i] for i in np.random.default_rng(args.seed).permutation(len(dataset.gallery))[: args.num_images]]
     model = Predictor(cfg).model
-    feats, idx = extract_features(model, build_test_loader(cfg, items), model.cluster_features)
     if not hasattr(model, "describe_boxes"):  # a meta-architecture with part boxes offers it (PISL)
         raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} has no part boxes to draw (no describe_boxes method)")
-    paths = [items[i][0] for i in idx]
-    misalign = Misalignment.from_config(cfg)  # INPUT.MISALIGN: the images as the model saw them
-    table, picture = model.describe_boxes(feats, paths, misalign, f"{len(idx)} images of {dataset.name}")
+    loader = build_test_loader(cfg, items)
+    feats, idx = extract_features(model, loader, with_misalignment(model.cluster_features))
+    images = [loader.dataset.framed(i) for i in idx.tolist()]  # as the model saw them (INPUT.MISALIGN)
+    table, picture = model.describe_boxes(feats, images, f"{len(idx)} images of {dataset.name}")
     print(table)
     return [vis.save(picture, args.output)]
 

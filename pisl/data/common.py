@@ -1,6 +1,7 @@
 """A torch Dataset over ``(path, pid, camid)`` items that survives unreadable images."""
 import logging
 
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -13,12 +14,15 @@ def read_image(path):
 
 
 class ImageListDataset(Dataset):
-    """Returns dicts ``{images, targets, camids, index, img_paths}``.
+    """Returns dicts ``{images, targets, camids, index, img_paths}``, and ``misalignment`` with
+    ``misalign``.
 
     ``targets`` are the labels given in ``items`` (true ids, or pseudo-labels when the clustering
     hook builds it). An image that cannot be read is reported with its path and replaced by the
     next readable item, so one corrupt file never stops an epoch. ``misalign`` (a
-    ``Misalignment``, or None) re-frames each image, by its path, before ``transform``.
+    ``Misalignment``, or None) re-frames each image, by its path, before ``transform``; what it
+    applied, (shift, scale, offset), travels with the item as ``misalignment`` to whoever
+    measures against it (the clustering hook, the part-box diagnostics).
     """
 
     def __init__(self, items, transform=None, misalign=None):
@@ -41,9 +45,17 @@ class ImageListDataset(Dataset):
                 self.bad_paths.add(path)
                 logger.warning(f"Skipping unreadable image {path}: {err}")
                 continue
+            item = {"targets": pid, "camids": camid, "index": i, "img_paths": path}
             if self.misalign is not None:
                 img = self.misalign(img, path)
-            if self.transform is not None:
-                img = self.transform(img)
-            return {"images": img, "targets": pid, "camids": camid, "index": i, "img_paths": path}
+                item["misalignment"] = torch.tensor(self.misalign.draw(path), dtype=torch.float64)
+            item["images"] = self.transform(img) if self.transform is not None else img
+            return item
         raise RuntimeError("No readable image in the dataset")
+
+    def framed(self, index):
+        """Item ``index``'s image as the model sees it before the tensor transform: read and, with
+        ``misalign``, re-framed (a PIL image; for pictures)."""
+        path = self.items[index][0]
+        img = read_image(path)
+        return img if self.misalign is None else self.misalign(img, path)

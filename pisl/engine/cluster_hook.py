@@ -13,8 +13,8 @@ from tabulate import tabulate
 
 from ..cluster import cluster_features, per_camera_standardised
 from ..cluster.jaccard import MemoryBudgetError
-from ..data import Misalignment, build_test_loader, build_train_loader
-from ..evaluation import extract_features
+from ..data import build_test_loader, build_train_loader
+from ..evaluation import extract_features, with_misalignment
 from ..utils import comm
 from ..utils.checkpoint import unwrap
 from ..utils.env import amp_dtype
@@ -124,8 +124,6 @@ class ClusteringHook(HookBase):
         # True ids, for diagnostics only; None when a dataset has none.
         true = [pid for ds in self.trainer.train_datasets for _, pid, _ in ds.train]
         self.true_pids = np.unique(np.array(true), return_inverse=True)[1] if len(true) == len(items) else None
-        misalign = Misalignment.from_config(self.cfg)  # what INPUT.MISALIGN applies to each item, once
-        self.misalignment = None if misalign is None else misalign.applied([path for path, _, _ in items])
         self.loader = build_test_loader(self.cfg, items)
         self.item_index = np.arange(len(items))  # position of each current item in train_items
         if comm.is_main_process():
@@ -145,8 +143,9 @@ class ClusteringHook(HookBase):
         times = {}
         start = time.perf_counter()
         model = unwrap(t.model)
-        feats, idx = extract_features(model, self.loader, model.cluster_features, desc="Extracting training features",
-                                      amp_dtype=amp_dtype(self.cfg))
+        feats, idx = extract_features(model, self.loader, with_misalignment(model.cluster_features),
+                                      desc="Extracting training features", amp_dtype=amp_dtype(self.cfg))
+        misalignment = feats.pop("misalignment", None)  # what INPUT.MISALIGN applied to each item
         if len(idx) < len(self.items):
             self._drop_unreadable(idx.numpy())
         times["extract"] = time.perf_counter() - start
@@ -171,7 +170,7 @@ class ClusteringHook(HookBase):
             return
         self.degenerate_epochs = 0
         self.labels = labels
-        self._install(feats)
+        self._install(feats, None if misalignment is None else misalignment.numpy())
 
     def _drop_unreadable(self, readable):
         """Leave unreadable training images out of this and every later epoch (their features
@@ -183,7 +182,6 @@ class ClusteringHook(HookBase):
         self.items = [self.items[i] for i in readable]
         self.item_index = self.item_index[readable]
         self.camids = self.camids[readable]
-        self.misalignment = None if self.misalignment is None else self.misalignment[readable]
         self.true_pids = None if self.true_pids is None else self.true_pids[readable]
         self.loader = build_test_loader(self.cfg, self.items)
         self.labels = None  # indexed the old item list
@@ -207,13 +205,13 @@ class ClusteringHook(HookBase):
         else:
             logger.warning(f"{msg}; training on the previous epoch's pseudo-labels")
 
-    def _install(self, feats):
+    def _install(self, feats, misalignment):
         t = self.trainer
         clustered = np.flatnonzero(self.labels >= 0)
         pseudo_items = [(self.items[i][0], int(self.labels[i]), self.items[i][2]) for i in clustered]
         t.train_loader = build_train_loader(self.cfg, pseudo_items, self.cfg.CLUSTER.SAMPLER)
         state = PseudoLabels(t.epoch, feats, self.labels, self.camids, clustered, int(self.labels.max()) + 1,
-                             misalignment=self.misalignment)
+                             misalignment=misalignment)
         notify_pseudo_labels(unwrap(t.model), state)
         t.epoch_metrics.update(state.metrics)
         reset_stale_optimizer_state(t.optimizer)

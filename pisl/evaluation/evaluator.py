@@ -36,8 +36,8 @@ def extract_features(model, loader, feature_fn=None, desc="Extracting features",
     for batch in tqdm(loader, desc=desc, disable=not show_bar, mininterval=10, leave=False):
         with torch.autocast(device_type, dtype=amp_dtype, enabled=amp_dtype is not None):
             features = feature_fn(batch)
-        for key, value in features.items():
-            chunks[key].append(value.float().cpu())
+        for key, value in features.items():  # autocast's half-precision features back to fp32; fp64 stays
+            chunks[key].append(value.cpu() if value.dtype == torch.float64 else value.float().cpu())
         indices.append(batch["index"])
     model.train(was_training)
     share = f" (this process's share of {len(loader.dataset)})" if comm.get_world_size() > 1 else ""
@@ -50,6 +50,20 @@ def extract_features(model, loader, feature_fn=None, desc="Extracting features",
     if len(unique) < len(indices):
         feats = {key: value[first] for key, value in feats.items()}
     return feats, unique
+
+
+def with_misalignment(feature_fn):
+    """``feature_fn`` whose output also holds each item's ``misalignment`` (N x 3: shift, scale,
+    offset) where the loader's dataset re-frames its images (``INPUT.MISALIGN``), so that
+    ``extract_features`` gathers it with the features, one row per item. Pop it before the
+    features are evaluated."""
+    def features_and_misalignment(batch):
+        features = feature_fn(batch)
+        if "misalignment" in batch:
+            features = {**features, "misalignment": batch["misalignment"]}
+        return features
+
+    return features_and_misalignment
 
 
 def _first_occurrence(indices):

@@ -5,7 +5,6 @@ import torch
 from tabulate import tabulate
 
 from pisl import visualization as vis
-from pisl.data.common import read_image
 
 from .affine_boxes import neighbour_iou, stripe_thetas
 
@@ -95,18 +94,18 @@ def affine_box_corners(theta):
     return corners @ np.asarray(theta, dtype=float).reshape(2, 3).T
 
 
-def part_box_picture(paths, thetas, num_images=6, title=None, per_row=8, anchors=None, misalign=None):
+def part_box_picture(images, thetas, num_images=6, title=None, per_row=8, anchors=None):
     """Left: ``num_images`` images with their P part boxes (one colour per part), ``per_row`` a
     row. Right: every image's boxes over one frame of the image's shape (the spread of the
     boxes over the set), with the stripes dashed; the legend sits under it, off the boxes.
     ``thetas``: N x P x 6. ``anchors`` (N x P x 6, optional): the boxes the parts are offsets
     from, drawn dotted on each image, their mean dashed on the right instead of the stripes.
-    Boxes that reach beyond the image are drawn whole: the axes grow to hold them. ``misalign``
-    (a ``Misalignment``): the images are shown re-framed as the model saw them."""
+    Boxes that reach beyond the image are drawn whole: the axes grow to hold them. ``images``:
+    PIL images as the model saw them (re-framed where ``INPUT.MISALIGN`` is on)."""
     plt = vis.pyplot()
-    thetas = np.asarray(thetas).reshape(len(paths), -1, 6)
+    thetas = np.asarray(thetas).reshape(len(images), -1, 6)
     anchors = None if anchors is None else np.asarray(anchors).reshape(thetas.shape)
-    num_parts, shown = thetas.shape[1], min(num_images, len(paths))
+    num_parts, shown = thetas.shape[1], min(num_images, len(images))
     cols, rows = min(per_row, shown), -(-shown // per_row)
     colours = plt.get_cmap("tab10").colors
     corners = np.stack([affine_box_corners(t) for t in thetas.reshape(-1, 6)])
@@ -115,10 +114,8 @@ def part_box_picture(paths, thetas, num_images=6, title=None, per_row=8, anchors
     grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [2.2])
     for i in range(shown):
         ax = fig.add_subplot(grid[i // cols, i % cols])
-        image = read_image(paths[i])
-        if misalign is not None:
-            image = misalign(image, paths[i])
-        vis.show_image(ax, paths[i], image=image)
+        image = images[i]
+        vis.show_image(ax, image)
         w, h = image.size
         to_pixels = lambda xy: ((xy[:, 0] + 1) * w / 2 - 0.5, (xy[:, 1] + 1) * h / 2 - 0.5)
         for p in range(num_parts):
@@ -130,14 +127,14 @@ def part_box_picture(paths, thetas, num_images=6, title=None, per_row=8, anchors
     for p in range(num_parts):
         for theta in thetas[:, p]:
             xy = affine_box_corners(theta)
-            ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], alpha=max(0.05, 1.0 / len(paths)), lw=1)
+            ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], alpha=max(0.05, 1.0 / len(images)), lw=1)
         reference = np.array([1, 0, 0, 0, 1 / num_parts, (2 * p + 1) / num_parts - 1]) if anchors is None \
             else anchors[:, p].mean(0)
         xy = affine_box_corners(reference)
         what = "its stripe" if anchors is None else "its mean anchor; dotted on the images: their anchors"
         ax.plot(xy[:, 0], xy[:, 1], color=colours[p % 10], ls="--", lw=1.5, label=f"part {p} (dashed: {what})")
-    h, w = read_image(paths[0]).size[::-1]
-    ax.set(xlim=(-reach, reach), ylim=(reach, -reach), aspect=h / w, title=f"all {len(paths)} images' boxes")
+    h, w = images[0].size[::-1]
+    ax.set(xlim=(-reach, reach), ylim=(reach, -reach), aspect=h / w, title=f"all {len(images)} images' boxes")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, color="k", lw=0.8))

@@ -4,10 +4,12 @@ import os
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 
-from pisl.data import Misalignment, build_dataset, image_dataset
+from pisl.data import build_dataset, image_dataset
 from pisl.engine.hooks import HOOK_REGISTRY
 from pisl.engine.trainer import HookBase
+from pisl.evaluation import with_misalignment
 from pisl.utils import comm
 from pisl.utils.checkpoint import unwrap
 
@@ -59,13 +61,12 @@ class PartBoxHook(HookBase):
         model = unwrap(self.trainer.model)
         model.eval()
         dataset = image_dataset(self.cfg, self.items)
-        images = torch.stack([dataset[i]["images"] for i in range(len(dataset))])
+        batch = default_collate([dataset[i] for i in range(len(dataset))])
         with torch.no_grad():
-            features = {k: v.cpu() for k, v in model.cluster_features({"images": images}).items()}
-        paths = [p for p, _, _ in self.items]
+            features = {k: v.cpu() for k, v in with_misalignment(model.cluster_features)(batch).items()}
         epoch = self.trainer.epoch
         os.makedirs(self.folder, exist_ok=True)
-        table, picture = model.describe_boxes(features, paths, Misalignment.from_config(self.cfg),
+        table, picture = model.describe_boxes(features, [dataset.framed(i) for i in range(len(dataset))],
                                               f"epoch {epoch}, {len(self.items)} test images", len(self.items))
         path = vis.save(picture, os.path.join(self.folder, f"epoch_{epoch:03d}.png"))
         self.written.append(path)

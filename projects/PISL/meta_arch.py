@@ -116,13 +116,15 @@ class PISL(Baseline):
         parts, boxes = self.part_features(fmap, feats, images)
         return {"global": feats, "parts": parts, **boxes}
 
-    def describe_boxes(self, features, paths, misalign=None, title=None, num_images=16):
+    def describe_boxes(self, features, images, title=None, num_images=16):
         """(the "Part boxes" table, the part-box picture) of ``features`` (``cluster_features`` of
-        the images at ``paths``; ``misalign``: the ``Misalignment`` they were framed with, or None):
-        what the PartBoxHook and ``tools/visualize.py parts`` show. The picture needs matplotlib."""
+        ``images``, PIL images as the model saw them; with their ``misalignment`` where the
+        images were re-framed, see ``pisl.evaluation.with_misalignment``): what the PartBoxHook
+        and ``tools/visualize.py parts`` show. The picture needs matplotlib."""
         thetas, anchors, at_bound = part_boxes(features, self.part_generator)
-        table = box_table(thetas, anchors, at_bound, None if misalign is None else misalign.applied(paths))
-        picture = part_box_picture(paths, thetas.numpy(), num_images, title, anchors=anchors, misalign=misalign)
+        applied = features.get("misalignment")
+        table = box_table(thetas, anchors, at_bound, None if applied is None else applied.numpy())
+        picture = part_box_picture(images, thetas.numpy(), num_images, title, anchors=anchors)
         return table, picture
 
     def on_pseudo_labels(self, state):

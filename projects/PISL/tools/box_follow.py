@@ -27,21 +27,24 @@ writes every figure, with the commit, command, processor and config, to a JSON f
 import numpy as np
 from tabulate import tabulate
 
-from pisl.data import Misalignment, build_dataset, build_test_loader
+from pisl.data import build_dataset, build_test_loader
 from pisl.data.misalign import misaligned_heights
 from pisl.engine import Predictor
 from pisl.engine.defaults import ConfigArgumentParser
 from pisl.engine.preflight import checked_config, exit_on_bad_input
-from pisl.evaluation import extract_features
+from pisl.evaluation import extract_features, with_misalignment
 from pisl.utils.logger import setup_logger
 from pisl.utils.provenance import write_record
 from projects.PISL.box_stats import BOX_STATISTICS_HEADERS, box_statistics, box_table, follow_statistics, part_boxes
 
 
 def boxes_of(model, cfg, items):
-    """(thetas N x P x 6, anchors, at_bound) of ``items`` as the config frames them."""
-    features, _ = extract_features(model, build_test_loader(cfg, items), model.cluster_features, desc="Part boxes")
-    return part_boxes(features, model.part_generator)
+    """(thetas N x P x 6, anchors, at_bound, applied) of ``items`` as the config frames them;
+    ``applied``: N x 3, the misalignment each image got (None on aligned crops)."""
+    features, _ = extract_features(model, build_test_loader(cfg, items), with_misalignment(model.cluster_features),
+                                   desc="Part boxes")
+    applied = features.pop("misalignment", None)
+    return (*part_boxes(features, model.part_generator), None if applied is None else applied.numpy())
 
 
 def inside_share(thetas, tolerance=1e-4):
@@ -117,8 +120,7 @@ def main():
             model, base_cfg = Predictor(cfg).model, cfg
             dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
             items = dataset.query + dataset.gallery
-        thetas, anchors, at_bound = boxes_of(model, cfg, items)
-        applied = Misalignment.from_config(cfg).applied([p for p, _, _ in items]) if name != "aligned" else None
+        thetas, anchors, at_bound, applied = boxes_of(model, cfg, items)
         print(f"\n{name} {dataset.name} test crops ({len(items)})\n{box_table(thetas, anchors, at_bound, applied)}")
         stats = box_statistics(thetas, anchors, at_bound, applied)
         record[name] = {"images": len(items), "parts": statistics_record(stats)}

@@ -22,7 +22,7 @@ not divide into P.
 import torch
 from tabulate import tabulate
 
-from pisl.data import Misalignment, build_dataset
+from pisl.data import build_dataset
 from pisl.data.misalign import misaligned_heights
 from pisl.engine import Predictor
 from pisl.engine.defaults import ConfigArgumentParser
@@ -33,15 +33,15 @@ from projects.PISL.meta_arch import global_with_parts
 from projects.PISL.partition_boxes import band_patches
 
 
-def ceiling_features(model, applied, num_parts):
+def ceiling_features(model, num_parts):
     """``feature_fn`` for ``ReidEvaluator.evaluate``: global+parts and parts alone for the own,
-    fixed and following bands. ``applied``: N x 3 (shift, scale, offset) of every test item."""
+    fixed and following bands (each batch's items carry their ``misalignment``)."""
     edges = torch.linspace(0, 1, num_parts + 1)
 
     def features(batch):
         images, fmap, global_feature = model.encode(batch)
         own, _ = model.part_features(fmap, global_feature, images)
-        shift, scale = (torch.as_tensor(applied[batch["index"].numpy(), k:k + 1]) for k in (0, 1))
+        shift, scale = (batch["misalignment"][:, k:k + 1] for k in (0, 1))
         moved = torch.as_tensor(misaligned_heights(edges.double(), shift, scale)).to(fmap)
         # Band edges (B x P+1, image heights), pooled exactly and passed through the part BN necks.
         bands = {"fixed": edges.to(fmap).expand(len(fmap), -1), "following": moved}
@@ -64,10 +64,10 @@ def main():
     model = Predictor(cfg).model
     dataset = build_dataset(cfg.DATASETS.TESTS[0], cfg)
     evaluator = ReidEvaluator(cfg, dataset)
-    applied = Misalignment.from_config(cfg).applied([p for p, _, _ in dataset.query + dataset.gallery])
-    results = evaluator.evaluate(model, ceiling_features(model, applied, cfg.PISL.NUM_PARTS))
+    results = evaluator.evaluate(model, ceiling_features(model, cfg.PISL.NUM_PARTS))
     rows = [[name.split("/", 1)[-1] if "/" in name else "global", r["mAP"], r["Rank-1"]] for name, r in results.items()]
-    print(f"\n{len(applied)} misaligned {dataset.name} test crops, parts pooled over each model's own boxes, fixed "
+    crops = len(dataset.query) + len(dataset.gallery)
+    print(f"\n{crops} misaligned {dataset.name} test crops, parts pooled over each model's own boxes, fixed "
           f"bands, and bands that follow the applied misalignment:")
     print(tabulate(rows, headers=["feature", "mAP", "Rank-1"], tablefmt="pipe", floatfmt=".2f"))
 

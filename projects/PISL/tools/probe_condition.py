@@ -18,11 +18,11 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import cross_val_score
 from tabulate import tabulate
 
-from pisl.data import Misalignment, build_dataset, build_test_loader
+from pisl.data import build_dataset, build_test_loader
 from pisl.engine import Predictor
 from pisl.engine.defaults import ConfigArgumentParser
 from pisl.engine.preflight import checked_config, exit_on_bad_input
-from pisl.evaluation import extract_features
+from pisl.evaluation import extract_features, with_misalignment
 from pisl.utils.logger import setup_logger
 from projects.PISL.person_cues import row_profile
 
@@ -49,8 +49,8 @@ def main():
         _, fmap, global_feature = model.encode(batch)
         return {"global": F.normalize(global_feature, dim=1), "rows": row_profile(fmap, args.bins)}
 
-    features, _ = extract_features(model, build_test_loader(cfg, items), conditions, desc="Conditions")
-    applied = Misalignment.from_config(cfg).applied([p for p, _, _ in items])
+    features, _ = extract_features(model, build_test_loader(cfg, items), with_misalignment(conditions), desc="Conditions")
+    applied = features.pop("misalignment").numpy()
     inputs = {"global feature": features["global"], "row profile": features["rows"],
               "both": torch.cat([features["global"], features["rows"]], 1)}
     rows = [[name, x.shape[1], probe_r2(x.numpy(), applied[:, 0]), probe_r2(x.numpy(), applied[:, 1])]
