@@ -114,7 +114,7 @@ class AffineBoxes(nn.Module):
     "person": the P stripes of the person's extent (``stripes_of_extent``). Without limits
     (the published recipe), each parameter is clamped to the map's range [-1, 1]."""
 
-    def __init__(self, num_parts, limits=(0.25, 0.1, 0.25, 0.1, 0.5, 0.5), prior="stripes"):
+    def __init__(self, num_parts, *, limits=(), prior="stripes"):
         super().__init__()
         self.num_parts, self.dim, self.prior_name = num_parts, 6 * num_parts, prior
         self.register_buffer("stripes", stripe_thetas(num_parts).flatten(), persistent=False)

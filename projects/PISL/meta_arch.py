@@ -33,8 +33,8 @@ class PISL(Baseline):
     evaluation also reports the other one with ``evaluate_both`` (``test_features``).
     """
 
-    def __init__(self, backbone, heads, losses, pixel_mean, pixel_std, part_generator, num_parts, test_with_parts=False,
-                 evaluate_both=True, part_logit_scale=0.0, num_classes=1):
+    def __init__(self, backbone, heads, losses, *, pixel_mean, pixel_std, part_generator, num_parts,
+                 test_with_parts=False, evaluate_both=True, part_logit_scale=0.0, num_classes=1):
         super().__init__(backbone, heads, losses, pixel_mean, pixel_std)
         self.evaluate_both = evaluate_both
         c = backbone.out_channels
@@ -50,10 +50,10 @@ class PISL(Baseline):
         classes = max(num_classes, 1)  # 1 until the first clustering in an unsupervised run
         base = Baseline.from_config(cfg, classes)
         generator = PART_GENERATOR_REGISTRY.get(cfg.PISL.PART_GENERATOR).from_config(cfg, base.backbone.out_channels)
-        return cls(base.backbone, base.heads, base.losses, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, generator,
-                   num_parts=cfg.PISL.NUM_PARTS, test_with_parts=cfg.PISL.TEST_WITH_PARTS,
-                   evaluate_both=cfg.PISL.EVALUATE_BOTH, part_logit_scale=cfg.PISL.PSC.PART_LOGIT_SCALE,
-                   num_classes=classes)
+        return cls(base.backbone, base.heads, base.losses, pixel_mean=cfg.MODEL.PIXEL_MEAN,
+                   pixel_std=cfg.MODEL.PIXEL_STD, part_generator=generator, num_parts=cfg.PISL.NUM_PARTS,
+                   test_with_parts=cfg.PISL.TEST_WITH_PARTS, evaluate_both=cfg.PISL.EVALUATE_BOTH,
+                   part_logit_scale=cfg.PISL.PSC.PART_LOGIT_SCALE, num_classes=classes)
 
     def param_groups(self, cfg):
         """Optimizer groups: the part generator (STN and denoiser) with its own weight decay

@@ -90,7 +90,7 @@ class DiffusionSTNParts(nn.Module):
     form it need not learn to read from a pooled feature.
     """
 
-    def __init__(self, in_channels, num_parts, stn_channels=4096, timesteps=1000, cosine_s=0.008,
+    def __init__(self, in_channels, num_parts, *, stn_channels=4096, timesteps=1000, cosine_s=0.008,
                  sample_steps=50, sample_seed=0, limits=(), cond_scale=1.0,
                  anchors="stripes", person_quantile=0.02, boxes="affine", min_part_height=0.1, condition="global",
                  row_bins=8, person_cue="features", barrier_target="uniform"):
@@ -99,9 +99,9 @@ class DiffusionSTNParts(nn.Module):
         self.with_rows, self.row_bins = condition == "global+rows", row_bins  # checked by check_pisl_config
         self.person_cue, self.person_quantile = person_cue, person_quantile
         if boxes == "partition":
-            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height, barrier_target=barrier_target)
+            self.boxes = PartitionBoxes(num_parts, anchors, min_part_height=min_part_height, barrier_target=barrier_target)
         else:
-            self.boxes = AffineBoxes(num_parts, limits, anchors)
+            self.boxes = AffineBoxes(num_parts, limits=limits, prior=anchors)
         self.stn = Localisation(in_channels, self.boxes.stripes, stn_channels)
         self.diffusion = GaussianDiffusion(timesteps, cosine_s)
         cond_dim = in_channels + (row_bins if self.with_rows else 0)

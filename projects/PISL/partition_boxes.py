@@ -96,7 +96,7 @@ class PartitionBoxes(nn.Module):
     margins of ``stripe_margin``, equal parts; "person": margins and equal
     parts from each image's person extent (``DiffusionSTNParts.prior``)."""
 
-    def __init__(self, num_parts, prior="stripes", min_part_height=0.1, stripe_margin=0.03, barrier_target="uniform"):
+    def __init__(self, num_parts, prior="stripes", *, min_part_height=0.1, stripe_margin=0.03, barrier_target="uniform"):
         super().__init__()
         self.num_parts, self.prior_name, self.barrier_target = num_parts, prior, barrier_target
         self.dim, self.floor = num_parts + 2, min_part_height
