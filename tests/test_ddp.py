@@ -138,3 +138,42 @@ def test_torchrun_two_nodes_give_the_two_process_table(synthetic_root, tmp_path)
     assert all(agent.returncode == 0 for agent in agents), outputs[0][-3000:] + outputs[1][-3000:]
     assert os.path.isfile(nodes / "log.rank1.txt")  # both processes were one group
     assert json.loads((nodes / "results.json").read_text()) == json.loads((spawned / "results.json").read_text())
+
+
+SLOW_CLUSTERING = '''
+"""Test helper: rank 0's clustering takes SECONDS longer (the other ranks wait at the label broadcast)."""
+import time
+
+import pisl.engine.cluster_hook as cluster_hook
+
+SECONDS = {seconds}
+_cluster_features = cluster_hook.cluster_features
+
+
+def slow_cluster_features(*args, **kwargs):
+    time.sleep(SECONDS)
+    return _cluster_features(*args, **kwargs)
+
+
+cluster_hook.cluster_features = slow_cluster_features
+'''
+
+
+def test_a_clustering_longer_than_the_timeout_stops_with_one_line_and_the_key_lets_it_finish(
+        synthetic_root, tmp_path, monkeypatch):
+    """Rank 0 clusters for 20 s while rank 1 waits at the label broadcast: with a 6 s timeout
+    (DIST.TIMEOUT_MINUTES 0.1) the run stops, exit 1, with one line naming the key; with 1 minute
+    it trains to the end."""
+    (tmp_path / "slow_clustering.py").write_text(SLOW_CLUSTERING.format(seconds=20))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    config = "projects/ClusterContrast/configs/demo.yml"
+    overrides = ["IMPORTS", '["projects.ClusterContrast", "slow_clustering"]', "SOLVER.MAX_EPOCH", "1",
+                 "CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton", "DIST.TIMEOUT_MINUTES"]
+    proc = train_net(tmp_path / "short", synthetic_root, ["--num-gpus", "2"], config=config, overrides=[*overrides, "0.1"],
+                     check=False)
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "rank 1 waited for rank 0's clustering" in errors[0], proc.stderr[-2000:]
+    assert "DIST.TIMEOUT_MINUTES" in errors[0] and "Traceback" not in proc.stderr
+    train_net(tmp_path / "long", synthetic_root, ["--num-gpus", "2"], config=config, overrides=[*overrides, "1"])
+    assert (tmp_path / "long" / "results.json").is_file()

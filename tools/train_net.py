@@ -52,6 +52,11 @@ def main(args):
     except TrainingError as err:
         logger.error(f"Training failed: {err}. No results written; completed epochs are checkpointed in {cfg.OUTPUT_DIR}")
         raise SystemExit(1)
+    except comm.WaitTimeout as err:  # raised on a rank that logs to its own file only: say it here
+        logger.error(f"{err}: {err.__cause__}")
+        print(f"Error: {err}, DIST.TIMEOUT_MINUTES ({cfg.DIST.TIMEOUT_MINUTES}): raise it. The run stopped; completed "
+              f"epochs are checkpointed in {cfg.OUTPUT_DIR}", file=sys.stderr)
+        raise SystemExit(1)
     except MemoryBudgetError as err:  # the evaluation's re-ranking
         logger.error(f"Evaluation stopped: {err}. No results written; completed epochs are checkpointed in {cfg.OUTPUT_DIR}")
         raise SystemExit(1)
@@ -102,7 +107,7 @@ if __name__ == "__main__":
         report_bad_input(err)
         sys.exit(2)
     try:
-        launch(main, args.num_gpus, args=(args,))
+        launch(main, args.num_gpus, args=(args,), timeout_minutes=cfg.DIST.TIMEOUT_MINUTES)
     except (mp.ProcessExitedException, mp.ProcessRaisedException) as err:
         if isinstance(err, mp.ProcessExitedException) and err.exit_code in (1, 2, 3):
             sys.exit(err.exit_code)  # a worker that ended by this script's own exit status has said why

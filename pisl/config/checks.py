@@ -23,6 +23,9 @@ def core_checks(cfg):
     elif instances >= 1 and batch % instances:
         problems.append(f"SOLVER.IMS_PER_BATCH ({batch}) is not a multiple of DATALOADER.NUM_INSTANCE ({instances}): "
                         f"use e.g. {max(instances, batch - batch % instances)}")
+    if not cfg.DIST.TIMEOUT_MINUTES > 0:
+        problems.append(f"DIST.TIMEOUT_MINUTES is {cfg.DIST.TIMEOUT_MINUTES}: must be positive (minutes a process "
+                        "waits for the others, e.g. for rank 0's clustering)")
     if not 0 < cfg.CLUSTER.EPS < 1:
         problems.append(f"CLUSTER.EPS is {cfg.CLUSTER.EPS}: it is a Jaccard distance, so 0 < EPS < 1 (typically 0.4-0.7)")
     if cfg.CLUSTER.KNN.METHOD not in ("auto", "exact", "pca", "hnsw"):

@@ -142,6 +142,12 @@ _C.TEST.RERANK.MEMORY_GB = 4.0
 _C.TEST.CHUNK_SIZE = 1024
 
 # Pseudo-labels of unsupervised methods (the ClusteringHook, enabled by HOOKS).
+# Multi-process runs (--num-gpus, torchrun).
+_C.DIST = CN()
+# How long a process waits for the others at a collective before the run stops, in minutes: the
+# other ranks wait at the pseudo-label broadcast while rank 0 clusters, so this must cover the
+# clustering of the training set (torch's default, 10 min for NCCL, does not at scale).
+_C.DIST.TIMEOUT_MINUTES = 120.0
 _C.CLUSTER = CN()
 _C.CLUSTER.EPS = 0.6  # DBSCAN's radius: the largest Jaccard distance between neighbours of one cluster
 _C.CLUSTER.MIN_SAMPLES = 4  # DBSCAN's min_samples: neighbours within EPS that make an image a core point

@@ -162,7 +162,7 @@ class ClusteringHook(HookBase):
                 raise TrainingError(f"clustering before epoch {t.epoch} stopped: {err}") from None
             labels, times = result.labels, {**times, **result.seconds}
             self._save_labels(labels)
-        labels = comm.broadcast_object(labels)
+        labels = comm.broadcast_object(labels, waiting_for="rank 0's clustering")
         stats = cluster_diagnostics(labels, self.camids, self.true_pids)
         self._log(stats, times)
         if stats["clusters"] < 2:

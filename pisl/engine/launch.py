@@ -2,6 +2,7 @@
 import logging
 import os
 import socket
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -18,11 +19,13 @@ def _backend():
     return "nccl" if torch.cuda.is_available() else "gloo"
 
 
-def launch(main_func, num_processes, args=()):
+def launch(main_func, num_processes, args=(), timeout_minutes=120.0):
     """Run ``main_func(*args)`` in ``num_processes`` processes (one per GPU, or CPU processes
-    talking over gloo). Under torchrun (``WORLD_SIZE`` set) join its group instead."""
+    talking over gloo). Under torchrun (``WORLD_SIZE`` set) join its group instead.
+    ``timeout_minutes``: how long a process waits at a collective (``DIST.TIMEOUT_MINUTES``)."""
+    timeout = timedelta(minutes=timeout_minutes)
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
-        dist.init_process_group(_backend())
+        dist.init_process_group(_backend(), timeout=timeout)
         _set_cuda_device(int(os.environ.get("LOCAL_RANK", 0)))
         try:
             return main_func(*args)
@@ -34,7 +37,7 @@ def launch(main_func, num_processes, args=()):
     # When one process dies, spawn stops the others and logs each stop as a warning; the caller
     # reports the failure itself (describe_process_failure), once.
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
-    mp.spawn(_worker, nprocs=num_processes, args=(main_func, num_processes, url, args), daemon=False)
+    mp.spawn(_worker, nprocs=num_processes, args=(main_func, num_processes, url, args, timeout), daemon=False)
 
 
 def _set_cuda_device(local_rank):
@@ -42,8 +45,8 @@ def _set_cuda_device(local_rank):
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
 
 
-def _worker(rank, main_func, world_size, url, args):
-    dist.init_process_group(_backend(), init_method=url, world_size=world_size, rank=rank)
+def _worker(rank, main_func, world_size, url, args, timeout):
+    dist.init_process_group(_backend(), init_method=url, world_size=world_size, rank=rank, timeout=timeout)
     _set_cuda_device(rank)
     if not torch.cuda.is_available():
         # CPU processes share the cores; without this each would start one thread per core.

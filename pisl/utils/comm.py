@@ -105,9 +105,21 @@ def broadcast_buffers(module, src=0):
             dist.broadcast(buffer, src=src)
 
 
-def broadcast_object(obj, src=0):
+class WaitTimeout(RuntimeError):
+    """A process waited at a collective for longer than the process group's timeout."""
+
+
+def broadcast_object(obj, src=0, waiting_for=None):
+    """``obj`` of process ``src`` on every process. ``waiting_for`` (what ``src`` computes
+    meanwhile, e.g. "rank 0's clustering"): a wait past the group's timeout raises
+    ``WaitTimeout`` naming it and the key that sets the timeout, instead of the backend's error."""
     if get_world_size() == 1:
         return obj
     holder = [obj]
-    dist.broadcast_object_list(holder, src=src)
+    try:
+        dist.broadcast_object_list(holder, src=src)
+    except RuntimeError as err:  # gloo and NCCL report a timeout as a DistBackendError
+        if waiting_for is None or get_rank() == src:
+            raise
+        raise WaitTimeout(f"rank {get_rank()} waited for {waiting_for} longer than the processes' timeout") from err
     return holder[0]
