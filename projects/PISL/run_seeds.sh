@@ -88,6 +88,9 @@ row() {
     pisl_stripes) echo "$STRIPES" ;;
     pisl_published) echo projects/PISL/configs/cuhk03np.yml ;;
     pisl_partition) echo projects/PISL/configs/cuhk03np_partition.yml ;;
+    # The published recipe with BatchNorm over 16 images (the reference's per-GPU batch,
+    # MODEL.NORM_BATCH) instead of the CPU rows' whole batch of 64.
+    pisl_published_bn16) row pisl_published; printf '%s\n' MODEL.NORM_BATCH 16 ;;
     # The partition recipe's barrier: off, or lowest at each image's prior partition.
     pisl_partition_unbarred) echo projects/PISL/configs/cuhk03np_partition.yml; printf '%s\n' PISL.SCD.W_BOUND 0.0 ;;
     pisl_partition_prior_barrier) echo projects/PISL/configs/cuhk03np_partition.yml
