@@ -16,6 +16,7 @@ import glob
 import json
 import os
 import re
+import textwrap
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -133,13 +134,45 @@ def seed_of(folder):
     return os.path.basename(os.path.dirname(folder))
 
 
-def paired(row_runs, ref_runs):
+def paired_diffs(row_runs, ref_runs):
+    """mAP(row) - mAP(ref) on each seed both rows have."""
     common = sorted(set(row_runs) & set(ref_runs))
-    diffs = [next(iter(row_runs[s].values()))["mAP"] - next(iter(ref_runs[s].values()))["mAP"] for s in common]
+    return [next(iter(row_runs[s].values()))["mAP"] - next(iter(ref_runs[s].values()))["mAP"] for s in common]
+
+
+def paired(row_runs, ref_runs):
+    diffs = paired_diffs(row_runs, ref_runs)
     if not diffs:
         return "-"
     spread = f" +- {np.std(diffs, ddof=1):.2f}" if len(diffs) > 1 else ""
     return f"{np.mean(diffs):+.2f}{spread} ({len(diffs)})"
+
+
+def verdict(diffs):
+    """A paired comparison in words: "level with" inside one std, else "above" or "below"."""
+    mean, std = np.mean(diffs), np.std(diffs, ddof=1)
+    word = "level with" if abs(mean) <= std else "above" if mean > 0 else "below"
+    return f"{word} {{}} ({mean:+.2f} +- {std:.2f} mAP, {len(diffs)} seeds)"
+
+
+def in_plain_words(table, runs):
+    """One sentence a row: how it compares with each reference row it shares 2 or more seeds
+    with (each pair once)."""
+    said, sentences = set(), []
+    for row, label in table.rows.items():
+        parts = []
+        for ref in table.references:
+            diffs = paired_diffs(runs[row], runs[ref]) if ref != row else []
+            if len(diffs) >= 2 and frozenset((row, ref)) not in said:
+                said.add(frozenset((row, ref)))
+                parts.append(verdict(diffs).format(table.rows[ref]))
+        if parts:
+            sentences.append(f"{label[0].upper()}{label[1:]} is {', '.join(parts)}.")
+    if not sentences:
+        return ""
+    text = ("In plain words (paired mAP differences on the seeds both rows have; a difference inside one std "
+            "is level): " + " ".join(sentences))
+    return "\n" + textwrap.fill(text, 100, break_on_hyphens=False) + "\n"
 
 
 def last_follow(folder):
@@ -289,7 +322,7 @@ def render_seeds(table):
                      + ["-" if ref == row else paired(runs[row], runs[ref]) for ref in table.references])
     headers = ["row", "seeds", "CPU", "mAP", "R1", "mAP global+parts"] + [
         f"mAP - {table.rows[ref].split(' (')[0]} (paired, seeds)" for ref in table.references]
-    return markdown([table.records], lines, headers)
+    return markdown([table.records], lines, headers, in_plain_words(table, runs))
 
 
 RENDERERS = {Table: render_seeds, FollowTable: render_follow, BoxFollowTable: render_box_follow,
