@@ -51,8 +51,8 @@ def train_net(out, root, flags=(), overrides=(), config="configs/Synthetic/basel
     if not wait:
         output = subprocess.PIPE if capture else subprocess.DEVNULL
         return subprocess.Popen(cmd, stdout=output, stderr=output, text=True)
-    # A guard against a hung run, not a speed test: the short CUHK03-NP runs extract 14,000 real
-    # images and took over 600 s on the 2-core machine while another job shared it.
+    # A guard against a hung run, not a speed test: the short real-data runs extract thousands of
+    # images, which takes many minutes on 2 shared cores.
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0 or not check, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
