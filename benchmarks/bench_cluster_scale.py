@@ -7,6 +7,7 @@ labels, for each k-NN method, on generated features with re-ID structure.
         --methods exact pca:128 hnsw:128
     python benchmarks/bench_cluster_scale.py --features hubs --sizes 80000 --dims 64 --methods exact --memory-gb 2
     python benchmarks/bench_cluster_scale.py --real feats.npz      # check the generator against real features
+    ... --record records/tools/cluster_scale_NAME.json              # also keep the rows as a record
 
 Features (``reid_like_features``): identities with about 9.5 images each over 6 cameras;
 each image is its identity's centre plus its camera's offset plus noise, in a low-rank
@@ -39,6 +40,7 @@ from sklearn.metrics import adjusted_rand_score
 from tabulate import tabulate
 
 from pisl.cluster import cluster_features, knn, knn_graph
+from pisl.utils.provenance import write_record
 
 K1, K2, EPS = 30, 6, 0.6
 
@@ -177,6 +179,8 @@ def main():
                         help="reid: identities with camera offsets (fitted to real features); hubs: hub_features")
     parser.add_argument("--memory-gb", type=float, default=4.0, help="CLUSTER.MEMORY_GB, the Jaccard step's budget")
     parser.add_argument("--real", help="an .npz of real features: compare the generator with them and exit")
+    parser.add_argument("--record", help="also write the rows, with what made them (commit, command, CPU), to this "
+                                         "JSON file (benchmarks/tables.py reads it)")
     for name in ("--size", "--dim", "--method", "--labels"):  # one configuration, run in a child process
         parser.add_argument(name, help=argparse.SUPPRESS, type=int if name in ("--size", "--dim") else str)
     args = parser.parse_args()
@@ -185,7 +189,7 @@ def main():
     if args.size:
         return run_one(args)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k1 {K1}, k2 {K2}, eps {EPS}", flush=True)
-    rows = []
+    rows, failed = [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.labels_dir or tmp
         os.makedirs(folder, exist_ok=True)
@@ -203,10 +207,20 @@ def main():
                     proc = subprocess.run(cmd, capture_output=True, text=True)
                     if proc.returncode:
                         print(proc.stderr[-3000:], file=sys.stderr)
+                        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+                        failed.append({"features": args.features, "N": size, "dim": dim, "method": method,
+                                       "error": lines[-1]})
                         continue
                     rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
                     print(json.dumps(rows[-1]), flush=True)
     print(tabulate(rows, headers="keys", tablefmt="pipe", floatfmt=".3f"))
+    if args.record:
+        settings = {"k1": K1, "k2": K2, "eps": EPS, "threads": torch.get_num_threads(), "seed": args.seed,
+                    "memory_gb": args.memory_gb, "recall_queries": args.recall_queries}
+        print(f"Record: {write_record(args.record, {'settings': settings, 'rows': rows, 'failed': failed})}")
+    if failed:
+        sys.exit(f"{len(failed)} configuration(s) failed: " + "; ".join(f"{f['N']} x {f['dim']} {f['method']}: "
+                                                                        f"{f['error']}" for f in failed))
 
 
 if __name__ == "__main__":

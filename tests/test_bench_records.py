@@ -1,0 +1,33 @@
+"""Benchmark scripts that keep their rows as records: bench_cluster_scale.py --record."""
+import json
+import os
+import subprocess
+import sys
+
+from pisl.testing import REPO
+
+SCRIPT = os.path.join(REPO, "benchmarks", "bench_cluster_scale.py")
+
+
+def test_cluster_scale_record_holds_each_rows_steps_memory_and_quality_with_its_provenance(tmp_path):
+    record = tmp_path / "scale.json"
+    subprocess.run([sys.executable, SCRIPT, "--sizes", "1500", "--dims", "128", "--methods", "exact", "pca:16",
+                    "--recall-queries", "200", "--record", str(record)], check=True, capture_output=True, text=True)
+    saved = json.loads(record.read_text())
+    assert saved["provenance"]["commit"] and "threads" in saved["provenance"]["processor"]
+    exact, pca = saved["result"]["rows"]
+    assert (exact["method"], pca["method"]) == ("exact", "pca:16") and saved["result"]["failed"] == []
+    for row in (exact, pca):
+        assert row["N"] == 1500 and row["total s"] > 0 and row["peak RSS GiB"] > 0
+        assert abs(row["total s"] - row["knn s"] - row["jaccard s"] - row["dbscan s"]) < 1e-6
+    assert exact["recall@30"] == 1.0 and 0 < pca["recall@30"] <= 1 and 0 < pca["ARI vs exact"] <= 1
+
+
+def test_a_configuration_that_fails_is_recorded_and_fails_the_script(tmp_path):
+    """The generator needs dim >= its rank (96): 32 fails in its child process."""
+    record = tmp_path / "scale.json"
+    proc = subprocess.run([sys.executable, SCRIPT, "--sizes", "1500", "--dims", "32", "--methods", "pca:16",
+                           "--record", str(record)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "1 configuration(s) failed: 1500 x 32 pca:16" in proc.stderr
+    failed = json.loads(record.read_text())["result"]["failed"]
+    assert [(f["N"], f["dim"], f["method"]) for f in failed] == [(1500, 32, "pca:16")]
