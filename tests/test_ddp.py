@@ -161,15 +161,15 @@ cluster_hook.cluster_features = slow_cluster_features
 
 def test_a_clustering_longer_than_the_timeout_stops_with_one_line_and_the_key_lets_it_finish(
         synthetic_root, tmp_path, monkeypatch):
-    """Rank 0 clusters for 20 s while rank 1 waits at the label broadcast: with a 6 s timeout
-    (DIST.TIMEOUT_MINUTES 0.1) the run stops, exit 1, with one line naming the key; with 1 minute
-    it trains to the end."""
-    (tmp_path / "slow_clustering.py").write_text(SLOW_CLUSTERING.format(seconds=20))
+    """Rank 0 clusters for 30 s while rank 1 waits at the label broadcast: with a 15 s timeout
+    (DIST.TIMEOUT_MINUTES 0.25; the ranks' other waits are far shorter, even on a shared CPU)
+    the run stops, exit 1, with one line naming the key; with 1 minute it trains to the end."""
+    (tmp_path / "slow_clustering.py").write_text(SLOW_CLUSTERING.format(seconds=30))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     config = "projects/ClusterContrast/configs/demo.yml"
     overrides = ["IMPORTS", '["projects.ClusterContrast", "slow_clustering"]', "SOLVER.MAX_EPOCH", "1",
                  "CLUSTER.EPS", "0.05", "CLUSTER.MIN_SAMPLES", "2", "CLUSTER.OUTLIERS", "singleton", "DIST.TIMEOUT_MINUTES"]
-    proc = train_net(tmp_path / "short", synthetic_root, ["--num-gpus", "2"], config=config, overrides=[*overrides, "0.1"],
+    proc = train_net(tmp_path / "short", synthetic_root, ["--num-gpus", "2"], config=config, overrides=[*overrides, "0.25"],
                      check=False)
     assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
