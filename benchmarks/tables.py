@@ -76,9 +76,10 @@ class BoxGapTable:
 
 @dataclass
 class RunsTable:
-    """One line per recorded run under ``records`` (each a run folder's record): its CPU, final
-    mAP and global+parts mAP, and wall time."""
+    """One line per recorded run under ``records`` (each a run folder's record), after the runs
+    ``also`` names (run folders elsewhere): its CPU, final mAP and global+parts mAP, and wall time."""
     records: str
+    also: list = field(default_factory=list)
 
 
 @dataclass
@@ -95,6 +96,8 @@ TABLES = {
     "cuhk01_misaligned": Table("records/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
                                ["pisl_stripes", "cluster_contrast", "pisl_partition"]),
     "demo": RunsTable("records/demo"),
+    "rerun_partition": RunsTable("records/reruns/cuhk01_misaligned_seed1_partition_1thread",
+                                 ["records/cuhk01_misaligned_seeds_1thread/seed1/pisl_partition"]),
     "boxes_barrier": BoxFollowTable({
         "partition recipe, barrier (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_1thread.json",
         "partition recipe, no barrier (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_unbarred_1thread.json",
@@ -278,7 +281,7 @@ def render_box_gap(table):
 def render_runs(table):
     root = os.path.join(ROOT, table.records)
     lines = []
-    for folder in sorted(glob.glob(os.path.join(root, "*"))):
+    for folder in [os.path.join(ROOT, p) for p in table.also] + sorted(glob.glob(os.path.join(root, "*"))):
         path = os.path.join(folder, "results.json")
         if not os.path.isfile(path):
             continue
@@ -288,10 +291,13 @@ def render_runs(table):
         parts = global_parts_map(results)
         seconds = os.path.join(folder, "wall_seconds")
         wall = f"{int(open(seconds).read()) / 60:.1f}" if os.path.isfile(seconds) else "-"
-        lines.append([os.path.basename(folder), short_cpu(os.path.join(folder, "log.txt")), f"{main['mAP']:.2f}",
-                      "-" if parts is None else f"{parts:.2f}", wall])
-    headers = ["run", "CPU", "mAP", "mAP global+parts", "wall min"]
-    return markdown([table.records], lines, headers)
+        made = os.path.join(folder, "provenance.json")
+        commit = json.load(open(made))["commit"][:7] if os.path.isfile(made) else "-"
+        lines.append([os.path.relpath(folder, root) if folder.startswith(root) else os.path.relpath(folder, ROOT),
+                      commit, short_cpu(os.path.join(folder, "log.txt")), f"{main['mAP']:.4f}",
+                      "-" if parts is None else f"{parts:.4f}", wall])
+    headers = ["run", "commit", "CPU", "mAP", "mAP global+parts", "wall min"]
+    return markdown([*table.also, table.records], lines, headers)
 
 
 def render_bench_norm(table):
