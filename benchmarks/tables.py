@@ -292,7 +292,7 @@ def render_runs(table):
         seconds = os.path.join(folder, "wall_seconds")
         wall = f"{int(open(seconds).read()) / 60:.1f}" if os.path.isfile(seconds) else "-"
         made = os.path.join(folder, "provenance.json")
-        commit = json.load(open(made))["commit"][:7] if os.path.isfile(made) else "-"
+        commit = read_tool_record(made)["commit"][:7] if os.path.isfile(made) else "-"
         lines.append([os.path.relpath(folder, root) if folder.startswith(root) else os.path.relpath(folder, ROOT),
                       commit, short_cpu(os.path.join(folder, "log.txt")), f"{main['mAP']:.4f}",
                       "-" if parts is None else f"{parts:.4f}", wall])

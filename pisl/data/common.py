@@ -47,8 +47,9 @@ class ImageListDataset(Dataset):
                 continue
             item = {"targets": pid, "camids": camid, "index": i, "img_paths": path}
             if self.misalign is not None:
-                img = self.misalign(img, path)
-                item["misalignment"] = torch.tensor(self.misalign.draw(path), dtype=torch.float64)
+                applied = self.misalign.draw(path)
+                img = self.misalign.frame(img, applied)
+                item["misalignment"] = torch.tensor(applied, dtype=torch.float64)
             item["images"] = self.transform(img) if self.transform is not None else img
             return item
         raise RuntimeError("No readable image in the dataset")

@@ -61,10 +61,13 @@ class Misalignment:
         """N x 3 float array: what ``draw`` gives for each path."""
         return np.array([self.draw(p) for p in paths], dtype=np.float64).reshape(-1, 3)
 
-    def __call__(self, img, path):
-        shift, scale, offset = self.draw(path)
+    def frame(self, img, applied):
+        """``img`` re-framed by ``applied`` = (shift, scale, offset), as ``draw`` gives them."""
         fill = tuple(int(round(v)) for v in ImageStat.Stat(img).mean) if self.fill == "mean" else self.pixel_mean
-        return misalign_image(img, shift, scale, offset, fill)
+        return misalign_image(img, *applied, fill)
+
+    def __call__(self, img, path):
+        return self.frame(img, self.draw(path))
 
 
 def misalignment_problems(cfg):
