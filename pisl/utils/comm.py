@@ -111,8 +111,8 @@ class WaitTimeout(RuntimeError):
 
 def broadcast_object(obj, src=0, waiting_for=None):
     """``obj`` of process ``src`` on every process. ``waiting_for`` (what ``src`` computes
-    meanwhile, e.g. "rank 0's clustering"): a wait past the group's timeout raises
-    ``WaitTimeout`` naming it and the key that sets the timeout, instead of the backend's error."""
+    meanwhile, e.g. "rank 0's clustering"): a receiving process whose wait fails (past the
+    group's timeout) raises ``WaitTimeout`` naming it, chained to the backend's error."""
     if get_world_size() == 1:
         return obj
     holder = [obj]
