@@ -29,7 +29,8 @@ figure over the runs it matches.
 
 ``--record`` copies what a finished run is judged by (results, per-step metrics, log, config,
 wall time, clustering history, what made it; not the checkpoints) into RECORD_DIR, the bulky
-files gzipped, small enough to commit:
+files gzipped and the log without the merged config that ``config.yaml.gz`` keeps, small enough
+to commit:
 a benchmark longer than one session continues from its records, and its table can be
 re-printed from them.
 
@@ -125,6 +126,22 @@ HISTORY = os.path.join("pseudo_labels", "history.json")
 COMPRESSED = ["metrics.jsonl", "metrics.json", "log.txt", "config.yaml"]
 
 
+CONFIG_DUMP = "Running with config:"
+
+
+def without_config_dump(log):
+    """A run's log without the merged config that its first lines print (``Running with config:``
+    and the YAML under it, up to the next logged line): a record keeps that config once, in
+    ``config.yaml.gz``."""
+    kept, in_dump = [], False
+    for line in log.splitlines(keepends=True):
+        if in_dump and not line.startswith("["):
+            continue
+        in_dump = line.rstrip().endswith(CONFIG_DUMP)
+        kept.append(line)
+    return "".join(kept)
+
+
 def write_gzip(path, data):
     """``data`` (bytes) gzipped to ``path``, with no time stamp: the same run gives the same bytes."""
     with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as f:
@@ -160,7 +177,10 @@ def record(run_dir, record_dir):
             continue
         if name in COMPRESSED:
             with open(source, "rb") as f:
-                write_gzip(os.path.join(record_dir, name + ".gz"), f.read())
+                data = f.read()
+            if name == "log.txt":
+                data = without_config_dump(data.decode()).encode()
+            write_gzip(os.path.join(record_dir, name + ".gz"), data)
         else:
             shutil.copy2(source, os.path.join(record_dir, name))
     history = clustering_history(run_dir)

@@ -55,6 +55,22 @@ def test_records_give_mean_and_sample_std_over_seeds(tmp_path, capsys):
     assert cells[8] == "15 +- 7" and cells[-1] == "0.500 +- 0.000"
 
 
+def test_a_recorded_log_leaves_out_the_merged_config_that_config_yaml_keeps(tmp_path):
+    run = tmp_path / "run"
+    _fake_run(run, 1.0, 10)
+    dump = "[12/07 04:00:00 pisl.engine.defaults]: Running with config:\nCLUSTER:\n  EPS: 0.5\nSEED: 1\n"
+    (run / "log.txt").write_text("[12/07 04:00:00 pisl.engine.defaults]: Command line: x\n" + dump
+                                 + "[12/07 04:00:01 pisl.engine.trainer]: Starting training\n  indented detail\n")
+    (run / "config.yaml").write_text("CLUSTER:\n  EPS: 0.5\nSEED: 1\n")
+    collect_results.record(str(run), str(tmp_path / "record"))
+    with gzip.open(tmp_path / "record" / "log.txt.gz", "rt") as f:
+        assert f.read() == ("[12/07 04:00:00 pisl.engine.defaults]: Command line: x\n"
+                            "[12/07 04:00:00 pisl.engine.defaults]: Running with config:\n"
+                            "[12/07 04:00:01 pisl.engine.trainer]: Starting training\n  indented detail\n")
+    with gzip.open(tmp_path / "record" / "config.yaml.gz", "rt") as f:
+        assert f.read() == "CLUSTER:\n  EPS: 0.5\nSEED: 1\n"
+
+
 def test_unfinished_run_is_not_recorded(tmp_path, capsys):
     os.makedirs(tmp_path / "run")
     with pytest.raises(SystemExit) as exit_info:
