@@ -11,7 +11,8 @@ With --rerank the distances are k-reciprocal re-ranked (``ReRankedDistances``, a
 rows at a time within --memory-gb, TEST.RERANK.MEMORY_GB); --features hubs draws
 ``hub_features`` (low-dimensional noise with near-duplicate groups, the case that makes the
 Jaccard pair sums large) instead of identities. Peak memory is the process's peak resident
-set size (ru_maxrss), features included.
+set size (ru_maxrss), features included. ``--record FILE`` also writes the measurement as a JSON
+record with its provenance (``benchmarks/tables.py`` reads it).
 """
 import argparse
 import resource
@@ -23,6 +24,7 @@ import torch
 
 from pisl.evaluation.metrics import evaluate_rank
 from pisl.evaluation.rerank import ReRankedDistances
+from pisl.utils.provenance import write_record
 from bench_cluster_scale import hub_features, reid_like_features
 
 
@@ -37,6 +39,7 @@ def main():
     parser.add_argument("--rerank", action="store_true", help="re-rank (TEST.RERANK.ENABLED True, K1 20, K2 6, LAMBDA 0.3)")
     parser.add_argument("--memory-gb", type=float, default=4.0, help="TEST.RERANK.MEMORY_GB")
     parser.add_argument("--features", choices=["reid", "hubs"], default="reid")
+    parser.add_argument("--record", metavar="FILE", help="also write the measurement as a JSON record")
     args = parser.parse_args()
     n = args.queries + args.gallery
     if args.features == "hubs":
@@ -60,15 +63,22 @@ def main():
           f"{args.dim}, {what}, chunk {args.chunk_size}: {seconds:.1f} s, peak RSS {peak:.2f} GiB (features and "
           f"generator {before:.2f} GiB)")
     print({k: round(v, 4) for k, v in res.items()})
-    if args.rerank:
-        return
-    c = slice(0, args.check_queries)
-    sub = dict(query_feats=feats[q][c], gallery_feats=feats[g], q_pids=ids[q][c], g_pids=ids[g], q_camids=cams[q][c],
-               g_camids=cams[g])
-    one, chunked = evaluate_rank(**sub, chunk_size=args.check_queries), evaluate_rank(**sub, chunk_size=37)
-    same = all(abs(one[k] - chunked[k]) < 1e-9 for k in one)
-    print(f"{args.check_queries} queries in one chunk vs chunks of 37: {'equal' if same else 'DIFFERENT'} {one}")
-    if not same:
+    same = None
+    if not args.rerank:
+        c = slice(0, args.check_queries)
+        sub = dict(query_feats=feats[q][c], gallery_feats=feats[g], q_pids=ids[q][c], g_pids=ids[g],
+                   q_camids=cams[q][c], g_camids=cams[g])
+        one, chunked = evaluate_rank(**sub, chunk_size=args.check_queries), evaluate_rank(**sub, chunk_size=37)
+        same = all(abs(one[k] - chunked[k]) < 1e-9 for k in one)
+        print(f"{args.check_queries} queries in one chunk vs chunks of 37: {'equal' if same else 'DIFFERENT'} {one}")
+    if args.record:
+        headers = ["features", "queries", "gallery", "dim", "distances", "seconds", "peak RSS GiB", "mAP",
+                   "chunked = one chunk"]
+        rows = [[args.features, args.queries, args.gallery, args.dim,
+                 f"re-ranked within {args.memory_gb} GiB" if args.rerank else "plain", seconds, peak, res["mAP"],
+                 "-" if same is None else same]]
+        write_record(args.record, {"headers": headers, "rows": rows, "chunk_size": args.chunk_size})
+    if same is False:
         sys.exit(1)
 
 

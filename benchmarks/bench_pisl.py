@@ -3,6 +3,7 @@
 
     python benchmarks/bench_pisl.py                       # cuhk03np.yml vs cuhk03np_stripes.yml
     python benchmarks/bench_pisl.py --iters 20 MODEL.DEVICE cuda
+    python benchmarks/bench_pisl.py --record records/tools/bench_pisl_cuhk03np.json   # also as a record
 
 Times (medians, the two models taking turns) (1) one training iteration (SimpleTrainer's
 step: forward, all configured losses, backward, optimizer step) and (2) the per-epoch feature
@@ -11,7 +12,8 @@ DDIM sample of PISL.DIFFUSION.SAMPLE_STEPS steps for PISL), for the two configs,
 the seconds and the ratios. Inputs are random images of the configured
 sizes: data loading is the same for both and is left out. Pseudo-labels are clusters of
 DATALOADER.NUM_INSTANCE consecutive images over two cameras, so every loss has work to do.
-Trailing KEY VALUE pairs override both configs.
+Trailing KEY VALUE pairs override both configs. ``--record FILE`` also writes the table as a
+JSON record with its provenance and the PISL config (``benchmarks/tables.py`` reads it).
 """
 import argparse
 import itertools
@@ -27,6 +29,7 @@ from pisl.engine import PseudoLabels, SimpleTrainer, notify_pseudo_labels
 from pisl.modeling import build_model
 from pisl.solver import build_optimizer
 from pisl.utils.env import resolve_device, seed_all
+from pisl.utils.provenance import write_record
 
 
 def sync(device):
@@ -86,6 +89,7 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--extract-images", type=int, default=1024, help="images in the timed extraction")
     parser.add_argument("--repeats", type=int, default=3, help="timed extractions (median reported)")
+    parser.add_argument("--record", metavar="FILE", help="also write the table as a JSON record")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides for both configs")
     args = parser.parse_args()
 
@@ -108,12 +112,17 @@ def main():
         for name, (trainer, images) in setups.items():
             extracts[name].append(extract(trainer.model, images, cfgs[name].TEST.IMS_PER_BATCH)[0])
     b, p = ((statistics.median(iters[n]), statistics.median(extracts[n])) for n in ("stripes (PPLR)", "PISL"))
-    print(f"torch {torch.__version__}, device {resolve_device(cfg.MODEL.DEVICE)}, {torch.get_num_threads()} threads, "
-          f"backbone {cfg.MODEL.BACKBONE.NAME}, batch {cfg.SOLVER.IMS_PER_BATCH} x {tuple(cfg.INPUT.SIZE_TRAIN)}, "
-          f"{cfg.PISL.NUM_PARTS} parts, {cfg.PISL.DIFFUSION.SAMPLE_STEPS} DDIM steps, extraction of {args.extract_images} images")
+    setting = (f"torch {torch.__version__}, device {resolve_device(cfg.MODEL.DEVICE)}, {torch.get_num_threads()} threads, "
+               f"backbone {cfg.MODEL.BACKBONE.NAME}, batch {cfg.SOLVER.IMS_PER_BATCH} x {tuple(cfg.INPUT.SIZE_TRAIN)}, "
+               f"{cfg.PISL.NUM_PARTS} parts, {cfg.PISL.DIFFUSION.SAMPLE_STEPS} DDIM steps, "
+               f"extraction of {args.extract_images} images")
+    print(setting)
+    headers = ["", "stripes (PPLR)", "PISL", "ratio", "target"]
     rows = [["training iteration (s)", b[0], p[0], p[0] / b[0], 1.5],
             ["feature extraction (s)", b[1], p[1], p[1] / b[1], 1.3]]
-    print(tabulate(rows, headers=["", "stripes (PPLR)", "PISL", "ratio", "target"], floatfmt=".3f", tablefmt="pipe"))
+    print(tabulate(rows, headers=headers, floatfmt=".3f", tablefmt="pipe"))
+    if args.record:
+        write_record(args.record, {"setting": setting, "headers": headers, "rows": rows}, cfgs["PISL"])
 
 
 if __name__ == "__main__":

@@ -194,7 +194,7 @@ INERT = {("PISL.PART_GENERATOR", "stripes"): ("PISL.DIFFUSION.", "PISL.STN.", "P
          ("PISL.DIFFUSION.BOXES", "partition"): ("PISL.DIFFUSION.BOX_LIMITS",),
          ("PISL.DIFFUSION.BOXES", "affine"): ("PISL.DIFFUSION.MIN_PART_HEIGHT", "PISL.SCD.BARRIER_TARGET")}
 # Keys retired from the code, with the value that turned them off: a record that has one at
-# that value ran what the code runs now (docs/pisl_analyses.md lists what each one gave).
+# that value ran what the code runs now (docs/pisl_parts.md, "Retired options", lists what each one gave).
 RETIRED = {"PISL.DIFFUSION.STN_PATCH_SHARE": 0.0, "PISL.DIFFUSION.EQUAL_PARTS": False, "PISL.SCD.W_OVERLAP": 0.0,
            "PISL.PSC.KL_GRADIENT": "features", "PISL.PSC.KL_RAMP_ITERS": 0}
 
@@ -363,7 +363,16 @@ def run_epochs(run_dir, prefix=""):
 
 
 def epoch_terms(run_dir, prefix=""):
-    """Rows [epoch, loss, each term ..., (their sum,) mAP] from a run's metrics file. Without
+    """Prints ``epoch_table``."""
+    headers, rows, runs = epoch_table(run_dir, prefix)
+    if runs > 1:
+        print(f"Means over the {runs} runs that match {run_dir}:")
+    print(tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f"))
+
+
+def epoch_table(run_dir, prefix=""):
+    """(headers, rows, number of runs): rows [epoch, loss, each term ..., (their sum,) mAP] from a
+    run's metrics file. Without
     PREFIX the terms are the loss terms' epoch means; with it, also the per-epoch records
     that start with it (e.g. ``cluster/``, ``parts/``, ``PSCLoss/agreement_mean``), and the sum
     of the selected loss terms. A ``run_dir`` with a wildcard (e.g. ``ROOT/seed*/ROW``, quoted)
@@ -385,9 +394,7 @@ def epoch_terms(run_dir, prefix=""):
         total = [sum(row.get(k, float("nan")) for k in summed)] if summed else []
         rows.append([epoch, row.get("loss", float("nan")), *terms, *total, row.get("mAP", float("nan"))])
     headers = ["epoch", "loss", *names, *([f"{prefix} sum"] if summed else []), "mAP"]
-    if len(runs) > 1:
-        print(f"Means over the {len(runs)} runs that match {run_dir}:")
-    print(tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=".3f"))
+    return headers, rows, len(runs)
 
 
 def main(folders):

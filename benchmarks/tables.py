@@ -27,10 +27,16 @@ from tabulate import tabulate
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.collect_results import (finished_runs, global_parts_map, load, mean_std, metrics_path,  # noqa: E402
+from benchmarks.collect_results import (epoch_table, finished_runs, global_parts_map, load, mean_std, metrics_path,  # noqa: E402
                                         open_text, record_path)
 
 PAGES = ("README.md", "projects/*/README.md", "docs/*.md")
+# The pages that report results: a figure in their prose must be a cell of one of their tables.
+RESULTS_PAGES = ("README.md", "projects/*/README.md", "docs/benchmarks.md", "docs/pisl_*.md")
+# A measured figure: a decimal number or a percentage (code spans and code blocks, fenced or
+# indented, are left out: they hold config values and commands).
+FIGURE = re.compile(r"(?<![\w.`/-])[-+]?(\d+\.\d+)(?![\w.])|(?<![\w.])(\d+(?:\.\d+)?) ?%")
+QUOTED = "(quoted from the paper"  # a line that quotes a publication's figures names it so
 MARKER = re.compile(r"(<!-- table (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 CPU = re.compile(r"device cpu \((?P<cpu>[^,]+), (?P<isa>[^,]+), \d+ threads\)")
 
@@ -40,6 +46,8 @@ class Table:
     records: str  # the records folder, relative to the repository: START/ and seed*/ROW/
     rows: dict  # row name -> its label in the table
     references: list = field(default_factory=list)  # rows every row is paired with
+    also: list = field(default_factory=list)  # further records folders (another CPU): their runs of
+    # a (seed, row) the first folder lacks join the table, and the CPU column shows the mix
 
 
 CROSS_DOMAIN_ROWS = {
@@ -83,6 +91,23 @@ class RunsTable:
 
 
 @dataclass
+class ToolTable:
+    """The rows of benchmark records that keep a table (``bench_pisl.py``, ``bench_eval_scale.py``,
+    ``bench_cluster_scale.py`` ``--record``): each row with the CPU and commit that made it.
+    ``columns`` picks and orders the cells of records whose rows are dicts."""
+    records: list
+    columns: list = field(default_factory=list)
+
+
+@dataclass
+class EpochTable:
+    """Per epoch of one recorded run (``collect_results.py --terms``): the epoch means of the loss
+    terms whose name starts with ``prefix``, their sum, and the mAP evaluated after the epoch."""
+    record: str  # a run's record folder
+    prefix: str
+
+
+@dataclass
 class BenchNormTable:
     """Per record of ``benchmarks/bench_norm.py --record``: a training step's time with plain
     BatchNorm and with ghost batches."""
@@ -92,7 +117,8 @@ class BenchNormTable:
 TOOLS = "records/tools/"  # the diagnostics' records
 TABLES = {
     "cuhk01_aligned": Table("records/cuhk01_seeds_avx512", CROSS_DOMAIN_ROWS,
-                            ["pisl_stripes", "cluster_contrast", "pisl_partition"]),
+                            ["pisl_stripes", "cluster_contrast", "pisl_partition"],
+                            also=["records/cuhk01_seeds_amd"]),
     "cuhk01_misaligned": Table("records/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
                                ["pisl_stripes", "cluster_contrast", "pisl_partition"]),
     "demo": RunsTable("records/demo"),
@@ -108,10 +134,70 @@ TABLES = {
         "partition recipe (seed 1)": f"{TOOLS}box_gap_cuhk01_misaligned_seed1_partition_1thread.json",
         "published recipe (seed 1)": f"{TOOLS}box_gap_cuhk01_misaligned_seed1_published.json"}),
     "bench_norm": BenchNormTable([f"{TOOLS}bench_norm_cuhk03np_mobilenetv2.json"]),
+    "bench_pisl": ToolTable([f"{TOOLS}bench_pisl_cuhk03np.json"]),
+    "bench_eval_scale": ToolTable([f"{TOOLS}bench_eval_scale_msmt17.json", f"{TOOLS}bench_eval_scale_msmt17_rerank.json"]),
+    "cluster_scale": ToolTable([f"{TOOLS}bench_cluster_scale.json"],
+                               ["N", "dim", "method", "knn s", "jaccard s", "dbscan s", "total s", "peak RSS GiB",
+                                "recall@30", "ARI vs exact"]),
     "cuhk01_misaligned_norm": Table("records/cuhk01_misaligned_seeds",
                                     {"pisl_published": "published recipe, BatchNorm over 64 images",
                                      "pisl_published_bn16": "published recipe, BatchNorm over 16 images"},
                                     ["pisl_published"]),
+    # The part generators and the partition recipe's parts, one at a time (docs/pisl_parts.md).
+    "cuhk01_misaligned_parts": Table("records/cuhk01_misaligned_seeds", {
+        "pisl_partition": "partition recipe",
+        "pisl_affine": "affine boxes on person anchors",
+        "pisl_person_rows": "partition recipe without the barrier",
+        "pisl_rows": "partitions on stripe anchors, no barrier",
+        "pisl_image": "person found in the image",
+        "pisl_image_extent": "person found in the image, its extent in the condition",
+        "pisl_no_scd": "partition recipe without SCD",
+        "pisl_stripes": "stripes (PPLR + camera contrast)"}, ["pisl_partition", "pisl_stripes"]),
+    "cuhk01_aligned_earlier": Table("records/cuhk01_seeds_avx512", {
+        "pisl": "earlier recipe: affine boxes on stripe anchors",
+        "pisl_no_scd": "earlier recipe without SCD",
+        "pisl_no_psc": "earlier recipe without PSC",
+        "pisl_person_rows": "partition recipe without the barrier",
+        "pisl_stripes": "stripes (PPLR + camera contrast)",
+        "cluster_contrast": "Cluster Contrast"}, ["pisl", "pisl_stripes", "cluster_contrast"]),
+    # PSC's agreement-aware part smoothing on stripes (docs/pisl_psc.md).
+    "cuhk01_aligned_psc": Table("records/cuhk01_seeds_avx512", {
+        "pisl_stripes": "plain smoothing",
+        "pisl_stripes_psc_classifier": "agreement-aware from epoch 2, KL to the classifiers only",
+        "pisl_stripes_psc_ramp": "agreement-aware from epoch 2, KL ramped in over 25 iterations",
+        "pisl_stripes_long": "plain smoothing, 200 iterations an epoch",
+        "pisl_stripes_psc_cosine_long": "agreement-aware from epoch 2, 200 iterations an epoch"},
+        ["pisl_stripes", "pisl_stripes_long"]),
+    "psc_epochs_reference_logits": EpochTable("records/cuhk01_seeds/seed1/pisl_stripes_psc_reference", "PSCLoss"),
+    "psc_epochs_cosine": EpochTable("records/cuhk01_seeds/seed2/pisl_stripes_psc_cosine", "PSCLoss"),
+    "psc_epochs_plain": EpochTable("records/cuhk01_seeds/seed2/pisl_stripes", "PSCLoss"),
+    "cuhk01_misaligned_psc": Table("records/cuhk01_misaligned_seeds", {
+        "pisl_stripes": "plain smoothing",
+        "pisl_stripes_psc_classifier": "agreement-aware from epoch 2, KL to the classifiers only",
+        "pisl_stripes_psc_ramp": "agreement-aware from epoch 2, KL ramped in over 25 iterations"},
+        ["pisl_stripes"]),
+    "cuhk01_aligned_psc_epyc": Table("records/cuhk01_seeds", {
+        "pisl_stripes": "plain smoothing",
+        "pisl_stripes_psc_cosine": "agreement-aware from epoch 2, cosine part logits x 10",
+        "pisl_stripes_psc_reference": "agreement-aware from epoch 2, the reference's part logits"},
+        ["pisl_stripes"]),
+    # The other benchmarks (docs/benchmarks.md).
+    "cuhk03np_unsupervised": Table("records/cuhk03np_seeds", {
+        "cluster_contrast": "Cluster Contrast",
+        "pisl_stripes": "stripes (PPLR + camera contrast)",
+        "pisl": "earlier recipe: affine boxes on stripe anchors",
+        "pisl_no_scd": "earlier recipe without SCD",
+        "pisl_no_psc": "earlier recipe without PSC"}, ["pisl_stripes", "cluster_contrast"]),
+    "cuhk03np_supervised": Table("records/cuhk03np_supervised_seeds", {
+        "supervised_global": "global feature only",
+        "supervised_stripes": "stripe parts",
+        "supervised_pisl": "diffusion-STN parts, earlier recipe (affine boxes on stripe anchors)",
+        "supervised_pisl_person_bound_tight": "affine boxes on person anchors, tight bounds"},
+        ["supervised_global", "supervised_stripes"]),
+    "cuhk03np_supervised_misaligned": Table("records/cuhk03np_supervised_misaligned_seeds", {
+        "supervised_global": "global feature only",
+        "supervised_stripes": "stripe parts",
+        "supervised_pisl": "diffusion-STN parts, partition recipe"}, ["supervised_global", "supervised_stripes"]),
     "cuhk01_misaligned_follow": FollowTable("records/cuhk01_misaligned_seeds",
                                             {"pisl_published": "PISL, published recipe",
                                              "pisl_partition": "PISL, partition recipe"}),
@@ -119,7 +205,8 @@ TABLES = {
 
 
 def short_cpu(log_path):
-    """'Xeon AVX512' / 'EPYC AVX2': the CPU a run's log says it ran on, or '?'."""
+    """'Xeon AVX512' / 'EPYC AVX2': the CPU a run's log says it ran on ('not logged' by runs made
+    before the logs named it)."""
     try:
         with open_text(record_path(*os.path.split(log_path))) as f:
             for line in f:
@@ -129,7 +216,7 @@ def short_cpu(log_path):
                     return f"{name[-1] if name else '?'} {match['isa']}"
     except OSError:
         pass
-    return "?"
+    return "not logged"
 
 
 def cpus(folders):
@@ -300,6 +387,27 @@ def render_runs(table):
     return markdown([*table.also, table.records], lines, headers)
 
 
+def render_epochs(table):
+    headers, rows, _ = epoch_table(os.path.join(ROOT, table.record), table.prefix)
+    short = [h.replace(f"{table.prefix}/", "") for h in headers]
+    cells = [[f"{v:.2f}" if isinstance(v, float) else v for v in row] for row in rows]
+    return markdown([table.record], cells, short)
+
+
+def render_tool_rows(table):
+    lines, headers = [], None
+    for _, record in present({p: p for p in table.records}):
+        result, made = record["result"], record["provenance"]
+        headers = table.columns or result["headers"]
+        for row in result["rows"]:
+            cells = [row.get(c, "-") for c in table.columns] if isinstance(row, dict) else row
+            lines.append([made["processor"], made["commit"][:7]]
+                         + [f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells])
+    if headers is None:
+        return missing_note({p: p for p in table.records})
+    return markdown(table.records, lines, ["CPU", "commit", *headers], missing_note({p: p for p in table.records}))
+
+
 def render_bench_norm(table):
     lines = []
     for _, record in present({p: p for p in table.records}):
@@ -312,31 +420,39 @@ def render_bench_norm(table):
 
 
 def render_seeds(table):
-    root = os.path.join(ROOT, table.records)
-    runs = {row: {seed_of(f): res for f, res in finished_runs(root, row).items()} for row in table.rows}
+    roots = [os.path.join(ROOT, folder) for folder in [table.records, *table.also]]
+    runs = {row: {} for row in table.rows}  # row -> {seed: results}
+    folders = {row: [] for row in table.rows}  # row -> the run folders that gave them
+    for root in roots:
+        for row in table.rows:
+            for folder, res in finished_runs(root, row).items():
+                if seed_of(folder) not in runs[row]:
+                    runs[row][seed_of(folder)] = res
+                    folders[row].append(folder)
     lines = []
-    for start, label in (("source", "source model (no adaptation)"), ("imagenet", "ImageNet start")):
-        res = load(os.path.join(root, start))
-        if res:
-            lines.append([label, "-", short_cpu(os.path.join(root, start, "log.txt")), f"{res['mAP']:.2f}",
-                          f"{res['Rank-1']:.2f}", "-"] + ["-"] * len(table.references))
+    for root in roots:
+        for start, label in (("source", "source model (no adaptation)"), ("imagenet", "ImageNet start")):
+            res = load(os.path.join(root, start))
+            if res:
+                lines.append([label, "-", short_cpu(os.path.join(root, start, "log.txt")), f"{res['mAP']:.2f}",
+                              f"{res['Rank-1']:.2f}", "-"] + ["-"] * len(table.references))
     for row, label in table.rows.items():
         results = list(runs[row].values())
         if not results:
             continue
         main = [next(iter(r.values())) for r in results]
         parts = [m for m in map(global_parts_map, results) if m is not None]
-        folders = [os.path.join(root, s, row) for s in runs[row]]
-        lines.append([f"{label} (`{row}`)", len(results), cpus(folders), mean_std([m["mAP"] for m in main]),
+        lines.append([f"{label} (`{row}`)", len(results), cpus(folders[row]), mean_std([m["mAP"] for m in main]),
                       mean_std([m["Rank-1"] for m in main]), mean_std(parts)]
                      + ["-" if ref == row else paired(runs[row], runs[ref]) for ref in table.references])
     headers = ["row", "seeds", "CPU", "mAP", "R1", "mAP global+parts"] + [
         f"mAP - {table.rows[ref].split(' (')[0]} (paired, seeds)" for ref in table.references]
-    return markdown([table.records], lines, headers, in_plain_words(table, runs))
+    return markdown([table.records, *table.also], lines, headers, in_plain_words(table, runs))
 
 
 RENDERERS = {Table: render_seeds, FollowTable: render_follow, BoxFollowTable: render_box_follow,
-             BoxGapTable: render_box_gap, RunsTable: render_runs, BenchNormTable: render_bench_norm}
+             BoxGapTable: render_box_gap, RunsTable: render_runs, BenchNormTable: render_bench_norm,
+             EpochTable: render_epochs, ToolTable: render_tool_rows}
 
 
 def render(table):
@@ -359,9 +475,38 @@ def regenerate(text, rendered, unknown):
     return MARKER.sub(body, text)
 
 
+def figures_outside_tables(text):
+    """The figures in a page's prose that no generated table of the page holds: (line number,
+    figure), one per figure. Prose quotes figures from the tables; everything else is typed by
+    hand."""
+    cells = set()
+    for match in MARKER.finditer(text):
+        cells |= {m.group(1) or m.group(2) for m in FIGURE.finditer(match["body"].replace("-", " "))}
+        cells |= set(re.findall(r"\d+\.\d+", match["body"]))
+    blank = lambda m: "\n" * m.group(0).count("\n")  # keeps the line numbers
+    prose = MARKER.sub(blank, text)
+    prose = re.sub(r"```.*?```", blank, prose, flags=re.S)
+    prose = re.sub(r"`[^`\n]*`", "", prose)
+    found = []
+    for number, line in enumerate(prose.splitlines(), 1):
+        if QUOTED in line or line.startswith("    "):  # a quote, or an indented code block
+            continue
+        for m in FIGURE.finditer(line):
+            figure = (m.group(1) or m.group(2)).lstrip("+-")
+            if figure not in cells:
+                found.append((number, figure))
+    return found
+
+
+def results_pages():
+    for pattern in RESULTS_PAGES:
+        yield from sorted(glob.glob(os.path.join(ROOT, pattern)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if a table differs from its records")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if a table differs from its records (both modes exit 1 on a hand-typed figure)")
     args = parser.parse_args(argv)
     rendered = {name: render(table) for name, table in TABLES.items()}
     stale, unknown, placed = [], [], set()
@@ -378,6 +523,10 @@ def main(argv=None):
     problems = [f"unknown table '{name}' (not in benchmarks/tables.py TABLES)" for name in unknown]
     if args.check:
         problems += [f"{page}: a table differs from its records; run python benchmarks/tables.py" for page in stale]
+    for page in results_pages():
+        with open(page) as f:
+            problems += [f"{os.path.relpath(page, ROOT)}:{line}: the figure {figure} is in no generated table of the page"
+                         for line, figure in figures_outside_tables(f.read())]
     for problem in problems:
         print(f"Error: {problem}", file=sys.stderr)
     if not args.check:

@@ -1,4 +1,4 @@
-"""Benchmark scripts that keep their rows as records: bench_cluster_scale.py --record."""
+"""Benchmark scripts that keep their rows as records: bench_cluster_scale.py and bench_eval_scale.py --record."""
 import json
 import os
 import subprocess
@@ -31,3 +31,15 @@ def test_a_configuration_that_fails_is_recorded_and_fails_the_script(tmp_path):
     assert proc.returncode == 1 and "1 configuration(s) failed: 1500 x 32 pca:16" in proc.stderr
     failed = json.loads(record.read_text())["result"]["failed"]
     assert [(f["N"], f["dim"], f["method"]) for f in failed] == [(1500, 32, "pca:16")]
+
+
+def test_eval_scale_record_holds_its_row_and_the_chunking_check(tmp_path):
+    record = tmp_path / "eval.json"
+    subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "bench_eval_scale.py"), "--queries", "200",
+                    "--gallery", "2000", "--dim", "128", "--check-queries", "50", "--record", str(record)],
+                   check=True, capture_output=True, text=True)
+    saved = json.loads(record.read_text())
+    assert saved["provenance"]["commit"]
+    row = dict(zip(saved["result"]["headers"], saved["result"]["rows"][0]))
+    assert (row["queries"], row["gallery"], row["distances"], row["chunked = one chunk"]) == (200, 2000, "plain", True)
+    assert row["seconds"] > 0 and row["peak RSS GiB"] > 0 and 0 < row["mAP"] <= 100

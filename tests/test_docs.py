@@ -118,3 +118,18 @@ def test_no_user_page_names_an_issue():
     pages = [p for p in tracked("*.md") if not p.startswith(".")]
     named = [f"{p}: {m.group(0)}" for p in pages for m in re.finditer(r"\b[Ii]ssues? #?\d+", open(os.path.join(REPO, p)).read())]
     assert not named, "\n".join(named)
+
+
+def test_a_figure_typed_into_a_results_page_is_found_and_one_quoted_from_its_table_is_not():
+    sys.path.insert(0, REPO)
+    from benchmarks import tables
+
+    page = os.path.join(REPO, "projects", "PISL", "README.md")
+    with open(page) as f:
+        text = f.read()
+    assert tables.figures_outside_tables(text) == []  # as committed
+    cell = re.search(r"\| (\d+\.\d\d) \+- ", text).group(1)  # a cell of one of its tables
+    lines = text.count("\n")
+    added = (f"\nThe row reached {cell} mAP.\nThe row reached 12.34 mAP, or 56 %.\n"
+             "Set `PISL.SCD.W_BOUND 2.5` for that.\nThe paper reports 99.9 mAP (quoted from the paper).\n")
+    assert tables.figures_outside_tables(text + added) == [(lines + 3, "12.34"), (lines + 3, "56")]

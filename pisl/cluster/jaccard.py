@@ -110,8 +110,7 @@ def _sums_above(keys, values, size, threshold):
     above ``threshold``. Each sum adds its values in array order, whichever way it is computed,
     so the result is the same to the bit: a dense buffer of ``size`` when that costs less than
     sorting the keys, else a stable sort, whose cost grows with the number of keys, not with
-    ``size``. The switch point, 40 buffer entries a key, is the ratio of the two costs
-    (docs/benchmarks.md)."""
+    ``size``. The switch point, 40 buffer entries a key, is the measured ratio of the two costs."""
     if size <= 40 * keys.size:
         sums = np.bincount(keys, weights=values, minlength=size)
         above = np.flatnonzero(sums > threshold)

@@ -201,11 +201,10 @@ def knn_hnsw(features, k, dim=128, refine=2, ef_search=192, links=64, ef_constru
     features pick the k.
 
     In 128 dimensions a distance costs 16 times less than in 2048, so the graph is cheap to
-    build, and its greedy search finds nearly all of a row's true neighbours (recall@30 0.997,
-    ARI 0.995 against the exact labels at 130,000 rows; an inverted-file index needed most of
-    its cells probed for such recall). Its cost should grow as N log N, but between 130,000
-    and 280,000 rows it grew as fast as ``knn_pca``'s and stayed 1.7x slower on 2 CPU cores
-    (random memory access; docs/benchmarks.md), so ``auto`` does not choose it. The graph is
+    build, and its greedy search finds nearly all of a row's true neighbours. Its cost should
+    grow as N log N, but on 2 CPU cores up to a few hundred thousand rows it was measured slower
+    than ``knn_pca`` (random memory access; ``benchmarks/bench_cluster_scale.py`` measures
+    both), so ``auto`` does not choose it. The graph is
     built with one thread: parallel inserts would make the graph, and so the pseudo-labels,
     differ from run to run.
     """
@@ -240,7 +239,7 @@ def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca
     indices) N x k, nearest first. ``method``: "exact" (``knn_self``), "pca" (``knn_pca``
     with ``pca_dim`` and ``refine``), "hnsw" (``knn_hnsw``, also with ``ef_search``), or
     "auto": exact below ``exact_below`` rows or on CUDA (where exact is fast), else pca, which
-    was faster than hnsw up to 280,000 rows on 2 CPU cores (docs/benchmarks.md)."""
+    was measured faster than hnsw on 2 CPU cores (``benchmarks/bench_cluster_scale.py``)."""
     if method == "auto":
         method = "exact" if len(features) < exact_below or torch.cuda.is_available() else "pca"
     if method == "exact":

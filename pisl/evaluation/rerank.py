@@ -14,8 +14,8 @@ from .metrics import pairwise_distance
 def _glibc_malloc_trim():
     """glibc's ``malloc_trim``, or None elsewhere. glibc keeps freed blocks of up to 32 MB in
     its heap for reuse; the blocks of re-ranking are of that size and of many sizes, so the
-    heap grew to 3.6 GiB at a 0.25 GiB budget on 80,000 hub-heavy images. Trimming after each
-    block gives the memory back (peak 1.37 GiB there; docs/benchmarks.md)."""
+    heap grew far past the memory budget on hub-heavy images. Trimming after each block gives
+    the memory back (``benchmarks/bench_eval_scale.py --rerank --features hubs`` measures it)."""
     name = ctypes.util.find_library("c")
     try:
         return ctypes.CDLL(name).malloc_trim if name else None

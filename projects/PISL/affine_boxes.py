@@ -49,7 +49,7 @@ def bound_boxes(thetas, anchors, limits):
     slope is 1 on the anchors, so an untrained model is unchanged; far out it is nearly 0.
     Why a bound: with only a wide clamp, the part losses can grow every box to the whole map,
     and parts that all see the whole map add nothing to the global feature
-    (docs/pisl_cuhk03np.md)."""
+    (docs/pisl_parts.md)."""
     return anchors + limits * torch.tanh((thetas - anchors) / limits)
 
 
@@ -64,7 +64,7 @@ def saturation(offsets, limits):
     samples and parameters of relu(|offset / limit| - 1)^2: 0 while every parameter stays within
     one limit, where ``bound_boxes``' slope is at least 1 - tanh(1)^2. Penalised
     (``PISL.SCD.W_BOUND``), it keeps the part losses' gradient reaching the denoiser
-    (docs/pisl_cuhk03np.md)."""
+    (docs/pisl_parts.md)."""
     return F.relu(bound_depth(offsets, limits) - 1).pow(2).mean()
 
 

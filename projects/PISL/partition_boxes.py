@@ -41,7 +41,7 @@ def share_barrier(logits, target=None):
     partition's counterpart of ``saturation`` (``PISL.SCD.W_BOUND``): its gradient to a cell's
     own logit is share - 1 / cells, so unlike the softmax's g (1 - g) it does not vanish as a
     part reaches its floor or a margin closes. It covers the margins too: a barrier on the parts
-    alone moves the squeeze to the margins (docs/pisl_cuhk01.md).
+    alone moves the squeeze to the margins.
 
     The uniform shares are one fixed partition, the same for every image. ``target`` (logits,
     like ``logits``) replaces them by each image's own: KL(target shares || shares), 0 where the

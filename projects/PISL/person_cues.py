@@ -31,7 +31,7 @@ def extent_of_profile(profile, quantile=0.02):
 def person_extent(feature_map, quantile=0.02):
     """Where the person is in each image, from the feature map: ``extent_of_profile`` of its
     mean activation per row. Detached: the extent is a prior, the part losses do not train it.
-    Where it falls on real crops: docs/pisl_cuhk01.md.
+    How the boxes started from it follow the person: docs/pisl_parts.md.
     """
     return extent_of_profile(feature_map.detach().float().mean((1, 3)), quantile)
 
@@ -44,7 +44,7 @@ def image_person_extent(images, quantile=0.02, border=0.125):
     borders are the person's; a row of plain background, padding or fill differs from nothing.
     (In training, a rectangle that random erasing, ``INPUT.REA``, fills with noise counts too.)
     Needs no training: a network trained from random weights for minutes has activations that
-    do not locate people (docs/benchmarks.md), this cue does from the first iteration.
+    do not locate people, this cue does from the first iteration.
     """
     x = images.detach().float()
     side = max(1, round(border * x.shape[3]))
