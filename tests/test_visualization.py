@@ -83,9 +83,10 @@ def test_each_picture_is_written(command, pisl_run, synthetic_root, tmp_path):
         _assert_png(str(tmp_path / "ranked_cmc.png"))
 
 
-def test_box_sources_tool_reports_every_source(pisl_run, synthetic_root):
+def test_box_sources_tool_reports_every_source(pisl_run, synthetic_root, tmp_path):
+    record = tmp_path / "sources.json"
     proc = subprocess.run([sys.executable, os.path.join(REPO, "projects", "PISL", "tools", "box_sources.py"), "--config-file",
-                           os.path.join(REPO, PISL_DEMO), "--num-images", "20", "--timesteps", "0,999",
+                           os.path.join(REPO, PISL_DEMO), "--num-images", "20", "--timesteps", "0,999", "--record", str(record),
                            "MODEL.WEIGHTS", str(pisl_run / "model_final.pth"), "DATASETS.ROOT", synthetic_root,
                            "MODEL.DEVICE", "cpu", "INPUT.SIZE_TEST", "[64, 32]", "DATALOADER.NUM_WORKERS", "0"],
                           capture_output=True, text=True, timeout=300)
@@ -93,6 +94,11 @@ def test_box_sources_tool_reports_every_source(pisl_run, synthetic_root):
     for source in ("STN theta", "DDIM sample", "x0_hat t=0", "x0_hat t=999"):
         assert f"\n{source} (20 images)\n|   part |" in proc.stdout
     assert "depth in the bound's tanh" not in proc.stdout  # the demo's partition boxes have no bound
+    saved = json.loads(record.read_text())
+    assert saved["provenance"]["commit"] and "PISL:" in saved["config"]
+    sample = saved["result"]["sources"]["DDIM sample"]
+    assert sample["images"] == 20 and [row[0] for row in sample["rows"]] == [0, 1, 2] and len(sample["headers"]) == len(
+        sample["rows"][0])
 
 
 def _pisl_tool(name, run, root, *args):
@@ -116,11 +122,17 @@ def test_box_follow_tool_reports_both_framings_and_the_targets(pisl_run, synthet
     assert anchors and all(-1 <= float(r) <= 1 for r in anchors.groups()), out
 
 
-def test_probe_condition_tool_fits_the_applied_shift(pisl_run, synthetic_root):
-    out = _pisl_tool("probe_condition.py", pisl_run, synthetic_root, "--bins", "4")
+def test_probe_condition_tool_fits_the_applied_shift(pisl_run, synthetic_root, tmp_path):
+    record = tmp_path / "probe.json"
+    out = _pisl_tool("probe_condition.py", pisl_run, synthetic_root, "--bins", "4", "--record", str(record))
     table = out.split("(5-fold CV R^2):")[1]
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ") and "dims" not in line}
     assert set(rows) == {"global feature", "row profile", "both"} and "|      4 |" in rows["row profile"]
+    # The record holds the printed table, cell for cell.
+    saved = json.loads(record.read_text())["result"]
+    assert saved["headers"] == ["condition", "dims", "R^2 shift", "R^2 scale"]
+    for name, dims, shift, scale in saved["rows"]:
+        assert [c.strip() for c in rows[name].split("|")[1:-1]] == [name, str(dims), f"{shift:.3f}", f"{scale:.3f}"]
 
 
 def test_follow_ceiling_tool_evaluates_own_fixed_and_following_parts(pisl_run, synthetic_root):

@@ -45,3 +45,20 @@ def write_record(path, result, config=None):
     with open(path, "w") as f:
         json.dump(record, f, indent=1)
     return path
+
+
+def report_table(headers, rows, *, record="", config=None, setting="", floatfmt=".3f", tables=None):
+    """Print a tool's result table (after ``setting``, a line saying what it measured) and, when
+    ``record`` names a file, write it there as a record (``write_record``: headers, rows and
+    setting, with the provenance and ``config``) that ``benchmarks/tables.py`` can render.
+    ``tables`` (name -> (headers, rows)) adds further tables to the record."""
+    from tabulate import tabulate
+
+    if setting:
+        print(setting)
+    print(tabulate(rows, headers=headers, tablefmt="pipe", floatfmt=floatfmt))
+    if record:
+        result = {"setting": setting, "headers": list(headers), "rows": [list(r) for r in rows]}
+        if tables:
+            result["tables"] = {name: {"headers": list(h), "rows": [list(r) for r in rs]} for name, (h, rs) in tables.items()}
+        write_record(record, result, config)

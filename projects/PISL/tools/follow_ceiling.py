@@ -20,7 +20,6 @@ not divide into P.
 """
 
 import torch
-from tabulate import tabulate
 
 from pisl.data import build_dataset
 from pisl.data.misalign import misaligned_heights
@@ -29,6 +28,7 @@ from pisl.engine.defaults import ConfigArgumentParser
 from pisl.engine.preflight import checked_config, exit_on_bad_input
 from pisl.evaluation import ReidEvaluator
 from pisl.utils.logger import setup_logger
+from pisl.utils.provenance import report_table
 from projects.PISL.meta_arch import global_with_parts
 from projects.PISL.partition_boxes import band_patches
 
@@ -58,6 +58,8 @@ def ceiling_features(model, num_parts):
 @exit_on_bad_input
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--record", default="", metavar="FILE",
+                        help="also write the table, with its commit, command, processor and config, to this JSON file")
     args = parser.parse_args()
     setup_logger(None)
     cfg = checked_config(args.config_file, [*args.opts, "INPUT.MISALIGN.ENABLED", "True"], need_weights=True)
@@ -67,9 +69,9 @@ def main():
     results = evaluator.evaluate(model, ceiling_features(model, cfg.PISL.NUM_PARTS))
     rows = [[name.split("/", 1)[-1] if "/" in name else "global", r["mAP"], r["Rank-1"]] for name, r in results.items()]
     crops = len(dataset.query) + len(dataset.gallery)
-    print(f"\n{crops} misaligned {dataset.name} test crops, parts pooled over each model's own boxes, fixed "
-          f"bands, and bands that follow the applied misalignment:")
-    print(tabulate(rows, headers=["feature", "mAP", "Rank-1"], tablefmt="pipe", floatfmt=".2f"))
+    report_table(["feature", "mAP", "Rank-1"], rows, record=args.record, config=cfg, floatfmt=".2f",
+                 setting=f"\n{crops} misaligned {dataset.name} test crops, parts pooled over each model's own boxes, "
+                         f"fixed bands, and bands that follow the applied misalignment:")
 
 
 if __name__ == "__main__":

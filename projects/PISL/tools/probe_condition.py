@@ -8,7 +8,7 @@ the scale that ``INPUT.MISALIGN`` applied, on the first test set's misaligned qu
 Rows: the unit global feature (the paper's condition), the feature map's row profile
 (``row_profile``, what ``PISL.DIFFUSION.CONDITION global+rows`` adds) and both. An R^2 near 1
 says the condition carries the shift; boxes that still do not follow it are a denoiser that
-does not use it.
+does not use it. ``--record FILE`` also writes the table as a JSON record.
 """
 
 import numpy as np
@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import cross_val_score
-from tabulate import tabulate
 
 from pisl.data import build_dataset, build_test_loader
 from pisl.engine import Predictor
@@ -24,6 +23,7 @@ from pisl.engine.defaults import ConfigArgumentParser
 from pisl.engine.preflight import checked_config, exit_on_bad_input
 from pisl.evaluation import extract_features, with_misalignment
 from pisl.utils.logger import setup_logger
+from pisl.utils.provenance import report_table
 from projects.PISL.person_cues import row_profile
 
 
@@ -38,6 +38,8 @@ def probe_r2(x, y, folds=5):
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--bins", type=int, default=8, help="rows of the profile")
+    parser.add_argument("--record", default="", metavar="FILE",
+                        help="also write the table, with its commit, command, processor and config, to this JSON file")
     args = parser.parse_args()
     setup_logger(None)
     cfg = checked_config(args.config_file, [*args.opts, "INPUT.MISALIGN.ENABLED", "True"], need_weights=True)
@@ -55,8 +57,8 @@ def main():
               "both": torch.cat([features["global"], features["rows"]], 1)}
     rows = [[name, x.shape[1], probe_r2(x.numpy(), applied[:, 0]), probe_r2(x.numpy(), applied[:, 1])]
             for name, x in inputs.items()]
-    print(f"\nLinear probe on {len(items)} misaligned {dataset.name} test crops (5-fold CV R^2):")
-    print(tabulate(rows, headers=["condition", "dims", "R^2 shift", "R^2 scale"], tablefmt="pipe", floatfmt=".3f"))
+    report_table(["condition", "dims", "R^2 shift", "R^2 scale"], rows, record=args.record, config=cfg,
+                 setting=f"\nLinear probe on {len(items)} misaligned {dataset.name} test crops (5-fold CV R^2):")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
-from tabulate import tabulate
 
 from pisl.engine.preflight import checked_config, exit_on_bad_input
 from pisl.data import build_dataset, build_test_loader
@@ -24,6 +23,7 @@ from pisl.engine.defaults import ConfigArgumentParser, build_train_items
 from pisl.evaluation import extract_features
 from pisl.modeling import build_model
 from pisl.utils.checkpoint import load_model_weights
+from pisl.utils.provenance import report_table
 from projects.PISL.consistency import agreement_summary, consistency_scores, neighbours
 
 
@@ -39,6 +39,8 @@ def part_reliability(part_feats, true_ids, k):
 def main():
     parser = ConfigArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=0, help="first N training images only (0 = all)")
+    parser.add_argument("--record", default="", metavar="FILE",
+                        help="also write the table, with its commit, command, processor and config, to this JSON file")
     args = parser.parse_args()
     cfg = checked_config(args.config_file, args.opts)
     model = build_model(cfg)
@@ -58,10 +60,10 @@ def main():
         a, r = scores.flatten().numpy(), reliability.flatten().numpy()
         auc = roc_auc_score(r > 0, a) if 0 < (r > 0).mean() < 1 else float("nan")
         rows.append([method, *summary.mean(0), spearmanr(a, r).statistic, auc])
-    print(f"{len(items)} images, k = {k}, part reliability mean {reliability.mean():.3f} "
-          f"(share of parts with a true-id neighbour: {(reliability > 0).float().mean():.3f})")
-    print(tabulate(rows, headers=["score", "p10", "p50", "p90", "std", "weight spread", "Spearman vs reliability",
-                                  "AUC"], floatfmt=".3f", tablefmt="pipe"))
+    report_table(["score", "p10", "p50", "p90", "std", "weight spread", "Spearman vs reliability", "AUC"], rows,
+                 record=args.record, config=cfg,
+                 setting=f"{len(items)} images, k = {k}, part reliability mean {reliability.mean():.3f} "
+                         f"(share of parts with a true-id neighbour: {(reliability > 0).float().mean():.3f})")
 
 
 if __name__ == "__main__":

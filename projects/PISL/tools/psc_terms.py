@@ -20,7 +20,6 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tabulate import tabulate
 
 from pisl.engine.preflight import checked_config, exit_on_bad_input
 from pisl.data import build_test_loader
@@ -28,6 +27,7 @@ from pisl.engine.cluster_hook import PseudoLabels, notify_pseudo_labels
 from pisl.evaluation import extract_features
 from pisl.modeling import build_model
 from pisl.utils.checkpoint import load_model_weights
+from pisl.utils.provenance import report_table
 from projects.PISL.losses import agreement_aware_terms
 
 
@@ -48,6 +48,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", required=True, help="a finished PISL run's OUTPUT_DIR")
     parser.add_argument("--scales", type=float, nargs="*", default=[10.0, 16.0, 30.0])
+    parser.add_argument("--record", default="", metavar="FILE",
+                        help="also write the table, with its commit, command, processor and config, to this JSON file")
     parser.add_argument("opts", nargs="*", default=[], metavar="KEY VALUE")
     args = parser.parse_args()
     labels_files = sorted(glob.glob(os.path.join(args.run, "pseudo_labels", "epoch_*.npz")))
@@ -85,9 +87,10 @@ def main():
             for s in args.scales:
                 cosine = s * F.normalize(f, dim=1) @ F.normalize(clf.weight, dim=1).t()
                 rows.append(term_row(f"part {p} cosine x {s:g}", cosine, targets, a, norms))
-    print(f"{len(clustered)} clustered images, {int(labels.max()) + 1} clusters ({os.path.basename(labels_files[-1])})")
-    print(tabulate(rows, headers=["logits", "|f|", "logit gap", "p(own)", "CE", "KL(u||p)", "mean a", "a CE",
-                                  "(1-a) KL"], floatfmt=".3f", tablefmt="pipe"))
+    report_table(["logits", "|f|", "logit gap", "p(own)", "CE", "KL(u||p)", "mean a", "a CE", "(1-a) KL"], rows,
+                 record=args.record, config=cfg,
+                 setting=f"{len(clustered)} clustered images, {int(labels.max()) + 1} clusters "
+                         f"({os.path.basename(labels_files[-1])})")
 
 
 if __name__ == "__main__":
