@@ -155,8 +155,9 @@ class ColumnMajor:
         on), and how many there are."""
         n = self.V.shape[0]
         cols = self.V.indices[entries]
-        from_min = np.searchsorted(self.col_keys, cols.astype(np.int64) * n + min_col)
-        begin = np.maximum(self.place[entries], from_min)
+        begin = self.place[entries]  # rows from i on: where (i, l) itself lands in its column
+        if min_col > 0:  # and from min_col on: a search in the column-major keys
+            begin = np.maximum(begin, np.searchsorted(self.col_keys, cols.astype(np.int64) * n + min_col))
         return begin, np.maximum(self.col_end[cols] - begin, 0)
 
 
