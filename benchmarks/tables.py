@@ -395,8 +395,8 @@ def render_epochs(table):
 
 
 def render_tool_rows(table):
-    lines, headers = [], None
-    for _, record in present({p: p for p in table.records}):
+    lines, headers, records = [], None, {p: p for p in table.records}
+    for _, record in present(records):
         result, made = record["result"], record["provenance"]
         headers = table.columns or result["headers"]
         for row in result["rows"]:
@@ -404,8 +404,8 @@ def render_tool_rows(table):
             lines.append([made["processor"], made["commit"][:7]]
                          + [f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells])
     if headers is None:
-        return missing_note({p: p for p in table.records})
-    return markdown(table.records, lines, ["CPU", "commit", *headers], missing_note({p: p for p in table.records}))
+        return missing_note(records)
+    return markdown(table.records, lines, ["CPU", "commit", *headers], missing_note(records))
 
 
 def render_bench_norm(table):
