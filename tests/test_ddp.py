@@ -175,5 +175,6 @@ def test_a_clustering_longer_than_the_timeout_stops_with_one_line_and_the_key_le
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "rank 1 waited for rank 0's clustering" in errors[0], proc.stderr[-2000:]
     assert "DIST.TIMEOUT_MINUTES" in errors[0] and "Traceback" not in proc.stderr
+    assert "terminate called" not in proc.stderr, proc.stderr[-2000:]  # the waiting rank left cleanly
     train_net(tmp_path / "long", synthetic_root, ["--num-gpus", "2"], config=config, overrides=[*overrides, "1"])
     assert (tmp_path / "long" / "results.json").is_file()

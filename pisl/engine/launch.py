@@ -2,6 +2,7 @@
 import logging
 import os
 import socket
+import sys
 from datetime import timedelta
 
 import torch
@@ -27,10 +28,7 @@ def launch(main_func, num_processes, args=(), timeout_minutes=120.0):
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         dist.init_process_group(_backend(), timeout=timeout)
         _set_cuda_device(int(os.environ.get("LOCAL_RANK", 0)))
-        try:
-            return main_func(*args)
-        finally:
-            dist.destroy_process_group()
+        return _run_in_group(main_func, args)
     if num_processes <= 1:
         return main_func(*args)
     url = f"tcp://127.0.0.1:{_free_port()}"
@@ -51,8 +49,24 @@ def _worker(rank, main_func, world_size, url, args, timeout):
     if not torch.cuda.is_available():
         # CPU processes share the cores; without this each would start one thread per core.
         torch.set_num_threads(max(1, torch.get_num_threads() // world_size))
+    _run_in_group(main_func, args)
+
+
+def _run_in_group(main_func, args):
+    """``main_func(*args)`` in a process of a group, which it leaves at the end. A process that
+    stops with an exit status of its own (``SystemExit``: it has said why) leaves at once,
+    without tearing down the group or the interpreter: a peer may still be inside a collective,
+    and the backend's threads then abort the process on teardown ("terminate called without an
+    active exception", SIGABRT), which would read as a second, unrelated failure."""
     try:
-        main_func(*args)
+        return main_func(*args)
+    except SystemExit as stop:
+        if stop.code:
+            logging.shutdown()  # flush the run's log files
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(stop.code if isinstance(stop.code, int) else 1)
+        raise
     finally:
         dist.destroy_process_group()
 
