@@ -248,7 +248,7 @@ def same_config(record_dir, config_file, opts):
 
 def same_start(run_dir, record_dir, tolerance=1e-6):
     now, recorded = load(run_dir), load(record_dir)
-    differ = [f"{key} {now[key]:.4f} (recorded {recorded[key]:.4f})" for key in recorded
+    differ = [f"{key} {now[key]:.6f} (recorded {recorded[key]:.6f})" for key in recorded
               if key in now and abs(now[key] - recorded[key]) > tolerance]
     if differ:
         print(f"Error: the starting model {run_dir} does not evaluate as recorded in {record_dir}: "
