@@ -76,6 +76,15 @@ class BoxFollowTable:
 
 
 @dataclass
+class BoxFollowSeedsTable:
+    """Per row, the records of ``projects/PISL/tools/box_follow.py --translation --record`` that
+    ``pattern`` matches (one model a seed, on the test crops): each part's follow r and slope on
+    the misaligned crops and on the pure translation (where following exactly is slope 1), and
+    the anchors' slope alone, mean +- std over the seeds."""
+    rows: dict  # label -> a glob pattern of record files, relative to the repository
+
+
+@dataclass
 class BoxGapTable:
     """Per record of ``projects/PISL/tools/box_gap.py --record``: training boxes (one-step x0_hat
     at a random t) against test boxes (DDIM), per part, and what the part BN sees."""
@@ -117,8 +126,9 @@ class BenchNormTable:
 TOOLS = "records/tools/"  # the diagnostics' records
 TABLES = {
     "cuhk01_aligned": Table("records/cuhk01_seeds_avx512", CROSS_DOMAIN_ROWS,
-                            ["pisl_stripes", "cluster_contrast", "pisl_partition"],
-                            also=["records/cuhk01_seeds_amd"]),
+                            ["pisl_stripes", "cluster_contrast", "pisl_partition"]),
+    # The published recipe's aligned runs on an AMD EPYC (AVX2), which rounds differently.
+    "cuhk01_aligned_epyc": Table("records/cuhk01_seeds_amd", {"pisl_published": "PISL, published recipe"}, []),
     "cuhk01_misaligned": Table("records/cuhk01_misaligned_seeds", CROSS_DOMAIN_ROWS,
                                ["pisl_stripes", "cluster_contrast", "pisl_partition"]),
     "demo": RunsTable("records/demo"),
@@ -130,6 +140,8 @@ TABLES = {
         "partition recipe, barrier toward the prior (seed 1)":
             f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_prior_barrier_1thread.json",
         "published recipe (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_published.json"}),
+    "boxes_follow_seeds": BoxFollowSeedsTable({
+        "partition recipe": f"{TOOLS}box_follow_cuhk01_misaligned_seed[0-9]_partition.json"}),
     "boxes_gap": BoxGapTable({
         "partition recipe (seed 1)": f"{TOOLS}box_gap_cuhk01_misaligned_seed1_partition_1thread.json",
         "published recipe (seed 1)": f"{TOOLS}box_gap_cuhk01_misaligned_seed1_published.json"}),
@@ -212,11 +224,18 @@ def short_cpu(log_path):
             for line in f:
                 match = CPU.search(line)
                 if match:
-                    name = match["cpu"].replace("(R)", "").replace("Processor", "").split()
-                    return f"{name[-1] if name else '?'} {match['isa']}"
+                    return short_processor(f"{match['cpu']}, {match['isa']}")
     except OSError:
         pass
     return "not logged"
+
+
+def short_processor(description):
+    """'Xeon AVX512, 2 threads' from a record's provenance ('Intel(R) Xeon(R) Processor, AVX512,
+    2 threads')."""
+    name, *rest = description.split(", ")
+    name = name.replace("(R)", "").replace("Processor", "").split()
+    return ", ".join([f"{name[-1] if name else '?'} {rest[0] if rest else ''}".strip(), *rest[1:]])
 
 
 def cpus(folders):
@@ -336,7 +355,7 @@ def render_box_follow(table):
         mis, trans = result["misaligned"], result.get("translation")
         anchors = mis.get("anchors alone")
         cover = mis["coverage"]
-        lines.append([label, made["processor"].split(",")[0], per_part(mis["parts"], "follow r"),
+        lines.append([label, short_processor(made["processor"]), per_part(mis["parts"], "follow r"),
                       per_part(mis["parts"], "follow slope"),
                       per_part(trans["parts"], "follow slope") if trans else "-",
                       " / ".join(f"{a[1]:.2f}" for a in trans["anchors alone"]) if trans and "anchors alone" in trans
@@ -347,6 +366,32 @@ def render_box_follow(table):
                "translation: anchors' slope", "top part below the head %", "bottom part above the feet %",
                "top part's top / person's top: std"]
     return markdown(table.records.values(), lines, headers, missing_note(table.records))
+
+
+def render_box_follow_seeds(table):
+    lines, sources = [], []
+    for label, pattern in table.rows.items():
+        paths = sorted(glob.glob(os.path.join(ROOT, pattern)))
+        if not paths:
+            continue
+        sources.append(pattern)
+        records = [read_tool_record(path) for path in paths]
+        results = [record["result"] for record in records]
+
+        def cell(crops, key):  # mean +- std over the seeds, per part
+            by_part = zip(*[[part[key] for part in result[crops]["parts"]] for result in results])
+            return " / ".join(mean_std(list(values)) for values in by_part)
+        anchors = " / ".join(mean_std(list(values)) for values in
+                             zip(*[[slope for _, slope in result["translation"]["anchors alone"]] for result in results]))
+        worst = [min(part["follow r"] for part in result["misaligned"]["parts"]) for result in results]
+        processors = Counter(short_processor(record["provenance"]["processor"]) for record in records)
+        lines.append([label, len(records), ", ".join(processors), cell("misaligned", "follow r"),
+                      cell("misaligned", "follow slope"), f"{min(worst):.2f} - {max(worst):.2f}",
+                      cell("translation", "follow r"), cell("translation", "follow slope"), anchors])
+    headers = ["model", "seeds", "CPU", "misaligned: follow r (top / middle / bottom)", "slope",
+               "worst part's r, range over seeds", "translation: follow r", "slope", "anchors alone: slope"]
+    note = "" if lines else f"Not recorded: {'; '.join(table.rows)}.\n"
+    return markdown(sources or list(table.rows.values()), lines, headers, note)
 
 
 def render_box_gap(table):
@@ -451,6 +496,7 @@ def render_seeds(table):
 
 
 RENDERERS = {Table: render_seeds, FollowTable: render_follow, BoxFollowTable: render_box_follow,
+             BoxFollowSeedsTable: render_box_follow_seeds,
              BoxGapTable: render_box_gap, RunsTable: render_runs, BenchNormTable: render_bench_norm,
              EpochTable: render_epochs, ToolTable: render_tool_rows}
 
