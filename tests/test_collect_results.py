@@ -87,7 +87,7 @@ def test_a_start_that_evaluates_differently_from_its_record_stops_the_benchmark(
     _fake_run(tmp_path / "retrained", 21.35, 10)
     with pytest.raises(SystemExit) as exit_info:
         collect_results.same_start(str(tmp_path / "retrained"), str(tmp_path / "record"))
-    assert exit_info.value.code == 2 and "mAP 21.3500 (recorded 23.0800)" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "mAP 21.350000 (recorded 23.080000)" in capsys.readouterr().err
 
 
 def test_paired_differences_use_the_common_seeds(tmp_path, capsys):
