@@ -134,6 +134,8 @@ TABLES = {
     "demo": RunsTable("records/demo"),
     "rerun_partition": RunsTable("records/reruns/cuhk01_misaligned_seed1_partition_1thread",
                                  ["records/cuhk01_misaligned_seeds_1thread/seed1/pisl_partition"]),
+    "rerun_partition_seeds": RunsTable("records/reruns/cuhk01_misaligned_partition",
+                                       [f"records/cuhk01_misaligned_seeds/seed{seed}/pisl_partition" for seed in range(1, 6)]),
     "boxes_barrier": BoxFollowTable({
         "partition recipe, barrier (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_1thread.json",
         "partition recipe, no barrier (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_unbarred_1thread.json",
