@@ -139,8 +139,9 @@ TABLES = {
     "boxes_barrier": BoxFollowTable({
         "partition recipe, barrier (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_1thread.json",
         "partition recipe, no barrier (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_unbarred_1thread.json",
+        "partition recipe, barrier (seed 1, Xeon)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition.json",
         "partition recipe, barrier toward the prior (seed 1)":
-            f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_prior_barrier_1thread.json",
+            f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_prior_barrier.json",
         "published recipe (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_published.json"}),
     "boxes_follow_seeds": BoxFollowSeedsTable({
         "partition recipe": f"{TOOLS}box_follow_cuhk01_misaligned_seed[0-9]_partition.json"}),
@@ -162,6 +163,7 @@ TABLES = {
         "pisl_partition": "partition recipe",
         "pisl_affine": "affine boxes on person anchors",
         "pisl_person_rows": "partition recipe without the barrier",
+        "pisl_partition_prior_barrier": "partition recipe, barrier toward each image's prior",
         "pisl_rows": "partitions on stripe anchors, no barrier",
         "pisl_image": "person found in the image",
         "pisl_image_extent": "person found in the image, its extent in the condition",
