@@ -144,7 +144,9 @@ TABLES = {
             f"{TOOLS}box_follow_cuhk01_misaligned_seed1_partition_prior_barrier.json",
         "published recipe (seed 1)": f"{TOOLS}box_follow_cuhk01_misaligned_seed1_published.json"}),
     "boxes_follow_seeds": BoxFollowSeedsTable({
-        "partition recipe": f"{TOOLS}box_follow_cuhk01_misaligned_seed[0-9]_partition.json"}),
+        "partition recipe": f"{TOOLS}box_follow_cuhk01_misaligned_seed[0-9]_partition.json",
+        "partition recipe, barrier toward each image's prior":
+            f"{TOOLS}box_follow_cuhk01_misaligned_seed[0-9]_partition_prior_barrier.json"}),
     "boxes_gap": BoxGapTable({
         "partition recipe (seed 1)": f"{TOOLS}box_gap_cuhk01_misaligned_seed1_partition_1thread.json",
         "published recipe (seed 1)": f"{TOOLS}box_gap_cuhk01_misaligned_seed1_published.json"}),
