@@ -452,7 +452,7 @@ def render_tool_rows(table):
         headers = table.columns or result["headers"]
         for row in result["rows"]:
             cells = [row.get(c, "-") for c in table.columns] if isinstance(row, dict) else row
-            lines.append([made["processor"], made["commit"][:7]]
+            lines.append([short_processor(made["processor"]), made["commit"][:7]]
                          + [f"{c:.3f}" if isinstance(c, float) else str(c) for c in cells])
     if headers is None:
         return missing_note(records)
@@ -465,7 +465,7 @@ def render_bench_norm(table):
         times = record["result"]["ms_per_step"]
         plain = times["plain"]
         for name, ms in times.items():
-            lines.append([record["provenance"]["processor"], name, f"{ms:.0f}", f"{ms / plain:.3f}"])
+            lines.append([short_processor(record["provenance"]["processor"]), name, f"{ms:.0f}", f"{ms / plain:.3f}"])
     headers = ["CPU", "BatchNorm", "ms a step (median)", "x plain"]
     return markdown(table.records, lines, headers, missing_note({p: p for p in table.records}))
 
