@@ -3,6 +3,7 @@ Markdown file resolves inside the repository, no README, doc or code comment nam
 outside it, and the config reference is complete and up to date."""
 import ast
 import io
+import json
 import os
 import re
 import subprocess
@@ -133,3 +134,24 @@ def test_a_figure_typed_into_a_results_page_is_found_and_one_quoted_from_its_tab
     added = (f"\nThe row reached {cell} mAP.\nThe row reached 12.34 mAP, or 56 %.\n"
              "Set `PISL.SCD.W_BOUND 2.5` for that.\nThe paper reports 99.9 mAP (quoted from the paper).\n")
     assert tables.figures_outside_tables(text + added) == [(lines + 3, "12.34"), (lines + 3, "56")]
+
+
+def test_box_follow_over_seeds_gives_mean_std_per_part_and_the_worst_parts_range(tmp_path, monkeypatch):
+    """Two hand-made box_follow records: per part, mean +- sample std over the seeds; the worst
+    part's r of each seed (0.6 and 0.7) gives the range."""
+    sys.path.insert(0, REPO)
+    from benchmarks import tables
+
+    def record(r, slope, anchor):
+        parts = [{"follow r": r[i], "follow slope": slope[i]} for i in range(2)]
+        return {"provenance": {"processor": "Intel(R) Xeon(R) Processor, AVX512, 2 threads"},
+                "result": {"misaligned": {"parts": parts}, "translation": {"parts": parts,
+                                                                           "anchors alone": [[0.9, anchor], [0.8, anchor]]}}}
+    for seed, args in ((1, ([0.6, 0.8], [0.5, 0.7], 0.4)), (2, ([0.8, 0.7], [0.7, 0.9], 0.6))):
+        (tmp_path / f"follow_seed{seed}.json").write_text(json.dumps(record(*args)))
+    monkeypatch.setattr(tables, "ROOT", str(tmp_path))
+    text = tables.render(tables.BoxFollowSeedsTable({"recipe": "follow_seed[0-9].json"}))
+    row = [cell.strip() for cell in next(line for line in text.splitlines() if line.startswith("| recipe")).split("|")[1:-1]]
+    # r: part 0 (0.6, 0.8) -> 0.70 +- 0.14, part 1 (0.8, 0.7) -> 0.75 +- 0.07; slopes 0.60 +- 0.14, 0.80 +- 0.14
+    assert row == ["recipe", "2", "Xeon AVX512, 2 threads", "0.70 +- 0.14 / 0.75 +- 0.07", "0.60 +- 0.14 / 0.80 +- 0.14",
+                   "0.60 - 0.70", "0.70 +- 0.14 / 0.75 +- 0.07", "0.60 +- 0.14 / 0.80 +- 0.14", "0.50 +- 0.14 / 0.50 +- 0.14"]
