@@ -384,11 +384,12 @@ def render_box_follow_seeds(table):
         records = [read_tool_record(path) for path in paths]
         results = [record["result"] for record in records]
 
-        def cell(crops, key):  # mean +- std over the seeds, per part
-            by_part = zip(*[[part[key] for part in result[crops]["parts"]] for result in results])
-            return " / ".join(mean_std(list(values)) for values in by_part)
-        anchors = " / ".join(mean_std(list(values)) for values in
-                             zip(*[[slope for _, slope in result["translation"]["anchors alone"]] for result in results]))
+        def over_seeds(per_seed):  # per seed a value per part -> per part mean +- std over the seeds
+            return " / ".join(mean_std(list(values)) for values in zip(*per_seed))
+
+        def cell(crops, key):
+            return over_seeds([[part[key] for part in result[crops]["parts"]] for result in results])
+        anchors = over_seeds([[slope for _, slope in result["translation"]["anchors alone"]] for result in results])
         worst = [min(part["follow r"] for part in result["misaligned"]["parts"]) for result in results]
         processors = Counter(short_processor(record["provenance"]["processor"]) for record in records)
         lines.append([label, len(records), ", ".join(processors), cell("misaligned", "follow r"),
