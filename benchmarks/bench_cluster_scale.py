@@ -46,7 +46,8 @@ K1, K2, EPS = 30, 6, 0.6
 
 
 def reid_like_features(n, dim, seed=0, images_per_id=9.5, cameras=6, rank=96, camera_scale=0.5, noise=0.95,
-                       isotropic=0.5, mean_scale=0.3, ids_per_look=3, look_spread=0.8):
+                       isotropic=0.5, mean_scale=0.3, ids_per_look=3, look_spread=0.8,
+                       chunk_rows=65536):
     """n L2-normalised features of n / images_per_id identities seen by ``cameras`` cameras.
     Returns (features, identity of each row).
 
@@ -68,8 +69,15 @@ def reid_like_features(n, dim, seed=0, images_per_id=9.5, cameras=6, rank=96, ca
     camera = torch.randn(cameras, rank, generator=gen) * camera_scale
     latent = centre[ids] + camera[cams] + noise * torch.randn(n, rank, generator=gen)
     mean = F.normalize(torch.rand(dim, generator=gen), dim=0) * mean_scale
-    feats = F.normalize(latent @ basis.t(), dim=1) + mean + isotropic * torch.randn(n, dim, generator=gen) / dim ** 0.5
-    return F.normalize(feats, dim=1), ids.numpy()
+    # In row chunks, so that a million rows peak at their own 8 GiB (float32 at 2048-d) and not
+    # three times that; torch draws the same numbers in chunks as in one call.
+    feats = torch.empty(n, dim)
+    for a in range(0, n, chunk_rows):
+        rows = slice(a, a + chunk_rows)
+        noisy = (F.normalize(latent[rows] @ basis.t(), dim=1) + mean
+                 + isotropic * torch.randn(len(latent[rows]), dim, generator=gen) / dim ** 0.5)
+        feats[rows] = F.normalize(noisy, dim=1)
+    return feats, ids.numpy()
 
 
 def hub_features(n, dim=64, seed=0, duplicate_share=0.1, group_size=50, duplicate_noise=0.02):
