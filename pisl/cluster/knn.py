@@ -135,9 +135,17 @@ def knn_self(features, k, backend="auto", block_size=1024):
     return selector.result()
 
 
-def pca_basis(features, dim, chunk_size=16384):
+# The principal directions come from at most this many evenly spaced rows: their covariance
+# costs N x D^2, more than the search itself at a million rows, and a sample this size pins the
+# top directions of re-ID features as well as all rows do.
+PCA_SAMPLE_ROWS = 131072
+
+
+def pca_basis(features, dim, chunk_size=16384, sample_rows=PCA_SAMPLE_ROWS):
     """The top-``dim`` principal directions of the rows (D x dim) and their mean, from the
-    D x D covariance accumulated over row chunks."""
+    D x D covariance accumulated over row chunks of at most ``sample_rows`` evenly spaced rows."""
+    if len(features) > sample_rows:
+        features = features[:: -(-len(features) // sample_rows)]
     mean = features.mean(0)
     cov = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64, device=features.device)
     for i in range(0, len(features), chunk_size):
@@ -153,21 +161,45 @@ def _projected(feats, dim):
     return (feats - mean) @ basis
 
 
-def _refined(feats, candidates, k, chunk_size=512):
-    """The k nearest of each row's ``candidates`` (N x c indices) by exact squared distance on
-    the full features, as (distances, indices) NumPy arrays N x k, nearest first."""
+def _candidate_distances(feats, candidates, chunk_size=512):
+    """Squared distances from each row to the rows of its ``candidates`` (N x c indices),
+    float32 N x c. faiss reads each candidate row once, in place (``fvec_L2sqr_by_idx``: an
+    order of magnitude faster than gathering the rows with torch, which copies them first);
+    without faiss, or on CUDA, torch gathers them in chunks."""
+    faiss = _faiss()
+    if faiss is not None and not feats.is_cuda:
+        rows = np.ascontiguousarray(feats.numpy())
+        candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+        dist = np.empty(candidates.shape, dtype=np.float32)
+        faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(dist), faiss.swig_ptr(rows), faiss.swig_ptr(rows),
+                                faiss.swig_ptr(candidates), rows.shape[1], len(rows), candidates.shape[1])
+        return torch.from_numpy(dist)
     candidates = torch.as_tensor(candidates).to(feats.device)
     sq_norms = feats.pow(2).sum(1)
-    dist, index = [], []
+    dist = []
     for i in range(0, len(feats), chunk_size):
         cand = candidates[i: i + chunk_size]
         gathered = torch.index_select(feats, 0, cand.reshape(-1)).view(*cand.shape, -1)  # faster than feats[cand]
         dots = torch.bmm(gathered, feats[i: i + chunk_size, :, None]).squeeze(2)
-        d = sq_norms[i: i + chunk_size, None] + sq_norms[cand] - 2 * dots
-        top = d.topk(k, dim=1, largest=False, sorted=True)
-        dist.append(top.values)
-        index.append(cand.gather(1, top.indices))
-    return torch.cat(dist).cpu().numpy(), torch.cat(index).cpu().numpy()
+        dist.append(sq_norms[i: i + chunk_size, None] + sq_norms[cand] - 2 * dots)
+    return torch.cat(dist)
+
+
+def _refined(feats, candidates, k):
+    """The k nearest of each row's ``candidates`` (N x c indices; -1 where a search found
+    fewer) by exact squared distance on the full features, as (distances, indices) NumPy
+    arrays N x k, nearest first. Rows left with fewer than k candidates are searched exactly."""
+    candidates = np.asarray(candidates, dtype=np.int64)
+    missing = candidates < 0
+    candidates = np.where(missing, np.arange(len(candidates))[:, None], candidates)
+    dist = _candidate_distances(feats, candidates)
+    dist[torch.from_numpy(missing).to(dist.device)] = float("inf")
+    top = dist.topk(k, dim=1, largest=False, sorted=True)
+    dist, index = top.values.cpu().numpy(), np.take_along_axis(candidates, top.indices.cpu().numpy(), 1)
+    short = np.flatnonzero(np.isinf(dist[:, -1]))
+    if short.size:
+        dist[short], index[short] = knn(feats[torch.as_tensor(short)], feats, k, backend="torch")
+    return dist, index
 
 
 def knn_pca(features, k, dim=128, refine=2, backend="auto"):
@@ -228,13 +260,47 @@ def knn_hnsw(features, k, dim=128, refine=2, ef_search=192, links=64, ef_constru
     wanted = min(n, refine * k)
     index.hnsw.efSearch = max(ef_search, wanted)
     _, candidates = index.search(projected, wanted)
-    # A search that reached fewer than ``wanted`` rows pads with -1: the row itself instead.
-    missing = candidates < 0
-    candidates[missing] = np.broadcast_to(np.arange(n)[:, None], candidates.shape)[missing]
     return _refined(feats, candidates, k)
 
 
-def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca_dim=128, refine=2, ef_search=192):
+def ivf_lists(n):
+    """The inverted file's number of lists for n rows: about 4 sqrt(n), so that a list holds
+    about sqrt(n) / 4 rows and the probed lists' scan grows as n^1.5, not n^2."""
+    return max(1, min(n // 39, int(round(4 * n ** 0.5))))
+
+
+def knn_ivf(features, k, dim=128, refine=2, probes=32, lists=0, train_iterations=10):
+    """Approximate k-NN of every row among all rows (itself included), as (squared distances,
+    indices) N x k, nearest first, in about N^1.5 time: the rows projected to their top ``dim``
+    principal directions are split by k-means into ``lists`` cells (0: ``ivf_lists(N)``,
+    about 4 sqrt(N)) held in a faiss inverted file; each row's ``refine`` x k candidates come
+    from the rows of its ``probes`` nearest cells, and their exact distances on the full
+    features pick the k. Every step is deterministic: the k-means starts from a fixed seed and
+    each row's search is independent of the others'."""
+    faiss = _faiss()
+    if faiss is None:
+        raise ImportError("CLUSTER.KNN.METHOD ivf needs faiss: pip install faiss-cpu, or use pca or exact")
+    feats = torch.as_tensor(features).float()
+    n = len(feats)
+    if k > n:
+        raise ValueError(f"k={k} neighbours asked among only {n} samples")
+    projected = feats if dim >= feats.shape[1] else _projected(feats, dim)
+    projected = np.ascontiguousarray(projected.cpu().numpy())
+    lists = lists or ivf_lists(n)
+    quantizer = faiss.IndexFlatL2(projected.shape[1])  # the cells' centres, held beside the index
+    index = faiss.IndexIVFFlat(quantizer, projected.shape[1], lists)
+    index.cp.niter, index.cp.seed = train_iterations, 0
+    # k-means on 64 evenly spaced rows a list: enough for the cells, a fraction of the rows.
+    index.train(projected[:: max(1, n // (64 * lists))])
+    index.add(projected)
+    index.nprobe = min(probes, lists)
+    wanted = min(n, refine * k)
+    _, candidates = index.search(projected, wanted)  # -1 where the probed cells hold fewer rows
+    return _refined(feats, candidates, k)
+
+
+def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca_dim=128, refine=2, ef_search=192,
+              ivf_probes=32):
     """The k-NN of every row among all rows for the pseudo-labels, as (squared distances,
     indices) N x k, nearest first. ``method``: "exact" (``knn_self``), "pca" (``knn_pca``
     with ``pca_dim`` and ``refine``), "hnsw" (``knn_hnsw``, also with ``ef_search``), or
@@ -248,4 +314,6 @@ def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca
         return knn_pca(features, k, dim=pca_dim, refine=refine, backend=backend)
     if method == "hnsw":
         return knn_hnsw(features, k, dim=pca_dim, refine=refine, ef_search=ef_search)
-    raise KeyError(f"Unknown k-NN method '{method}': use exact, pca, hnsw or auto")
+    if method == "ivf":
+        return knn_ivf(features, k, dim=pca_dim, refine=refine, probes=ivf_probes)
+    raise KeyError(f"Unknown k-NN method '{method}': use exact, pca, hnsw, ivf or auto")
