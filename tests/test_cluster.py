@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
-                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_hnsw, knn_pca, knn_self,
-                          knn_torch, per_camera_standardised)
-from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, _sums_above, encoding_bytes,
-                                 expanded_sets,
+                          compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_hnsw, knn_ivf,
+                          knn_pca, knn_self, knn_torch, per_camera_standardised)
+from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, encoding_bytes, expanded_sets,
                                   jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
+from pisl.cluster.knn import ivf_lists
+from pisl.cluster.pair_sums import pair_distances_above
 from pisl.evaluation.rerank import BYTES_PER_RANKED_PAIR, ReRankedDistances
 
 from pisl.testing import REPO
@@ -158,18 +159,37 @@ def test_per_camera_standardised_clusters_follow_identity_not_camera():
     assert all(len(set(pids[standardised == c])) == 1 and len(set(cams[standardised == c])) == 2 for c in clusters)
 
 
-def test_sums_above_hand_case_and_both_paths_agree_to_the_bit():
-    keys = np.array([5, 2, 5, 9, 2, 5])
-    values = np.array([0.1, 0.3, 0.2, 0.05, 0.4, 0.3])
-    dense_keys, dense_sums = _sums_above(keys, values, 10, 0.1)  # 10 <= 40 x 6 keys: the dense buffer
-    sort_keys, sort_sums = _sums_above(keys, values, 10 ** 9, 0.1)  # a huge key range: the sort
-    assert dense_keys.tolist() == sort_keys.tolist() == [2, 5]
-    assert dense_sums.tolist() == pytest.approx([0.7, 0.6])
-    # Many float sums in random order: the same bits either way (each sum adds in array order).
-    rng = np.random.default_rng(0)
-    keys, values = rng.integers(0, 5000, 200000), rng.random(200000)
-    a, b = _sums_above(keys, values, 5000, 10.0), _sums_above(keys, values, 10 ** 9, 10.0)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+def test_pair_sums_hand_case():
+    # Row 0 = {0: .5, 1: .5}, 1 = {0: .25, 1: .75}, 2 = {2: 1}, 3 = {1: .5, 2: .5}.
+    rows, cols = [0, 0, 1, 1, 2, 3, 3], [0, 1, 0, 1, 2, 1, 2]
+    V = sp.csr_matrix((np.array([.5, .5, .25, .75, 1, .5, .5], np.float32), (rows, cols)), shape=(4, 4))
+    r, c, d = pair_distances_above(V, ColumnMajor(V), 0, 4, min_col=0, min_overlap=0.0, max_distance=1.0)
+    # m_01 = .25 + .5 = .75: d = 1 - .75 / 1.25 = .4; m = .5 for 0-3, 1-3, 2-3: d = 2 / 3; 0-2 share nothing.
+    assert list(zip(r.tolist(), c.tolist())) == [(0, 0), (0, 1), (0, 3), (1, 1), (1, 3), (2, 2), (2, 3), (3, 3)]
+    assert d.tolist() == pytest.approx([0, .4, 2 / 3, 0, 2 / 3, 0, 2 / 3, 0])
+    r, c, d = pair_distances_above(V, ColumnMajor(V), 0, 2, min_col=2, min_overlap=0.0, max_distance=0.5)
+    assert r.size == 0  # rows 0 and 1 meet column 3 only, at 2/3
+    r, c, _ = pair_distances_above(V, ColumnMajor(V), 0, 2, min_col=2, min_overlap=0.0, max_distance=1.0)
+    assert list(zip(r.tolist(), c.tolist())) == [(0, 3), (1, 3)]
+
+
+def test_pair_sums_equal_sequential_float64_sums_to_the_bit_in_any_row_order():
+    _, V = _encoding()
+    n = V.shape[0]
+    dense = V.toarray()
+    columns = ColumnMajor(V)
+    expected = {}
+    for i in range(n):
+        for j in range(i, n):
+            shared = (dense[i] > 0) & (dense[j] > 0)
+            if shared.any():
+                # l ascending, from 0.0, in float64: np.cumsum adds in order (np.sum would not).
+                m = np.cumsum(np.minimum(dense[i], dense[j])[shared].astype(np.float64))[-1]
+                expected[i, j] = np.float32(max(1 - m / (2 - m), 0))
+    for order in (None, np.arange(n)[::-1], np.random.default_rng(0).permutation(n), columns.row_order):
+        r, c, d = pair_distances_above(V, columns, 0, n, 0, 0.0, 1.0, order=order)
+        assert dict(zip(zip(r.tolist(), c.tolist()), d.tolist())) == {k: float(v) for k, v in expected.items()}
+        assert np.array_equal(np.lexsort((c, r)), np.arange(r.size))  # rows, then columns, ascending
 
 
 def test_labels_at_market_size_equal_the_reference_loop():
@@ -208,6 +228,21 @@ def test_hnsw_knn_is_exact_when_the_features_span_fewer_directions_and_repeats_i
     assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(coarse, exact[1])]) < 9.5
 
 
+def test_ivf_knn_is_exact_when_every_cell_is_probed_and_loses_neighbours_with_few():
+    feats = low_rank_features(n=800, dim=64, rank=64)
+    exact = knn_self(feats, 10)
+    lists = ivf_lists(800)
+    assert lists == 20  # 800 // 39: each cell gets enough rows for its k-means
+    full = knn_ivf(feats, 10, dim=64, refine=3, probes=lists)
+    assert np.array_equal(full[1], exact[1]) and np.allclose(full[0], exact[0], atol=1e-5)
+    assert np.array_equal(knn_ivf(feats, 10, dim=8, refine=3, probes=4)[1], knn_ivf(feats, 10, dim=8, refine=3, probes=4)[1])
+    few = knn_ivf(feats, 10, dim=64, refine=1, probes=1)[1]
+    assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(few, exact[1])]) < 9.5
+    # Cells too small for refine x k candidates: those rows are searched exactly, no -1 or repeat.
+    short = knn_ivf(feats[:100], 30, dim=64, refine=1, probes=1, lists=50)
+    assert (short[1] >= 0).all() and all(len(set(row)) == 30 for row in short[1].tolist())
+
+
 def test_knn_graph_auto_switches_at_the_threshold():
     feats = low_rank_features(dim=64, rank=64)
     exact = knn_self(feats, 10)[1]
@@ -216,8 +251,8 @@ def test_knn_graph_auto_switches_at_the_threshold():
     above = knn_graph(feats, 10, method="auto", exact_below=400, pca_dim=2, refine=1)[1]
     assert not np.array_equal(above, exact)
     assert np.array_equal(above, knn_graph(feats, 10, method="pca", pca_dim=2, refine=1)[1])
-    with pytest.raises(KeyError, match="Unknown k-NN method 'ivf'"):
-        knn_graph(feats, 10, method="ivf")
+    with pytest.raises(KeyError, match="Unknown k-NN method 'annoy'"):
+        knn_graph(feats, 10, method="annoy")
 
 
 def _encoding(n=300, seed=0):
@@ -233,7 +268,7 @@ def test_jaccard_in_blocks_equals_one_block_to_the_bit():
     cols = ColumnMajor(V)
     per_row = np.bincount(cols.rows, weights=cols.meetings(0)[1])
     budget = 8 * BYTES_PER_MEETING * per_row.mean()  # a few rows' meetings: dozens of blocks
-    assert len(list(row_blocks(per_row, 0, len(per_row), budget, "KEY"))) > 20
+    assert len(list(row_blocks(per_row, 0, budget, "KEY"))) > 20
     # The budget also holds the encodings: what they leave sizes the blocks.
     blocked = jaccard_from_encoding(V, max_distance=1.0, budget_bytes=budget + encoding_bytes(V, cols))
     assert (whole != blocked).nnz == 0 and whole.nnz > 0

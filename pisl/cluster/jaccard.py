@@ -12,11 +12,15 @@ taoxuefong/Diffusion-reid at 616e7c9, the same as PPLR's):
   k2 nearest neighbours (self included);
 - d_J(i, j) = 1 - m / (2 - m), m = sum_l min(V_il, V_jl), clamped at 0.
 """
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from .knn import knn_self
+from .pair_sums import pair_distances_above
 
 
 def _rank_indicator(rank, k):
@@ -105,29 +109,10 @@ def query_expansion(V, rank, k2):
     return (mean @ V.astype(np.float64)).astype(np.float32).tocsr()
 
 
-def _sums_above(keys, values, size, threshold):
-    """(keys, sums) of the distinct integer ``keys`` in [0, size) whose sum of ``values`` is
-    above ``threshold``. Each sum adds its values in array order, whichever way it is computed,
-    so the result is the same to the bit: a dense buffer of ``size`` when that costs less than
-    sorting the keys, else a stable sort, whose cost grows with the number of keys, not with
-    ``size``. The switch point, 40 buffer entries a key, is the measured ratio of the two costs."""
-    if size <= 40 * keys.size:
-        sums = np.bincount(keys, weights=values, minlength=size)
-        above = np.flatnonzero(sums > threshold)
-        return above, sums[above]
-    order = torch.sort(torch.from_numpy(keys), stable=True).indices.numpy()
-    keys = keys[order]
-    is_start = np.r_[True, keys[1:] != keys[:-1]]
-    # bincount adds in array order (np.add.reduceat sums pairwise, which changes the last bits).
-    sums = np.bincount(np.cumsum(is_start) - 1, weights=values[order])
-    above = sums > threshold
-    return keys[is_start][above], sums[above]
-
-
-# Peak bytes of the pair sums per meeting of two entries (the meeting's offset, both values and
-# their minimum, its pair key and the sort's copies): what a block of rows costs, measured with
-# benchmarks/bench_cluster_scale.py --hubs against the budget.
-BYTES_PER_MEETING = 96
+# Bytes of the pair sums per meeting of two entries, at most: a meeting adds to one pair's sum,
+# and each pair kept costs its row, column (int64) and distance (float32) in the block's output
+# (``pair_distances_above``; its accumulators take 17 bytes per image per thread besides).
+BYTES_PER_MEETING = 20
 
 
 class MemoryBudgetError(MemoryError):
@@ -144,10 +129,19 @@ class ColumnMajor:
         self.rows = np.repeat(np.arange(n), np.diff(V.indptr))
         order = np.lexsort((self.rows, V.indices))
         self.col_rows, self.col_data = self.rows[order], V.data[order]
-        self.col_end = np.cumsum(np.bincount(V.indices, minlength=V.shape[1]))
+        per_column = np.bincount(V.indices, minlength=V.shape[1])
+        self.col_end = np.cumsum(per_column)
+        self.col_begin = self.col_end - per_column
         self.place = np.empty(nnz, dtype=np.int64)
         self.place[order] = np.arange(nnz)
         self.col_keys = V.indices[order].astype(np.int64) * n + self.col_rows
+
+    @functools.cached_property
+    def row_order(self):
+        """The rows in reverse Cuthill-McKee order of V's pattern: consecutive rows share
+        columns, so the pair sums find what they read in the cache (5x faster than row order
+        on shuffled images, where row order has no locality)."""
+        return reverse_cuthill_mckee((self.V + self.V.T).tocsr(), symmetric_mode=True).astype(np.int64)
 
     def meetings(self, min_col, entries=slice(None)):
         """For each row-major entry (i, l) of ``entries`` (a slice of V's entries): where the
@@ -164,8 +158,8 @@ class ColumnMajor:
 def encoding_bytes(V, columns):
     """Bytes that the Jaccard step holds throughout: the encoding V (CSR) and its column-major
     copy (``ColumnMajor``), about 45 bytes per entry."""
-    arrays = (V.data, V.indices, V.indptr, columns.rows, columns.col_rows, columns.col_data, columns.col_end,
-              columns.place, columns.col_keys)
+    arrays = (V.data, V.indices, V.indptr, columns.rows, columns.col_rows, columns.col_data, columns.col_begin,
+              columns.col_end, columns.place, columns.col_keys)
     return sum(a.nbytes for a in arrays)
 
 
@@ -183,11 +177,10 @@ def blocks_budget(V, columns, budget_bytes, budget_key):
     return budget_bytes - held
 
 
-def row_blocks(meetings_per_row, start, n, budget_bytes, budget_key):
+def row_blocks(meetings_per_row, start, budget_bytes, budget_key):
     """Consecutive blocks [a, b) of the rows start, start + 1, ... (``meetings_per_row`` holds
-    theirs) whose pair sums each fit ``budget_bytes`` (and a dense buffer of 2^23 entries, 64
-    MiB; n is the number of columns). A row that cannot fit alone raises MemoryBudgetError
-    naming ``budget_key``, before anything is allocated for it."""
+    theirs) whose pair sums each fit ``budget_bytes``. A row that cannot fit alone raises
+    MemoryBudgetError naming ``budget_key``, before anything is allocated for it."""
     cost = np.asarray(meetings_per_row, dtype=np.float64) * BYTES_PER_MEETING
     stop = start + len(cost)
     worst = int(np.argmax(cost)) if len(cost) else 0
@@ -197,11 +190,10 @@ def row_blocks(meetings_per_row, start, n, budget_bytes, budget_key):
             f"({int(meetings_per_row[worst])} meetings of k-reciprocal encodings: many images share its "
             f"neighbours, e.g. near-duplicates), more than {budget_key} ({budget_bytes / 2 ** 20:.1f} MiB). Raise "
             f"{budget_key} if the machine has the memory.")
-    max_rows = max(1, 2 ** 23 // max(n, 1))
     a = start
     while a < stop:
         # The longest run of rows from a whose summed cost fits (at least one row).
-        total = np.cumsum(cost[a - start: min(stop, a + max_rows) - start])
+        total = np.cumsum(cost[a - start: stop - start])
         b = a + max(1, int(np.searchsorted(total, budget_bytes, side="right")))
         yield a, b
         a = b
@@ -215,12 +207,12 @@ def jaccard_rows(V, start, stop, min_col=0, max_distance=1.0, budget_bytes=2 ** 
 
     m_ij = sum_l min(V_il, V_jl): each nonzero V_il meets the entries V_jl of its column l
     with j in range, and the minima are summed per (i, j) (the reference's per-row
-    ``temp_min``). The rows go in blocks whose meetings fit ``budget_bytes``
+    ``temp_min``; compiled, ``pair_distances_above``, the rows taken in ``row_order``). The
+    rows go in blocks whose meetings fit ``budget_bytes``
     (``row_blocks``), so the peak memory follows the budget, not how the data is spread
     (images that share many neighbours make long columns). ``columns`` is V's
     ``ColumnMajor`` when the caller already has it.
     """
-    n = V.shape[0]
     cols = columns or ColumnMajor(V)
     first = V.indptr[start]  # only these rows' entries: a caller may ask for a few rows at a time
     begin, counts = cols.meetings(min_col, slice(first, V.indptr[stop]))
@@ -228,17 +220,9 @@ def jaccard_rows(V, start, stop, min_col=0, max_distance=1.0, budget_bytes=2 ** 
     # d <= max_distance  <=>  m >= 2 (1 - max_distance) / (2 - max_distance); the slack keeps
     # borderline pairs for the exact test on d below.
     min_overlap = 2 * (1 - max_distance) / (2 - max_distance) - 1e-6 if max_distance < 1 else 0.0
-    for a, b in row_blocks(per_row, start, n, budget_bytes, budget_key):
-        e = slice(V.indptr[a], V.indptr[b])
-        local = slice(V.indptr[a] - first, V.indptr[b] - first)
-        c = counts[local]
-        offsets = np.repeat(begin[local] - np.cumsum(c) + c, c) + np.arange(c.sum())
-        mins = np.minimum(np.repeat(V.data[e], c), cols.col_data[offsets]).astype(np.float64)
-        local_i = np.repeat(cols.rows[e] - a, c)
-        pairs, m = _sums_above(local_i * n + cols.col_rows[offsets], mins, (b - a) * n, min_overlap)
-        d = np.maximum(1 - m / (2 - m), 0).astype(np.float32)
-        keep = d <= max_distance
-        yield pairs[keep] // n + a, pairs[keep] % n, d[keep]
+    for a, b in row_blocks(per_row, start, budget_bytes, budget_key):
+        order = cols.row_order[(cols.row_order >= a) & (cols.row_order < b)]
+        yield pair_distances_above(V, cols, a, b, min_col, min_overlap, max_distance, order=order)
 
 
 def jaccard_from_encoding(V, max_distance=1.0, budget_bytes=2 ** 32, budget_key="CLUSTER.MEMORY_GB"):
