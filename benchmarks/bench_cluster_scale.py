@@ -133,9 +133,12 @@ def check_against_real(path, methods, seed, recall_queries):
 
 
 def method_options(method):
-    """knn_graph's options for "exact", "pca:DIM" or "hnsw:DIM"."""
-    name, _, dim = method.partition(":")
-    return dict(method=name, **({"pca_dim": int(dim)} if dim else {}))
+    """knn_graph's options for "exact", "pca:DIM", "hnsw:DIM[:EF_SEARCH]" or "ivf:DIM[:PROBES]"."""
+    name, dim, extra = (method.split(":") + ["", ""])[:3]
+    options = dict(method=name, **({"pca_dim": int(dim)} if dim else {}))
+    if extra:
+        options[{"hnsw": "ef_search", "ivf": "ivf_probes"}[name]] = int(extra)
+    return options
 
 
 def recall_at_k(feats, knn_index, queries, seed):
@@ -176,8 +179,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[12936, 32621, 130000, 280000])
     parser.add_argument("--dims", type=int, nargs="+", default=[2048])
-    parser.add_argument("--methods", nargs="+", default=["exact", "pca:128", "hnsw:128"],
-                        help="exact, pca:DIM or hnsw:DIM (CLUSTER.KNN.METHOD pca or hnsw with CLUSTER.KNN.PCA_DIM DIM)")
+    parser.add_argument("--methods", nargs="+", default=["exact", "pca:128", "hnsw:128", "ivf:128"],
+                        help="exact, pca:DIM, hnsw:DIM[:EF_SEARCH] or ivf:DIM[:PROBES] (CLUSTER.KNN.METHOD with "
+                             "CLUSTER.KNN.PCA_DIM DIM and CLUSTER.KNN.EF_SEARCH or CLUSTER.KNN.IVF_PROBES)")
     parser.add_argument("--exact-max", type=int, default=140000, help="run the exact method up to this size")
     parser.add_argument("--labels-dir", help="keep the exact method's labels here (default: a temporary folder), so "
                                              "that a later call's ARI can use them without running it again")

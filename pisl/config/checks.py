@@ -28,12 +28,12 @@ def core_checks(cfg):
                         "waits for the others, e.g. for rank 0's clustering)")
     if not 0 < cfg.CLUSTER.EPS < 1:
         problems.append(f"CLUSTER.EPS is {cfg.CLUSTER.EPS}: it is a Jaccard distance, so 0 < EPS < 1 (typically 0.4-0.7)")
-    if cfg.CLUSTER.KNN.METHOD not in ("auto", "exact", "pca", "hnsw"):
-        problems.append(f"CLUSTER.KNN.METHOD is '{cfg.CLUSTER.KNN.METHOD}': use auto, exact, pca or hnsw")
-    if min(cfg.CLUSTER.KNN.PCA_DIM, cfg.CLUSTER.KNN.REFINE, cfg.CLUSTER.KNN.EF_SEARCH) < 1:
-        problems.append(f"CLUSTER.KNN.PCA_DIM ({cfg.CLUSTER.KNN.PCA_DIM}), CLUSTER.KNN.REFINE "
-                        f"({cfg.CLUSTER.KNN.REFINE}) and CLUSTER.KNN.EF_SEARCH ({cfg.CLUSTER.KNN.EF_SEARCH}) "
-                        "must be at least 1")
+    if cfg.CLUSTER.KNN.METHOD not in ("auto", "exact", "pca", "hnsw", "ivf"):
+        problems.append(f"CLUSTER.KNN.METHOD is '{cfg.CLUSTER.KNN.METHOD}': use auto, exact, pca, hnsw or ivf")
+    knn_counts = {key: cfg.CLUSTER.KNN[key] for key in ("PCA_DIM", "REFINE", "EF_SEARCH", "IVF_PROBES")}
+    if min(knn_counts.values()) < 1:
+        problems.append(", ".join(f"CLUSTER.KNN.{key} ({value})" for key, value in knn_counts.items())
+                        + " must each be at least 1")
     for key, value in (("CLUSTER.MEMORY_GB", cfg.CLUSTER.MEMORY_GB), ("TEST.RERANK.MEMORY_GB", cfg.TEST.RERANK.MEMORY_GB)):
         if value <= 0:
             problems.append(f"{key} is {value}: give the memory budget in GiB, more than 0")

@@ -163,13 +163,15 @@ _C.CLUSTER.KNN_BACKEND = "auto"  # top-k selection of the exact search: auto (fa
 # hundreds of thousands of images").
 _C.CLUSTER.KNN = CN()
 # exact | pca (every pair in PCA_DIM principal directions gives REFINE x K1 candidates,
-# re-ranked exactly) | hnsw (the candidates from an HNSW graph in those directions; what each
-# costs: docs/benchmarks.md) | auto (exact below EXACT_BELOW images or on CUDA, else pca).
+# re-ranked exactly) | hnsw (the candidates from an HNSW graph in those directions) | ivf
+# (from the IVF_PROBES nearest cells of an inverted file in those directions; what each costs
+# and finds: docs/benchmarks.md) | auto (exact below EXACT_BELOW images or on CUDA, else pca).
 _C.CLUSTER.KNN.METHOD = "auto"
 _C.CLUSTER.KNN.EXACT_BELOW = 50000  # auto: the exact search below this many training images
-_C.CLUSTER.KNN.PCA_DIM = 128  # pca, hnsw: principal directions of the candidate search
-_C.CLUSTER.KNN.REFINE = 2  # pca, hnsw: candidates per image, in multiples of K1, re-ranked with the full features
+_C.CLUSTER.KNN.PCA_DIM = 128  # pca, hnsw, ivf: principal directions of the candidate search
+_C.CLUSTER.KNN.REFINE = 2  # pca, hnsw, ivf: candidates per image, in multiples of K1, re-ranked with the full features
 _C.CLUSTER.KNN.EF_SEARCH = 192  # hnsw: rows kept in the search's frontier (more: higher recall, slower)
+_C.CLUSTER.KNN.IVF_PROBES = 32  # ivf: cells searched per image, of about 4 sqrt(N) (more: higher recall, slower)
 # Memory of the Jaccard distance, in GiB: the k-reciprocal encodings, then the pair sums, whose
 # rows go in blocks that fit what the encodings leave, so the step's peak follows this budget
 # and not how many images share neighbours; encodings or a row that cannot fit stop the run

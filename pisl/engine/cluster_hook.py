@@ -107,7 +107,7 @@ class ClusteringHook(HookBase):
         self.outliers, self.knn_backend, self.max_degenerate = c.OUTLIERS, c.KNN_BACKEND, c.MAX_DEGENERATE_EPOCHS
         self.per_camera_norm = c.PER_CAMERA_NORM
         self.knn_options = dict(method=c.KNN.METHOD, exact_below=c.KNN.EXACT_BELOW, pca_dim=c.KNN.PCA_DIM,
-                                refine=c.KNN.REFINE, ef_search=c.KNN.EF_SEARCH)
+                                refine=c.KNN.REFINE, ef_search=c.KNN.EF_SEARCH, ivf_probes=c.KNN.IVF_PROBES)
         self.labels = None
         self.degenerate_epochs = 0
         self.history = []
