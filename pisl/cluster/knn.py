@@ -136,9 +136,9 @@ def knn_self(features, k, backend="auto", block_size=1024):
 
 
 # The principal directions come from at most this many evenly spaced rows: their covariance
-# costs N x D^2, more than the search itself at a million rows, and a sample this size pins the
-# top directions of re-ID features as well as all rows do.
-PCA_SAMPLE_ROWS = 131072
+# costs N x D^2 (8 s for 130,000 x 2048 on 2 cores), and a sample this size finds directions
+# whose candidates give the same labels (docs/benchmarks.md measures the recall and ARI).
+PCA_SAMPLE_ROWS = 32768
 
 
 def pca_basis(features, dim, chunk_size=16384, sample_rows=PCA_SAMPLE_ROWS):
