@@ -8,6 +8,8 @@ import logging
 import numpy as np
 import torch
 
+from .heaps import RowHeaps
+
 logger = logging.getLogger(__name__)
 
 
@@ -72,7 +74,13 @@ class _TorchTopK:
         self.dist = torch.full((n, k), float("inf"), device=device)
         self.index = torch.zeros((n, k), dtype=torch.long, device=device)
 
-    def add(self, start, dist, col_start):
+    def add(self, block, row0, col0, both_ways=False):
+        """As ``RowHeaps.add``."""
+        self._add(block, row0, col0)
+        if both_ways:
+            self._add(block.t().contiguous(), col0, row0)
+
+    def _add(self, dist, start, col_start):
         rows = slice(start, start + len(dist))
         top = dist.topk(min(self.k, dist.shape[1]), dim=1, largest=False)
         cand_dist = torch.cat([self.dist[rows], top.values], 1)
@@ -84,23 +92,6 @@ class _TorchTopK:
         return self.dist.cpu().numpy(), self.index.cpu().numpy()
 
 
-class _FaissHeaps:
-    """The same with faiss's C++ heaps, which compare each distance with the row's current
-    k-th instead of sorting: about 4x cheaper than torch.topk per block."""
-
-    def __init__(self, n, k):
-        self.heap = _faiss().ResultHeap(n, k)
-        self.ids = np.arange(n, dtype=np.int64)
-
-    def add(self, start, dist, col_start):
-        rows = self.ids[start: start + len(dist)]
-        self.heap.add_result_subset(rows, dist.numpy(), self.ids[col_start: col_start + dist.shape[1]])
-
-    def result(self):
-        self.heap.finalize()
-        return self.heap.D, self.heap.I
-
-
 def knn_self(features, k, backend="auto", block_size=1024):
     """k-NN of every row of ``features`` among all rows, itself included: the same result as
     ``knn(features, features, k)`` (up to float rounding), as (squared distances, indices).
@@ -109,7 +100,8 @@ def knn_self(features, k, backend="auto", block_size=1024):
     block feeds the top-k of both its row samples and its column samples: about half the
     multiply-adds of a full search, which is most of the pseudo-label step on a CPU. With
     faiss-gpu and CUDA the full GPU search is faster still and is used instead. ``backend``
-    picks the top-k selection: "faiss" heaps, "torch" top-k, or "auto" (faiss when importable).
+    picks the top-k selection: "faiss" or "auto" (faiss when importable), compiled heaps on a
+    CPU (``RowHeaps``) and faiss's search on a GPU; "torch", torch's top-k.
     """
     feats = torch.as_tensor(features).float()
     n = len(feats)
@@ -120,8 +112,8 @@ def knn_self(features, k, backend="auto", block_size=1024):
         if use_faiss and hasattr(_faiss(), "StandardGpuResources"):
             return knn_faiss(feats, feats, k)
         feats = feats.cuda()
-    # faiss's heaps live in host memory: on CUDA the selection stays on the GPU with torch.
-    selector = _FaissHeaps(n, k) if use_faiss and not feats.is_cuda else _TorchTopK(n, k, feats.device)
+    # The compiled heaps live in host memory: on CUDA the selection stays on the GPU with torch.
+    selector = RowHeaps(n, k) if use_faiss and not feats.is_cuda else _TorchTopK(n, k, feats.device)
     sq_norms = feats.pow(2).sum(1)
     for a in range(0, n, block_size):
         rows = feats[a: a + block_size]
@@ -129,9 +121,7 @@ def knn_self(features, k, backend="auto", block_size=1024):
             # |f_i - f_j|^2 = |f_i|^2 + |f_j|^2 - 2 f_i.f_j for the block (rows a.., columns b..)
             dist = torch.addmm(sq_norms[a: a + block_size, None] + sq_norms[None, b: b + block_size],
                                rows, feats[b: b + block_size].t(), alpha=-2)
-            selector.add(a, dist, b)
-            if b != a:
-                selector.add(b, dist.t().contiguous(), a)
+            selector.add(dist, a, b, both_ways=b != a)
     return selector.result()
 
 

@@ -158,7 +158,9 @@ _C.CLUSTER.OUTLIERS = "drop"  # drop (reference) | singleton
 # that clusters span cameras instead of following each camera's background and light
 # (pisl.cluster.per_camera_standardised). Off in the reference; the synthetic PISL demo uses it.
 _C.CLUSTER.PER_CAMERA_NORM = False
-_C.CLUSTER.KNN_BACKEND = "auto"  # top-k selection of the exact search: auto (faiss when installed) | faiss | torch
+# The exact search's top-k: auto (faiss when installed) | faiss (compiled heaps on a CPU, faiss's
+# search on a GPU) | torch (torch.topk)
+_C.CLUSTER.KNN_BACKEND = "auto"
 # The k-NN search under the Jaccard distance (pisl.cluster.knn_graph; README "Clustering
 # hundreds of thousands of images").
 _C.CLUSTER.KNN = CN()
