@@ -127,7 +127,7 @@ class ColumnMajor:
         self.V = V
         n, nnz = V.shape[0], V.nnz
         self.rows = np.repeat(np.arange(n), np.diff(V.indptr))
-        order = np.lexsort((self.rows, V.indices))
+        order = np.argsort(V.indices, kind="stable")  # by column, rows ascending (row-major order)
         self.col_rows, self.col_data = self.rows[order], V.data[order]
         per_column = np.bincount(V.indices, minlength=V.shape[1])
         self.col_end = np.cumsum(per_column)
