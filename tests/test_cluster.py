@@ -186,10 +186,12 @@ def test_pair_sums_equal_sequential_float64_sums_to_the_bit_in_any_row_order():
                 # l ascending, from 0.0, in float64: np.cumsum adds in order (np.sum would not).
                 m = np.cumsum(np.minimum(dense[i], dense[j])[shared].astype(np.float64))[-1]
                 expected[i, j] = np.float32(max(1 - m / (2 - m), 0))
+    assert len(expected) > 2 * n  # more pairs than a scratch of 1 a row holds: its chunks are summed again
     for order in (None, np.arange(n)[::-1], np.random.default_rng(0).permutation(n), columns.row_order):
-        r, c, d = pair_distances_above(V, columns, 0, n, 0, 0.0, 1.0, order=order)
-        assert dict(zip(zip(r.tolist(), c.tolist()), d.tolist())) == {k: float(v) for k, v in expected.items()}
-        assert np.array_equal(np.lexsort((c, r)), np.arange(r.size))  # rows, then columns, ascending
+        for pairs_per_row in (1, n):  # chunks summed again, or not
+            r, c, d = pair_distances_above(V, columns, 0, n, 0, 0.0, 1.0, order=order, pairs_per_row=pairs_per_row)
+            assert dict(zip(zip(r.tolist(), c.tolist()), d.tolist())) == {k: float(v) for k, v in expected.items()}
+            assert np.array_equal(np.lexsort((c, r)), np.arange(r.size))  # rows, then columns, ascending
 
 
 def test_labels_at_market_size_equal_the_reference_loop():

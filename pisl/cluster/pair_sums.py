@@ -22,9 +22,12 @@ def _distance(m):
 
 @numba.njit(cache=True, nogil=True)
 def _rows(rows, indptr, indices, data, place, col_begin, col_end, col_rows, col_data, min_col, min_overlap,
-          max_distance, acc, seen, touched, start, counts, out_ptr, out_cols, out_dist, fill):
-    """The ``rows``: their kept pairs' count into ``counts[i - start]`` (``fill`` False), or the
-    pairs themselves at ``out_ptr[i - start]`` (``fill`` True), columns ascending within a row."""
+          max_distance, acc, seen, touched, start, counts, where, out_cols, out_dist, cursor, limit):
+    """Sums the ``rows`` one after the other: each row i's kept pairs' count into
+    ``counts[i - start]``, and while they fit below ``limit``, its pairs (columns ascending)
+    into ``out_cols``/``out_dist`` from ``cursor`` on, with where they begin into
+    ``where[i - start]``. Returns whether every row's pairs fitted."""
+    fitted = True
     for i in rows:
         found = 0
         for p in range(indptr[i], indptr[i + 1]):
@@ -56,45 +59,97 @@ def _rows(rows, indptr, indices, data, place, col_begin, col_end, col_rows, col_
                 acc[j] = 0.0
         row = touched[:kept]
         row.sort()
+        fits = fitted and cursor + kept <= limit
         for t in range(kept):
             j = row[t]
-            if fill:
-                out_cols[out_ptr[i - start] + t] = j
-                out_dist[out_ptr[i - start] + t] = _distance(acc[j])
+            if fits:
+                out_cols[cursor + t] = j
+                out_dist[cursor + t] = _distance(acc[j])
             acc[j] = 0.0
-        if not fill:
-            counts[i - start] = kept
+        counts[i - start] = kept
+        if fits:
+            where[i - start] = cursor
+            cursor += kept
+        fitted = fits
+    return fitted
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _pass(order, start, n, chunk, indptr, indices, data, place, col_begin, col_end, col_rows, col_data, min_col,
-          min_overlap, max_distance, counts, out_ptr, out_cols, out_dist, fill):
-    """One pass over the rows in ``order`` (a permutation of [start, start + len(order))),
-    split into chunks of ``chunk`` rows across threads, each chunk with accumulators of its own."""
+def _sum_chunks(order, start, n, chunk, indptr, indices, data, place, col_begin, col_end, col_rows, col_data, min_col,
+                min_overlap, max_distance, counts, where, out_cols, out_dist, capacity):
+    """The rows in ``order`` (a permutation of [start, start + len(order))), in chunks of
+    ``chunk`` rows across threads, each with accumulators of its own and ``capacity`` pairs of
+    the output from ``chunk index x capacity`` on. Returns which chunks overflowed theirs."""
     num_chunks = (len(order) + chunk - 1) // chunk
+    overflowed = np.zeros(num_chunks, np.bool_)
     for c in numba.prange(num_chunks):
         acc = np.zeros(n, np.float64)
         seen = np.zeros(n, np.bool_)
         touched = np.empty(n, np.int64)
-        _rows(order[c * chunk: (c + 1) * chunk], indptr, indices, data, place, col_begin, col_end, col_rows, col_data,
-              min_col, min_overlap, max_distance, acc, seen, touched, start, counts, out_ptr, out_cols, out_dist, fill)
+        overflowed[c] = not _rows(order[c * chunk: (c + 1) * chunk], indptr, indices, data, place, col_begin, col_end,
+                                  col_rows, col_data, min_col, min_overlap, max_distance, acc, seen, touched, start,
+                                  counts, where, out_cols, out_dist, c * capacity, (c + 1) * capacity)
+    return overflowed
 
 
-def pair_distances_above(V, columns, start, stop, min_col, min_overlap, max_distance, order=None, chunk=1024):
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _sum_into_place(rows, start, n, chunk, indptr, indices, data, place, col_begin, col_end, col_rows, col_data,
+                    min_col, min_overlap, max_distance, counts, out_ptr, out_cols, out_dist):
+    """The ``rows`` summed again, in chunks across threads, each row's pairs written at
+    ``out_ptr[i - start]`` (their counts are known: they fit exactly)."""
+    where = np.zeros(counts.size, np.int64)
+    for c in numba.prange((len(rows) + chunk - 1) // chunk):
+        acc = np.zeros(n, np.float64)
+        seen = np.zeros(n, np.bool_)
+        touched = np.empty(n, np.int64)
+        for t in range(c * chunk, min((c + 1) * chunk, len(rows))):
+            r = rows[t] - start
+            _rows(rows[t: t + 1], indptr, indices, data, place, col_begin, col_end, col_rows, col_data, min_col,
+                  min_overlap, max_distance, acc, seen, touched, start, counts, where, out_cols, out_dist, out_ptr[r],
+                  out_ptr[r] + counts[r])
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather(counts, where, skip, scratch_cols, scratch_dist, out_cols, out_dist):
+    """Each row's pairs, from where the pass left them, in row order (rows in ``skip`` are
+    left to ``_sum_into_place``)."""
+    cursor = 0
+    for r in range(counts.size):
+        if not skip[r]:
+            out_cols[cursor: cursor + counts[r]] = scratch_cols[where[r]: where[r] + counts[r]]
+            out_dist[cursor: cursor + counts[r]] = scratch_dist[where[r]: where[r] + counts[r]]
+        cursor += counts[r]
+
+
+def pair_distances_above(V, columns, start, stop, min_col, min_overlap, max_distance, order=None, chunk=1024,
+                         pairs_per_row=8):
     """(rows, columns, d_J) of the pairs of rows [start, stop) of the encoding ``V`` (CSR,
     sorted indices; ``columns`` is its ``ColumnMajor``) with columns j >= max(i, min_col),
     m_ij above ``min_overlap`` and d_J at most ``max_distance``: rows ascending, then columns.
     ``order`` (default: ascending) is the order in which the rows are summed, which changes
-    the time only."""
+    the time only.
+
+    One pass sums every row and leaves its pairs in a scratch output of ``pairs_per_row`` a
+    row (a clustering keeps about 4 within its eps); the chunks of rows that keep more are
+    summed again, once their counts say where their pairs go."""
     n = V.shape[0]
     args = (V.indptr, V.indices, V.data, columns.place, columns.col_begin, columns.col_end, columns.col_rows,
             columns.col_data, min_col, float(min_overlap), np.float32(max_distance))
     order = np.arange(start, stop) if order is None else np.ascontiguousarray(order, dtype=np.int64)
     counts = np.zeros(stop - start, np.int64)
-    empty = np.zeros(0, np.int64)
-    _pass(order, start, n, chunk, *args, counts, counts, empty, np.zeros(0, np.float32), False)
-    out_ptr = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    where = np.zeros(stop - start, np.int64)
+    capacity = chunk * pairs_per_row
+    num_chunks = (len(order) + chunk - 1) // chunk
+    scratch_cols = np.empty(num_chunks * capacity, np.int64)
+    scratch_dist = np.empty(num_chunks * capacity, np.float32)
+    overflowed = _sum_chunks(order, start, n, chunk, *args, counts, where, scratch_cols, scratch_dist, capacity)
     out_cols = np.empty(int(counts.sum()), np.int64)
     out_dist = np.empty(out_cols.size, np.float32)
-    _pass(order, start, n, chunk, *args, counts, out_ptr, out_cols, out_dist, True)
+    redo = np.zeros(stop - start, np.bool_)
+    for c in np.flatnonzero(overflowed):
+        redo[order[c * chunk: (c + 1) * chunk] - start] = True
+    _gather(counts, where, redo, scratch_cols, scratch_dist, out_cols, out_dist)
+    if redo.any():
+        out_ptr = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        _sum_into_place(np.flatnonzero(redo) + start, start, n, chunk, *args, counts, out_ptr, out_cols, out_dist)
     return np.repeat(np.arange(start, stop), counts), out_cols, out_dist
