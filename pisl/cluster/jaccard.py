@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from .knn import knn_self
+from .knn import knn_self, squared_norms
 from .pair_sums import pair_distances_above
 
 
@@ -67,7 +67,7 @@ def pair_distances(features, rows, cols, knn_result=None, chunk_size=8192):
     missing = np.arange(rows.size)
     if knn_result is not None:
         knn_dist, rank = (np.asarray(a) for a in knn_result)
-        sq_norms = feats.pow(2).sum(1).numpy()
+        sq_norms = squared_norms(feats).numpy()
         i, j = np.repeat(np.arange(n), rank.shape[1]), rank.ravel().astype(np.int64)
         known = 2 - sq_norms[i] - sq_norms[j] + knn_dist.ravel()
         keys, first = np.unique(np.concatenate([i * n + j, j * n + i]), return_index=True)

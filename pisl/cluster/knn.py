@@ -28,11 +28,19 @@ def _use_faiss(backend):
     return backend == "faiss" or (backend == "auto" and _faiss() is not None)
 
 
-def knn_torch(query, base, k, chunk_size=2048):
-    """Exact k-NN by squared Euclidean distance, chunked over queries. Returns (dist, index)
-    NumPy arrays of shape (Nq, k), nearest first."""
+def squared_norms(rows, chunk_size=65536):
+    """|f_i|^2 of each row, a chunk of rows at a time: ``rows.pow(2)`` whole would copy the
+    matrix (8 GiB at a million 2048-d rows). Each row's sum is the same as whole."""
+    return torch.cat([rows[i: i + chunk_size].pow(2).sum(1) for i in range(0, len(rows), chunk_size)])
+
+
+def knn_torch(query, base, k, chunk_size=2048, max_block=2 ** 27):
+    """Exact k-NN by squared Euclidean distance, chunked over queries (at most ``chunk_size``,
+    and at most ``max_block`` distances, 512 MiB, at once). Returns (dist, index) NumPy arrays
+    of shape (Nq, k), nearest first."""
     query, base = torch.as_tensor(query).float(), torch.as_tensor(base).float()
-    base_sq = base.pow(2).sum(1)
+    base_sq = squared_norms(base)
+    chunk_size = max(1, min(chunk_size, max_block // max(1, len(base))))
     dists, idxs = [], []
     for start in range(0, len(query), chunk_size):
         q = query[start: start + chunk_size]
@@ -114,7 +122,7 @@ def knn_self(features, k, backend="auto", block_size=1024):
         feats = feats.cuda()
     # The compiled heaps live in host memory: on CUDA the selection stays on the GPU with torch.
     selector = RowHeaps(n, k) if use_faiss and not feats.is_cuda else _TorchTopK(n, k, feats.device)
-    sq_norms = feats.pow(2).sum(1)
+    sq_norms = squared_norms(feats)
     for a in range(0, n, block_size):
         rows = feats[a: a + block_size]
         for b in range(a, n, block_size):
@@ -145,10 +153,11 @@ def pca_basis(features, dim, chunk_size=16384, sample_rows=PCA_SAMPLE_ROWS):
     return eigenvectors[:, -dim:].flip(1).float(), mean
 
 
-def _projected(feats, dim):
-    """The rows in their top ``dim`` principal directions (centred), N x dim."""
+def _projected(feats, dim, chunk_size=65536):
+    """The rows in their top ``dim`` principal directions (centred), N x dim, a chunk of rows
+    at a time (centring them all at once would copy the matrix)."""
     basis, mean = pca_basis(feats, dim)
-    return (feats - mean) @ basis
+    return torch.cat([(feats[i: i + chunk_size] - mean) @ basis for i in range(0, len(feats), chunk_size)])
 
 
 def _candidate_distances(feats, candidates, chunk_size=512):
@@ -165,7 +174,7 @@ def _candidate_distances(feats, candidates, chunk_size=512):
                                 faiss.swig_ptr(candidates), rows.shape[1], len(rows), candidates.shape[1])
         return torch.from_numpy(dist)
     candidates = torch.as_tensor(candidates).to(feats.device)
-    sq_norms = feats.pow(2).sum(1)
+    sq_norms = squared_norms(feats)
     dist = []
     for i in range(0, len(feats), chunk_size):
         cand = candidates[i: i + chunk_size]
