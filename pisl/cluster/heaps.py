@@ -4,7 +4,7 @@ max-heap per row (its largest kept distance on top), compiled with numba.
 A search that compares every pair offers each heap about N distances, of which only a few
 hundred enter it. Most of the time therefore goes into comparing distances with the heap's top,
 which these kernels do a run of 64 at a time (a count that vectorises) before they look at
-single distances: an order of magnitude faster than comparing one by one.
+single distances: much faster than comparing one by one.
 """
 import numba
 import numpy as np

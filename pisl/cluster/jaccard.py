@@ -111,7 +111,8 @@ def query_expansion(V, rank, k2):
 
 # Bytes of the pair sums per meeting of two entries, at most: a meeting adds to one pair's sum,
 # and each pair kept costs its row, column (int64) and distance (float32) in the block's output
-# (``pair_distances_above``; its accumulators take 17 bytes per image per thread besides).
+# (``pair_distances_above``; besides, its scratch output takes 96 bytes a row of the block and
+# its accumulators 17 bytes per image per thread).
 BYTES_PER_MEETING = 20
 
 
@@ -139,8 +140,8 @@ class ColumnMajor:
     @functools.cached_property
     def row_order(self):
         """The rows in reverse Cuthill-McKee order of V's pattern: consecutive rows share
-        columns, so the pair sums find what they read in the cache (5x faster than row order
-        on shuffled images, where row order has no locality)."""
+        columns, so the pair sums find what they read in the cache (row order has no locality
+        where the images are shuffled)."""
         return reverse_cuthill_mckee((self.V + self.V.T).tocsr(), symmetric_mode=True).astype(np.int64)
 
     def meetings(self, min_col, entries=slice(None)):

@@ -134,8 +134,8 @@ def knn_self(features, k, backend="auto", block_size=1024):
 
 
 # The principal directions come from at most this many evenly spaced rows: their covariance
-# costs N x D^2 (8 s for 130,000 x 2048 on 2 cores), and a sample this size finds directions
-# whose candidates give the same labels (docs/benchmarks.md measures the recall and ARI).
+# costs N x D^2, and a sample this size finds directions whose candidates give the same labels
+# (docs/benchmarks.md measures the recall and ARI).
 PCA_SAMPLE_ROWS = 32768
 
 
@@ -162,8 +162,8 @@ def _projected(feats, dim, chunk_size=65536):
 
 def _candidate_distances(feats, candidates, chunk_size=512):
     """Squared distances from each row to the rows of its ``candidates`` (N x c indices),
-    float32 N x c. faiss reads each candidate row once, in place (``fvec_L2sqr_by_idx``: an
-    order of magnitude faster than gathering the rows with torch, which copies them first);
+    float32 N x c. faiss reads each candidate row once, in place (``fvec_L2sqr_by_idx``: much
+    faster than gathering the rows with torch, which copies them first);
     without faiss, or on CUDA, torch gathers them in chunks."""
     faiss = _faiss()
     if faiss is not None and not feats.is_cuda:
