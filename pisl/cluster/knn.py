@@ -223,6 +223,20 @@ def knn_pca(features, k, dim=128, refine=2, backend="auto"):
     return _refined(feats, candidates, k)
 
 
+def _faiss_index_input(features, k, dim, method):
+    """What the faiss indexes (``knn_hnsw``, ``knn_ivf``) start from: faiss (an ImportError
+    naming CLUSTER.KNN.METHOD ``method`` without it), the features as float32 and their
+    projection to the top ``dim`` principal directions as a contiguous NumPy array."""
+    faiss = _faiss()
+    if faiss is None:
+        raise ImportError(f"CLUSTER.KNN.METHOD {method} needs faiss: pip install faiss-cpu, or use pca or exact")
+    feats = torch.as_tensor(features).float()
+    if k > len(feats):
+        raise ValueError(f"k={k} neighbours asked among only {len(feats)} samples")
+    projected = feats if dim >= feats.shape[1] else _projected(feats, dim)
+    return faiss, feats, np.ascontiguousarray(projected.cpu().numpy())
+
+
 def knn_hnsw(features, k, dim=128, refine=2, ef_search=192, links=64, ef_construction=64):
     """Approximate k-NN of every row among all rows (itself included), as (squared distances,
     indices) N x k, nearest first, in about N log N time: the rows projected to their top
@@ -239,15 +253,8 @@ def knn_hnsw(features, k, dim=128, refine=2, ef_search=192, links=64, ef_constru
     built with one thread: parallel inserts would make the graph, and so the pseudo-labels,
     differ from run to run.
     """
-    faiss = _faiss()
-    if faiss is None:
-        raise ImportError("CLUSTER.KNN.METHOD hnsw needs faiss: pip install faiss-cpu, or use pca or exact")
-    feats = torch.as_tensor(features).float()
+    faiss, feats, projected = _faiss_index_input(features, k, dim, "hnsw")
     n = len(feats)
-    if k > n:
-        raise ValueError(f"k={k} neighbours asked among only {n} samples")
-    projected = feats if dim >= feats.shape[1] else _projected(feats, dim)
-    projected = np.ascontiguousarray(projected.cpu().numpy())
     index = faiss.IndexHNSWFlat(projected.shape[1], links)
     index.hnsw.efConstruction = ef_construction
     threads = faiss.omp_get_max_threads()
@@ -276,15 +283,8 @@ def knn_ivf(features, k, dim=128, refine=2, probes=32, lists=0, train_iterations
     from the rows of its ``probes`` nearest cells, and their exact distances on the full
     features pick the k. Every step is deterministic: the k-means starts from a fixed seed and
     each row's search is independent of the others'."""
-    faiss = _faiss()
-    if faiss is None:
-        raise ImportError("CLUSTER.KNN.METHOD ivf needs faiss: pip install faiss-cpu, or use pca or exact")
-    feats = torch.as_tensor(features).float()
+    faiss, feats, projected = _faiss_index_input(features, k, dim, "ivf")
     n = len(feats)
-    if k > n:
-        raise ValueError(f"k={k} neighbours asked among only {n} samples")
-    projected = feats if dim >= feats.shape[1] else _projected(feats, dim)
-    projected = np.ascontiguousarray(projected.cpu().numpy())
     lists = lists or ivf_lists(n)
     quantizer = faiss.IndexFlatL2(projected.shape[1])  # the cells' centres, held beside the index
     index = faiss.IndexIVFFlat(quantizer, projected.shape[1], lists)
