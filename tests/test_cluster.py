@@ -12,7 +12,7 @@ from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroid
                           knn_pca, knn_self, knn_torch, per_camera_standardised)
 from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, encoding_bytes, expanded_sets,
                                   jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
-from pisl.cluster.knn import ivf_lists
+from pisl.cluster.knn import int8_codes, ivf_lists, knn_codes
 from pisl.cluster.pair_sums import pair_distances_above
 from pisl.evaluation.rerank import BYTES_PER_RANKED_PAIR, ReRankedDistances
 
@@ -53,6 +53,23 @@ def test_knn_self_hand_case():
     d, i = knn_self(pts, 2, backend="torch", block_size=3)
     assert i.tolist() == [[0, 1], [1, 0], [2, 3], [3, 2]]
     assert d[:, 1].tolist() == pytest.approx([1.0, 1.0, 0.25, 0.25])
+
+
+def test_int8_codes_hand_case():
+    rows = torch.tensor([[0.5, -1.0], [0.25, 0.0]])
+    assert int8_codes(rows).tolist() == [[64, -127], [32, 0]]  # x 127 / 1.0, rounded half to even
+
+
+@pytest.mark.parametrize("backend", ["faiss", "torch"])
+def test_knn_codes_gives_the_exact_integer_distances(backend):
+    # 8-bit integer products (faiss: compiled heaps) or float32 ones (torch): the same exact
+    # integers, in blocks of 8 with a last block narrower than k.
+    codes = torch.randint(-127, 128, (103, 24), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
+    full = (codes.long()[:, None] - codes.long()[None]).pow(2).sum(2)
+    dist, index = knn_codes(codes, 10, backend=backend, block_size=8)
+    assert np.array_equal(dist.astype(np.int64), full.sort(1).values[:, :10].numpy())
+    assert np.array_equal(full.gather(1, torch.from_numpy(index)).numpy(), dist.astype(np.int64))
+    assert (index[:, 0] == np.arange(103)).all()
 
 
 def test_k_reciprocal_sets_hand_case():

@@ -1,9 +1,12 @@
-"""The k smallest distances of every row, kept while a search walks its distance blocks: a
-max-heap per row (its largest kept distance on top), compiled with numba.
+"""The k smallest distances of every row, kept while a search walks its blocks of dot products:
+a max-heap per row (its largest kept distance on top), compiled with numba.
 
-A search that compares every pair offers each heap about N distances, of which only a few
-hundred enter it. Most of the time therefore goes into comparing distances with the heap's top,
-which these kernels do a run of 64 at a time (a count that vectorises) before they look at
+A block holds the dot products f_i . f_j of a run of rows i with a run of rows j; the kernels
+turn each into the squared distance |f_i|^2 + |f_j|^2 - 2 f_i . f_j as they read it (in the
+block's own type: float32, or exact integers for 8-bit codes), in the order of ``knn_torch``'s
+formula. A search that compares every pair offers each heap about N distances, of which only a
+few hundred enter it. Most of the time therefore goes into comparing distances with the heap's
+top, which these kernels do a run of 64 at a time (a count that vectorises) before they look at
 single distances: much faster than comparing one by one.
 """
 import numba
@@ -30,62 +33,82 @@ def _replace_top(dist, index, d, i):
     dist[pos], index[pos] = d, i
 
 
+@numba.njit(nogil=True, cache=True)
+def _distance(row_norm, col_norm, dot):
+    """|f_i|^2 + |f_j|^2 - 2 f_i . f_j in the operands' type (dot + dot: 2 x dot without a
+    conversion to float64)."""
+    return row_norm + col_norm - (dot + dot)
+
+
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _add_to_rows(dist, index, block, row0, col0):
-    """block[r, c] is the distance from row row0 + r to row col0 + c: offer each to row r's heap."""
-    rows, cols = block.shape
+def _add_to_rows(dist, index, dots, row_norms, col_norms, row0, col0):
+    """dots[r, c] = f_(row0 + r) . f_(col0 + c): offer each distance to row r's heap."""
+    rows, cols = dots.shape
     for r in numba.prange(rows):
         heap_dist, heap_index = dist[row0 + r], index[row0 + r]
+        row_norm = row_norms[r]
         for c0 in range(0, cols, _RUN):
-            run = block[r, c0: c0 + _RUN]
+            # Slices, not dots[r, c] over a range: numba vectorises a loop over a slice.
+            run_dots, run_norms = dots[r, c0: c0 + _RUN], col_norms[c0: c0 + _RUN]
             top = heap_dist[0]
             below = 0
-            for c in range(run.size):
-                below += run[c] < top
+            for c in range(run_dots.size):
+                below += _distance(row_norm, run_norms[c], run_dots[c]) < top
             if below:
-                for c in range(run.size):
-                    if run[c] < heap_dist[0]:
-                        _replace_top(heap_dist, heap_index, run[c], col0 + c0 + c)
+                for c in range(run_dots.size):
+                    d = _distance(row_norm, run_norms[c], run_dots[c])
+                    if d < heap_dist[0]:
+                        _replace_top(heap_dist, heap_index, d, col0 + c0 + c)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
-def _add_to_columns(dist, index, block, row0, col0):
+def _add_to_columns(dist, index, dots, row_norms, col_norms, row0, col0):
     """The same block offered to the heaps of its columns (rows col0 + c), read row by row:
     each thread owns a run of columns, so no two threads touch one heap."""
-    rows, cols = block.shape
+    rows, cols = dots.shape
     for run_start in numba.prange((cols + _RUN - 1) // _RUN):
         c0 = run_start * _RUN
-        width = min(_RUN, cols - c0)
-        tops = np.empty(width, np.float32)
+        run_norms = col_norms[c0: c0 + _RUN]
+        width = run_norms.size
+        tops = np.empty(width, dist.dtype)
         for c in range(width):
             tops[c] = dist[col0 + c0 + c, 0]
         for r in range(rows):
-            run = block[r, c0: c0 + width]
+            row_norm = row_norms[r]
+            run_dots = dots[r, c0: c0 + width]
             below = 0
             for c in range(width):
-                below += run[c] < tops[c]
+                below += _distance(row_norm, run_norms[c], run_dots[c]) < tops[c]
             if below:
                 for c in range(width):
-                    if run[c] < tops[c]:
-                        _replace_top(dist[col0 + c0 + c], index[col0 + c0 + c], run[c], row0 + r)
-                        tops[c] = dist[col0 + c0 + c, 0]
+                    d = _distance(row_norm, run_norms[c], run_dots[c])
+                    if d < tops[c]:
+                        j = col0 + c0 + c
+                        _replace_top(dist[j], index[j], d, row0 + r)
+                        tops[c] = dist[j, 0]
 
 
 class RowHeaps:
-    """The k smallest distances offered to each of n rows, with the rows they lead to."""
+    """The k smallest distances offered to each of n rows, with the rows they lead to; the
+    distances are float32, or int32 for the exact distances between integer codes."""
 
-    def __init__(self, n, k):
-        self.dist = np.full((n, k), np.inf, dtype=np.float32)
+    def __init__(self, n, k, dtype=np.float32):
+        largest = np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
+        self.dist = np.full((n, k), largest, dtype=dtype)
         self.index = np.full((n, k), -1, dtype=np.int64)
 
-    def add(self, block, row0, col0, both_ways=False):
-        """Offer block[r, c] (a CPU tensor or array), the distance between rows row0 + r and
-        col0 + c, to the heaps of its rows, and with ``both_ways`` to those of its columns too
-        (a symmetric search)."""
-        block = np.ascontiguousarray(np.asarray(block), dtype=np.float32)
-        _add_to_rows(self.dist, self.index, block, row0, col0)
+    def add(self, dots, row_norms, col_norms, row0, col0, both_ways=False):
+        """Offer the squared distances of a block of dot products (CPU tensors or arrays):
+        dots[r, c] = f_(row0 + r) . f_(col0 + c), with the squared norms of those rows
+        (``row_norms``) and columns (``col_norms``), to the heaps of its rows, and with
+        ``both_ways`` to those of its columns too (a symmetric search)."""
+        dtype = self.dist.dtype
+        dots = np.ascontiguousarray(np.asarray(dots), dtype=dtype)
+        row_norms = np.ascontiguousarray(np.asarray(row_norms), dtype=dtype)
+        col_norms = np.ascontiguousarray(np.asarray(col_norms), dtype=dtype)
+        _add_to_rows(self.dist, self.index, dots, row_norms, col_norms, row0, col0)
         if both_ways:
-            _add_to_columns(self.dist, self.index, block, row0, col0)
+            _add_to_columns(self.dist, self.index, dots, row_norms, col_norms, row0, col0)
 
     def result(self):
         """(distances, indices), each n x k, nearest first."""
