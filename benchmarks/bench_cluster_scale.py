@@ -150,11 +150,12 @@ def recall_at_k(feats, knn_index, queries, seed):
 def run_one(args):
     """One (size, dim, method) in this process; prints one JSON line."""
     # The compiled kernels (top-k heaps, pair sums) compile on their first call after an install
-    # (numba caches them): a small clustering first, so that the times are those of every epoch.
-    small = FEATURES[args.features](2000, args.dim, seed=args.seed + 1)[0]
-    cluster_features(small, EPS, K1, K2, knn_options=dict(method="exact"))
-    feats, true_ids = FEATURES[args.features](args.size, args.dim, seed=args.seed)
+    # (numba caches them), once for each type they are given: a small clustering with the same
+    # method first, so that the times are those of every epoch.
     options = method_options(args.method)
+    small = FEATURES[args.features](2000, args.dim, seed=args.seed + 1)[0]
+    cluster_features(small, EPS, K1, K2, knn_options=options)
+    feats, true_ids = FEATURES[args.features](args.size, args.dim, seed=args.seed)
     method = options["method"]
     start = time.perf_counter()
     knn_result = knn_graph(feats, K1, **options)

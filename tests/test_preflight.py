@@ -9,7 +9,8 @@ import sys
 import pytest
 import torch
 
-from pisl.config import ConfigError
+from pisl.config import ConfigError, get_cfg
+from pisl.config.checks import core_checks
 from pisl.engine.preflight import checked_config
 from pisl.modeling import build_model
 
@@ -50,6 +51,15 @@ def test_config_value_and_path_problems_come_together(tmp_path):
                 "DATASETS.TESTS", "['Market1501']", "DATASETS.ROOT", str(tmp_path), "OUTPUT_DIR", str(tmp_path / "o")])
     assert_bad_input(proc, "3 problems", "CLUSTER.EPS is 1.5", "MODEL.WEIGHTS", "nope.pth' does not exist",
                      "Market1501 needs the folder")
+
+
+def test_pca_dim_beyond_exact_8_bit_codes_is_a_problem_of_the_pca_search_only():
+    cfg = get_cfg()
+    cfg.CLUSTER.KNN.PCA_DIM = 2048
+    assert [p for p in core_checks(cfg) if "PCA_DIM" in p] == [
+        "CLUSTER.KNN.PCA_DIM is 2048: the pca search's 8-bit codes keep their distances exact up to 1040 directions"]
+    cfg.CLUSTER.KNN.METHOD = "hnsw"
+    assert not [p for p in core_checks(cfg) if "PCA_DIM" in p]
 
 
 def test_yaml_syntax_error_is_one_line_with_the_line_number(tmp_path):

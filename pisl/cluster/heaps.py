@@ -1,13 +1,14 @@
 """The k smallest distances of every row, kept while a search walks its blocks of dot products:
 a max-heap per row (its largest kept distance on top), compiled with numba.
 
-A block holds the dot products f_i . f_j of a run of rows i with a run of rows j; the kernels
-turn each into the squared distance |f_i|^2 + |f_j|^2 - 2 f_i . f_j as they read it (in the
-block's own type: float32, or exact integers for 8-bit codes), in the order of ``knn_torch``'s
-formula. A search that compares every pair offers each heap about N distances, of which only a
-few hundred enter it. Most of the time therefore goes into comparing distances with the heap's
-top, which these kernels do a run of 64 at a time (a count that vectorises) before they look at
-single distances: much faster than comparing one by one.
+A block holds the dot products f_i . f_j of a run of rows i with a run of rows j (float32, or
+int32 for 8-bit codes); the kernels turn each into the float32 squared distance
+|f_i|^2 + |f_j|^2 - 2 f_i . f_j as they read it, in the order of ``knn_torch``'s formula (for
+codes, integers below 2^24: exact in float32). A search that compares every pair offers each
+heap about N distances, of which only a few hundred enter it. Most of the time therefore goes
+into comparing distances with the heap's top, which these kernels do a run of 64 at a time (a
+count that vectorises) before they look at single distances: much faster than comparing one by
+one.
 """
 import numba
 import numpy as np
@@ -35,9 +36,9 @@ def _replace_top(dist, index, d, i):
 
 @numba.njit(nogil=True, cache=True)
 def _distance(row_norm, col_norm, dot):
-    """|f_i|^2 + |f_j|^2 - 2 f_i . f_j in the operands' type (dot + dot: 2 x dot without a
-    conversion to float64)."""
-    return row_norm + col_norm - (dot + dot)
+    """|f_i|^2 + |f_j|^2 - 2 f_i . f_j in float32 (the norms are float32; dot + dot is 2 x dot
+    in its own type, without a detour through float64)."""
+    return row_norm + col_norm - np.float32(dot + dot)
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -89,12 +90,10 @@ def _add_to_columns(dist, index, dots, row_norms, col_norms, row0, col0):
 
 
 class RowHeaps:
-    """The k smallest distances offered to each of n rows, with the rows they lead to; the
-    distances are float32, or int32 for the exact distances between integer codes."""
+    """The k smallest distances offered to each of n rows, with the rows they lead to."""
 
-    def __init__(self, n, k, dtype=np.float32):
-        largest = np.inf if np.issubdtype(dtype, np.floating) else np.iinfo(dtype).max
-        self.dist = np.full((n, k), largest, dtype=dtype)
+    def __init__(self, n, k):
+        self.dist = np.full((n, k), np.inf, dtype=np.float32)
         self.index = np.full((n, k), -1, dtype=np.int64)
 
     def add(self, dots, row_norms, col_norms, row0, col0, both_ways=False):
@@ -102,10 +101,11 @@ class RowHeaps:
         dots[r, c] = f_(row0 + r) . f_(col0 + c), with the squared norms of those rows
         (``row_norms``) and columns (``col_norms``), to the heaps of its rows, and with
         ``both_ways`` to those of its columns too (a symmetric search)."""
-        dtype = self.dist.dtype
-        dots = np.ascontiguousarray(np.asarray(dots), dtype=dtype)
-        row_norms = np.ascontiguousarray(np.asarray(row_norms), dtype=dtype)
-        col_norms = np.ascontiguousarray(np.asarray(col_norms), dtype=dtype)
+        dots = np.ascontiguousarray(np.asarray(dots))
+        if dots.dtype not in (np.float32, np.int32):
+            dots = dots.astype(np.float32)
+        row_norms = np.ascontiguousarray(np.asarray(row_norms), dtype=np.float32)
+        col_norms = np.ascontiguousarray(np.asarray(col_norms), dtype=np.float32)
         _add_to_rows(self.dist, self.index, dots, row_norms, col_norms, row0, col0)
         if both_ways:
             _add_to_columns(self.dist, self.index, dots, row_norms, col_norms, row0, col0)

@@ -139,6 +139,11 @@ def knn_self(features, k, backend="auto", block_size=1024):
     return _symmetric_search(feats, squared_norms(feats), selector, lambda a, b: a @ b.t(), block_size)
 
 
+# 8-bit codes of at most this many columns have squared distances below 2^24 (4 x 127^2 each):
+# integers that float32 holds exactly.
+MAX_CODE_DIM = 1040
+
+
 def int8_codes(rows):
     """The rows rounded to 8-bit integers on one scale (the largest |coordinate| becomes 127):
     the squared distance between two codes is then an exact integer (``knn_codes``)."""
@@ -152,19 +157,18 @@ def knn_codes(codes, k, backend="auto", block_size=1024):
 
     The same symmetric search as ``knn_self``, with the dot products of the codes from an 8-bit
     integer matrix product (``torch._int_mm``: several times the float32 product's speed on a
-    CPU with VNNI instructions). On CUDA, or with ``backend`` "torch", the codes are multiplied
-    as float32, whose sums of up to 1040 products of two codes are the same exact integers;
-    ties aside, every device gives the same neighbours."""
-    n = len(codes)
+    CPU with VNNI instructions). With at most 1040 columns every distance is an integer below
+    2^24, exact in float32: on CUDA, or with ``backend`` "torch", the codes are multiplied as
+    float32 and give the same integers; ties aside, every device gives the same neighbours."""
+    n, dim = codes.shape
     if k > n:
         raise ValueError(f"k={k} neighbours asked among only {n} samples")
-    norms = codes.int().pow(2).sum(1)
+    if dim > MAX_CODE_DIM:
+        raise ValueError(f"{dim} columns of 8-bit codes: at most {MAX_CODE_DIM} keep their distances exact in float32")
+    norms = codes.int().pow(2).sum(1).float()
     if _use_faiss(backend) and not codes.is_cuda:
-        return _symmetric_search(codes, norms, RowHeaps(n, k, dtype=np.int32), lambda a, b: torch._int_mm(a, b.t()),
-                                 block_size)
-    floats = codes.float()
-    return _symmetric_search(floats, norms.float(), _TorchTopK(n, k, codes.device), lambda a, b: a @ b.t(),
-                             block_size)
+        return _symmetric_search(codes, norms, RowHeaps(n, k), lambda a, b: torch._int_mm(a, b.t()), block_size)
+    return _symmetric_search(codes.float(), norms, _TorchTopK(n, k, codes.device), lambda a, b: a @ b.t(), block_size)
 
 
 # The principal directions come from at most this many evenly spaced rows: their covariance

@@ -1,4 +1,5 @@
 """Value checks of the core keys, run once by ``load_config`` before anything is built."""
+from ..cluster.knn import MAX_CODE_DIM
 from ..data.misalign import misalignment_problems
 
 
@@ -34,6 +35,9 @@ def core_checks(cfg):
     if min(knn_counts.values()) < 1:
         problems.append(", ".join(f"CLUSTER.KNN.{key} ({value})" for key, value in knn_counts.items())
                         + " must each be at least 1")
+    if cfg.CLUSTER.KNN.METHOD in ("auto", "pca") and cfg.CLUSTER.KNN.PCA_DIM > MAX_CODE_DIM:
+        problems.append(f"CLUSTER.KNN.PCA_DIM is {cfg.CLUSTER.KNN.PCA_DIM}: the pca search's 8-bit codes keep their "
+                        f"distances exact up to {MAX_CODE_DIM} directions")
     for key, value in (("CLUSTER.MEMORY_GB", cfg.CLUSTER.MEMORY_GB), ("TEST.RERANK.MEMORY_GB", cfg.TEST.RERANK.MEMORY_GB)):
         if value <= 0:
             problems.append(f"{key} is {value}: give the memory budget in GiB, more than 0")

@@ -164,13 +164,13 @@ _C.CLUSTER.KNN_BACKEND = "auto"
 # The k-NN search under the Jaccard distance (pisl.cluster.knn_graph; README "Clustering
 # hundreds of thousands of images").
 _C.CLUSTER.KNN = CN()
-# exact | pca (every pair in PCA_DIM principal directions gives REFINE x K1 candidates,
-# re-ranked exactly) | hnsw (the candidates from an HNSW graph in those directions) | ivf
+# exact | pca (every pair in PCA_DIM principal directions, as 8-bit codes, gives REFINE x K1
+# candidates, re-ranked exactly) | hnsw (the candidates from an HNSW graph in those directions) | ivf
 # (from the IVF_PROBES nearest cells of an inverted file in those directions; what each costs
 # and finds: docs/benchmarks.md) | auto (exact below EXACT_BELOW images or on CUDA, else pca).
 _C.CLUSTER.KNN.METHOD = "auto"
 _C.CLUSTER.KNN.EXACT_BELOW = 50000  # auto: the exact search below this many training images
-_C.CLUSTER.KNN.PCA_DIM = 128  # pca, hnsw, ivf: principal directions of the candidate search
+_C.CLUSTER.KNN.PCA_DIM = 128  # pca (at most 1040), hnsw, ivf: principal directions of the candidate search
 _C.CLUSTER.KNN.REFINE = 2  # pca, hnsw, ivf: candidates per image, in multiples of K1, re-ranked with the full features
 _C.CLUSTER.KNN.EF_SEARCH = 192  # hnsw: rows kept in the search's frontier (more: higher recall, slower)
 _C.CLUSTER.KNN.IVF_PROBES = 32  # ivf: cells searched per image, of about 4 sqrt(N) (more: higher recall, slower)
