@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 _RUN = 64  # distances compared at once with a heap's top: a loop over a slice of this many vectorises
+_TILES = 4  # a block offered both ways is cut in this many runs of rows and of columns (``_add_both_ways``)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -62,31 +63,49 @@ def _add_to_rows(dist, index, dots, row_norms, col_norms, row0, col0):
                         _replace_top(heap_dist, heap_index, d, col0 + c0 + c)
 
 
-@numba.njit(parallel=True, nogil=True, cache=True)
-def _add_to_columns(dist, index, dots, row_norms, col_norms, row0, col0):
-    """The same block offered to the heaps of its columns (rows col0 + c), read row by row:
-    each thread owns a run of columns, so no two threads touch one heap."""
-    rows, cols = dots.shape
-    for run_start in numba.prange((cols + _RUN - 1) // _RUN):
-        c0 = run_start * _RUN
-        run_norms = col_norms[c0: c0 + _RUN]
-        width = run_norms.size
-        tops = np.empty(width, dist.dtype)
-        for c in range(width):
-            tops[c] = dist[col0 + c0 + c, 0]
-        for r in range(rows):
-            row_norm = row_norms[r]
-            run_dots = dots[r, c0: c0 + width]
+@numba.njit(nogil=True, cache=True)
+def _add_tile(dist, index, dots, row_norms, col_norms, row0, col0, rows, cols):
+    """The tile ``rows`` x ``cols`` (ranges) of a block offered to the heaps of its rows and of
+    its columns in one read: each distance is compared with its row's top and its column's."""
+    col_tops = np.empty(len(cols), np.float32)
+    for c in cols:
+        col_tops[c - cols.start] = dist[col0 + c, 0]
+    for r in rows:
+        heap_dist, heap_index = dist[row0 + r], index[row0 + r]
+        row_norm = row_norms[r]
+        for c0 in range(cols.start, cols.stop, _RUN):
+            c1 = min(c0 + _RUN, cols.stop)
+            run_dots, run_norms = dots[r, c0: c1], col_norms[c0: c1]
+            run_tops = col_tops[c0 - cols.start: c1 - cols.start]
+            top = heap_dist[0]
             below = 0
-            for c in range(width):
-                below += _distance(row_norm, run_norms[c], run_dots[c]) < tops[c]
+            for c in range(run_dots.size):
+                d = _distance(row_norm, run_norms[c], run_dots[c])
+                below += (d < top) | (d < run_tops[c])
             if below:
-                for c in range(width):
+                for c in range(run_dots.size):
                     d = _distance(row_norm, run_norms[c], run_dots[c])
-                    if d < tops[c]:
+                    if d < heap_dist[0]:
+                        _replace_top(heap_dist, heap_index, d, col0 + c0 + c)
+                    if d < run_tops[c]:
                         j = col0 + c0 + c
                         _replace_top(dist[j], index[j], d, row0 + r)
-                        tops[c] = dist[j, 0]
+                        run_tops[c] = dist[j, 0]
+
+
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _add_both_ways(dist, index, dots, row_norms, col_norms, row0, col0):
+    """A block whose rows and columns are different samples, offered to the heaps of both in
+    one read (``_add_tile``): cut in _TILES x _TILES tiles, taken in _TILES rounds in which tile
+    (t, (t + round) mod _TILES) goes to one thread, so that no two threads touch one heap; every
+    heap gets its distances in the same order whatever the number of threads."""
+    rows, cols = dots.shape
+    row_step, col_step = -(-rows // _TILES), -(-cols // _TILES)
+    for round_ in range(_TILES):
+        for t in numba.prange(_TILES):
+            u = (t + round_) % _TILES
+            _add_tile(dist, index, dots, row_norms, col_norms, row0, col0,
+                      range(t * row_step, min(rows, (t + 1) * row_step)), range(u * col_step, min(cols, (u + 1) * col_step)))
 
 
 class RowHeaps:
@@ -106,9 +125,10 @@ class RowHeaps:
             dots = dots.astype(np.float32)
         row_norms = np.ascontiguousarray(np.asarray(row_norms), dtype=np.float32)
         col_norms = np.ascontiguousarray(np.asarray(col_norms), dtype=np.float32)
-        _add_to_rows(self.dist, self.index, dots, row_norms, col_norms, row0, col0)
         if both_ways:
-            _add_to_columns(self.dist, self.index, dots, row_norms, col_norms, row0, col0)
+            _add_both_ways(self.dist, self.index, dots, row_norms, col_norms, row0, col0)
+        else:
+            _add_to_rows(self.dist, self.index, dots, row_norms, col_norms, row0, col0)
 
     def result(self):
         """(distances, indices), each n x k, nearest first."""
