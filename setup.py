@@ -15,7 +15,7 @@ setup(
         "yacs>=0.1.8",
         "pyyaml",
         "faiss-cpu>=1.7",
-        "numba>=0.59",  # the Jaccard distance's pair sums (pisl/cluster/pair_sums.py), compiled
+        "numba>=0.59",  # the clustering's kernels (pisl/cluster: pair sums, top-k heaps), compiled
         "scikit-learn>=1.0",
         "scipy",
         "numpy",

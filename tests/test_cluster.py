@@ -12,7 +12,7 @@ from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroid
                           knn_pca, knn_self, knn_torch, per_camera_standardised)
 from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, encoding_bytes, expanded_sets,
                                   jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
-from pisl.cluster.knn import int8_codes, ivf_lists, knn_codes
+from pisl.cluster.knn import _candidate_distances, _mutual_places, int8_codes, ivf_lists, knn_codes
 from pisl.cluster.pair_sums import pair_distances_above
 from pisl.evaluation.rerank import BYTES_PER_RANKED_PAIR, ReRankedDistances
 
@@ -70,6 +70,21 @@ def test_knn_codes_gives_the_exact_integer_distances(backend):
     assert np.array_equal(dist.astype(np.int64), full.sort(1).values[:, :10].numpy())
     assert np.array_equal(full.gather(1, torch.from_numpy(index)).numpy(), dist.astype(np.int64))
     assert (index[:, 0] == np.arange(103)).all()
+
+
+def test_mutual_candidates_are_computed_once_with_the_bits_of_both():
+    import faiss
+    feats = F.normalize(torch.randn(200, 64, generator=torch.Generator().manual_seed(0)), dim=1)
+    candidates = knn_self(feats, 12)[1]
+    places = _mutual_places(candidates)
+    i, p = np.argwhere(places >= 0)[0]
+    j, q = divmod(places[i, p], 12)
+    assert j < i and candidates[i, p] == j and candidates[j, q] == i
+    assert ((places >= 0) == [[0 <= j < i and i in candidates[j] for j in row] for i, row in enumerate(candidates)]).all()
+    every = np.empty(candidates.shape, dtype=np.float32)  # each pair computed from both of its rows
+    faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(every), faiss.swig_ptr(feats.numpy()), faiss.swig_ptr(feats.numpy()),
+                            faiss.swig_ptr(candidates), 64, 200, 12)
+    assert np.array_equal(_candidate_distances(feats, candidates).numpy(), every)
 
 
 def test_k_reciprocal_sets_hand_case():

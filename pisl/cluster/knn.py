@@ -5,6 +5,7 @@ in the features' principal directions: every pair there (``knn_pca``), or a grap
 (``knn_hnsw``, sub-quadratic). ``knn_graph`` picks one from the CLUSTER.KNN keys."""
 import logging
 
+import numba
 import numpy as np
 import torch
 
@@ -156,8 +157,8 @@ def knn_codes(codes, k, backend="auto", block_size=1024):
     distance computed exactly in integers, as (distances, indices) N x k, nearest first.
 
     The same symmetric search as ``knn_self``, with the dot products of the codes from an 8-bit
-    integer matrix product (``torch._int_mm``: several times the float32 product's speed on a
-    CPU with VNNI instructions). With at most 1040 columns every distance is an integer below
+    integer matrix product (``torch._int_mm``: faster than the float32 product on a CPU with
+    VNNI instructions). With at most 1040 columns every distance is an integer below
     2^24, exact in float32: on CUDA, or with ``backend`` "torch", the codes are multiplied as
     float32 and give the same integers; ties aside, every device gives the same neighbours."""
     n, dim = codes.shape
@@ -198,18 +199,41 @@ def _projected(feats, dim, chunk_size=65536):
     return torch.cat([(feats[i: i + chunk_size] - mean) @ basis for i in range(0, len(feats), chunk_size)])
 
 
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _mutual_places(candidates):
+    """For each (i, p) with j = candidates[i, p] < i and i among j's candidates (first at place
+    q): j x c + q, the flat place of the same pair in j's row; -1 elsewhere."""
+    n, c = candidates.shape
+    places = np.full((n, c), -1, dtype=np.int64)
+    for i in numba.prange(n):
+        for p in range(c):
+            j = candidates[i, p]
+            if 0 <= j < i:
+                for q in range(c):
+                    if candidates[j, q] == i:
+                        places[i, p] = j * c + q
+                        break
+    return places
+
+
 def _candidate_distances(feats, candidates, chunk_size=512):
     """Squared distances from each row to the rows of its ``candidates`` (N x c indices),
     float32 N x c. faiss reads each candidate row once, in place (``fvec_L2sqr_by_idx``: much
-    faster than gathering the rows with torch, which copies them first);
-    without faiss, or on CUDA, torch gathers them in chunks."""
+    faster than gathering the rows with torch, which copies them first), and a pair that both
+    rows hold as candidates is computed once, for the lower row, and copied: faiss's distance is
+    the same to the bit either way round. Without faiss, or on CUDA, torch gathers the rows in
+    chunks."""
     faiss = _faiss()
     if faiss is not None and not feats.is_cuda:
         rows = np.ascontiguousarray(feats.numpy())
         candidates = np.ascontiguousarray(candidates, dtype=np.int64)
+        places = _mutual_places(candidates)
+        mutual = places >= 0
+        ids = np.where(mutual, -1, candidates)  # faiss skips -1
         dist = np.empty(candidates.shape, dtype=np.float32)
         faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(dist), faiss.swig_ptr(rows), faiss.swig_ptr(rows),
-                                faiss.swig_ptr(candidates), rows.shape[1], len(rows), candidates.shape[1])
+                                faiss.swig_ptr(ids), rows.shape[1], len(rows), candidates.shape[1])
+        dist[mutual] = dist.ravel()[places[mutual]]
         return torch.from_numpy(dist)
     candidates = torch.as_tensor(candidates).to(feats.device)
     sq_norms = squared_norms(feats)
