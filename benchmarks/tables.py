@@ -155,8 +155,9 @@ TABLES = {
     "bench_eval_scale": ToolTable([f"{TOOLS}bench_eval_scale_msmt17.json", f"{TOOLS}bench_eval_scale_msmt17_rerank.json"]),
     # The step before the compiled pair sums and faiss's re-ranking (commit 1c6d518), then now.
     "cluster_scale": ToolTable([f"{TOOLS}bench_cluster_scale_before.json", f"{TOOLS}bench_cluster_scale.json",
-                                f"{TOOLS}bench_cluster_scale_int8_codes.json", f"{TOOLS}bench_cluster_scale_1m.json"],
-                               ["N", "dim", "method", "knn s", "jaccard s", "dbscan s", "total s", "peak RSS GiB",
+                                f"{TOOLS}bench_cluster_scale_int8_codes.json", f"{TOOLS}bench_cluster_scale_1m.json",
+                                f"{TOOLS}bench_cluster_scale_hubs_1m.json"],
+                               ["features", "N", "dim", "method", "knn s", "jaccard s", "dbscan s", "total s", "peak RSS GiB",
                                 "recall@30", "ARI vs exact"]),
     "cuhk01_misaligned_norm": Table("records/cuhk01_misaligned_seeds",
                                     {"pisl_published": "published recipe, BatchNorm over 64 images",
