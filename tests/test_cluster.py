@@ -1,5 +1,7 @@
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -85,6 +87,16 @@ def test_mutual_candidates_are_computed_once_with_the_bits_of_both():
     faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(every), faiss.swig_ptr(feats.numpy()), faiss.swig_ptr(feats.numpy()),
                             faiss.swig_ptr(candidates), 64, 200, 12)
     assert np.array_equal(_candidate_distances(feats, candidates).numpy(), every)
+
+
+def test_the_compiled_kernels_leave_torch_on_its_thread_count():
+    # numba's parallel kernels share the OpenMP runtime with torch and can leave its thread count
+    # at numba's: one thread would become two, and torch's sums with it. 3,000 rows: blocks
+    # offered both ways (the tiled kernel), a fresh process: the kernels' first run.
+    code = ("import torch, torch.nn.functional as F; torch.set_num_threads(1); from pisl.cluster import cluster_features; "
+            "cluster_features(F.normalize(torch.randn(3000, 32), dim=1), 0.5, 20, 6); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.split()[-1] == "1"
 
 
 def test_k_reciprocal_sets_hand_case():

@@ -22,6 +22,7 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from .knn import knn_self, squared_norms
 from .pair_sums import pair_distances_above
+from .threads import keeps_torch_threads
 
 
 def _rank_indicator(rank, k):
@@ -74,6 +75,7 @@ def _distances_from_search(rows, cols, rank, knn_dist, sq_norms, out, found):
                 break
 
 
+@keeps_torch_threads
 def pair_distances(features, rows, cols, knn_result=None, chunk_size=1024):
     """2 - 2 f_i.f_j for each pair (rows[e], cols[e]), float32.
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .heaps import RowHeaps
+from .threads import keeps_torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ def _mutual_places(candidates):
     return places
 
 
+@keeps_torch_threads
 def _candidate_distances(feats, candidates, chunk_size=512):
     """Squared distances from each row to the rows of its ``candidates`` (N x c indices),
     float32 N x c. faiss reads each candidate row once, in place (``fvec_L2sqr_by_idx``: much

@@ -13,6 +13,8 @@ Rows are independent, so the threads split them without changing any result.
 import numba
 import numpy as np
 
+from .threads import keeps_torch_threads
+
 
 @numba.njit(cache=True, nogil=True)
 def _distance(m):
@@ -121,6 +123,7 @@ def _gather(counts, where, skip, scratch_cols, scratch_dist, out_cols, out_dist)
         cursor += counts[r]
 
 
+@keeps_torch_threads
 def pair_distances_above(V, columns, start, stop, min_col, min_overlap, max_distance, order=None, chunk=1024,
                          pairs_per_row=8):
     """(rows, columns, d_J) of the pairs of rows [start, stop) of the encoding ``V`` (CSR,
