@@ -13,7 +13,6 @@ one.
 import numba
 import numpy as np
 
-from .threads import keeps_torch_threads
 
 _RUN = 64  # distances compared at once with a heap's top: a loop over a slice of this many vectorises
 _TILES = 4  # a block offered both ways is cut in this many runs of rows and of columns (``_add_both_ways``)
@@ -117,7 +116,6 @@ class RowHeaps:
         self.dist = np.full((n, k), np.inf, dtype=np.float32)
         self.index = np.full((n, k), -1, dtype=np.int64)
 
-    @keeps_torch_threads
     def add(self, dots, row_norms, col_norms, row0, col0, both_ways=False):
         """Offer the squared distances of a block of dot products (CPU tensors or arrays):
         dots[r, c] = f_(row0 + r) . f_(col0 + c), with the squared norms of those rows

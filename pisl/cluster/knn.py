@@ -103,6 +103,7 @@ class _TorchTopK:
         return self.dist.cpu().numpy(), self.index.cpu().numpy()
 
 
+@keeps_torch_threads  # once a search, not once a block
 def _symmetric_search(rows, norms, selector, dots, block_size):
     """Offer every pair of ``rows`` once to ``selector`` (``RowHeaps`` or ``_TorchTopK``):
     the blocks of the upper block triangle, each to its row samples and its column samples;
