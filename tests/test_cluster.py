@@ -14,7 +14,8 @@ from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroid
                           knn_pca, knn_self, knn_torch, per_camera_standardised)
 from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, encoding_bytes, expanded_sets,
                                   jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
-from pisl.cluster.knn import _candidate_distances, _mutual_places, int8_codes, ivf_lists, knn_codes
+from pisl.cluster.knn import (_candidate_distances, _mutual_places, cell_order, int8_codes, ivf_lists, knn_codes,
+                              pca_basis)
 from pisl.cluster.pair_sums import pair_distances_above
 from pisl.evaluation.rerank import BYTES_PER_RANKED_PAIR, ReRankedDistances
 
@@ -74,6 +75,36 @@ def test_knn_codes_gives_the_exact_integer_distances(backend):
     assert (index[:, 0] == np.arange(103)).all()
 
 
+def test_cell_order_groups_the_rows_by_their_nearest_pivot():
+    codes = torch.randint(-127, 128, (300, 16), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
+    pivots = codes[::10]  # 30 cells: every 10th row
+    dist = (codes.long()[:, None] - pivots.long()[None]).pow(2).sum(2)
+    nearest = dist.argmin(1).numpy()  # the first pivot on a tie, as cell_order
+    order = cell_order(codes, cells=30)
+    assert np.array_equal(order, np.argsort(nearest, kind="stable"))
+    assert np.array_equal(cell_order(codes, cells=30, chunk_size=7), order)  # chunks change nothing
+
+
+def test_knn_codes_in_cell_order_finds_the_same_distances():
+    codes = torch.randint(-127, 128, (203, 24), dtype=torch.int8, generator=torch.Generator().manual_seed(1))
+    plain = knn_codes(codes, 10, block_size=16)
+    dist, index = knn_codes(codes, 10, block_size=16, order=cell_order(codes, cells=8))
+    assert np.array_equal(dist, plain[0])  # exact integers: only ties may pick other rows
+    full = (codes.long()[:, None] - codes.long()[None]).pow(2).sum(2)
+    assert np.array_equal(full.gather(1, torch.from_numpy(index)).numpy(), dist.astype(np.int64))
+
+
+def test_pca_basis_spans_the_top_principal_directions():
+    # 6 strong directions and weak noise: the randomised range finder must recover their span.
+    gen = torch.Generator().manual_seed(0)
+    strong = torch.linalg.qr(torch.randn(40, 6, generator=gen)).Q
+    feats = torch.randn(500, 6, generator=gen) * torch.arange(6, 0, -1) @ strong.t() + 0.01 * torch.randn(500, 40, generator=gen)
+    basis, mean = pca_basis(feats, 6)
+    assert torch.allclose(basis.t() @ basis, torch.eye(6), atol=1e-5)
+    assert torch.linalg.svdvals(strong.t() @ basis).min() > 0.999  # the same subspace
+    assert torch.allclose(mean, feats.mean(0))
+
+
 def test_mutual_candidates_are_computed_once_with_the_bits_of_both():
     import faiss
     feats = F.normalize(torch.randn(200, 64, generator=torch.Generator().manual_seed(0)), dim=1)
@@ -87,6 +118,8 @@ def test_mutual_candidates_are_computed_once_with_the_bits_of_both():
     faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(every), faiss.swig_ptr(feats.numpy()), faiss.swig_ptr(feats.numpy()),
                             faiss.swig_ptr(candidates), 64, 200, 12)
     assert np.array_equal(_candidate_distances(feats, candidates).numpy(), every)
+    order = np.random.default_rng(0).permutation(200)  # rows taken in another order: the same bits
+    assert np.array_equal(_candidate_distances(feats, candidates, order=order).numpy(), every)
 
 
 def test_the_compiled_kernels_leave_torch_on_its_thread_count():

@@ -107,13 +107,17 @@ class _TorchTopK:
 def _symmetric_search(rows, norms, selector, dots, block_size):
     """Offer every pair of ``rows`` once to ``selector`` (``RowHeaps`` or ``_TorchTopK``):
     the blocks of the upper block triangle, each to its row samples and its column samples;
-    ``dots(a, b)`` gives a block of dot products. Returns the selector's result."""
+    ``dots(a, b)`` gives a block of dot products. Returns the selector's result.
+
+    The diagonal blocks go first: where the rows come in ``cell_order``, a row's block holds
+    rows near it, so its heap starts with a small top and far fewer of the later distances
+    enter it (an insertion costs far more than a comparison)."""
     n = len(rows)
-    for a in range(0, n, block_size):
-        block_rows = rows[a: a + block_size]
-        for b in range(a, n, block_size):
-            selector.add(dots(block_rows, rows[b: b + block_size]), norms[a: a + block_size],
-                         norms[b: b + block_size], a, b, both_ways=b != a)
+    starts = range(0, n, block_size)
+    pairs = [(a, a) for a in starts] + [(a, b) for a in starts for b in starts if b > a]
+    for a, b in pairs:
+        selector.add(dots(rows[a: a + block_size], rows[b: b + block_size]), norms[a: a + block_size],
+                     norms[b: b + block_size], a, b, both_ways=b != a)
     return selector.result()
 
 
@@ -154,7 +158,41 @@ def int8_codes(rows):
     return torch.round(rows * (127 / largest)).to(torch.int8)
 
 
-def knn_codes(codes, k, backend="auto", block_size=1024):
+@numba.njit(parallel=True, nogil=True, cache=True)
+def _nearest_pivots(dots, pivot_norms):
+    """For each row of ``dots`` (its dot products with the pivots), the pivot that minimises
+    |pivot|^2 - 2 row . pivot (the first on a tie): its nearest pivot, |row|^2 being the same
+    for every pivot."""
+    nearest = np.empty(len(dots), dtype=np.int64)
+    for r in numba.prange(len(dots)):
+        best, best_value = 0, pivot_norms[0] - 2 * dots[r, 0]
+        for p in range(1, dots.shape[1]):
+            value = pivot_norms[p] - 2 * dots[r, p]
+            if value < best_value:
+                best, best_value = p, value
+        nearest[r] = best
+    return nearest
+
+
+@keeps_torch_threads
+def cell_order(codes, cells=1024, chunk_size=65536):
+    """An order of the rows of 8-bit ``codes`` that puts rows near each other in the code
+    space near each other in the order: the rows grouped by their nearest of ``cells`` pivots
+    (evenly spaced rows), by exact integer distance (the first pivot on a tie), so the order is
+    the same on every device and thread count. Returns a NumPy permutation."""
+    n = len(codes)
+    pivots = codes[:: -(-n // cells)]
+    pivot_norms = pivots.int().pow(2).sum(1).int().cpu().numpy()
+    nearest = []
+    for i in range(0, n, chunk_size):
+        chunk = codes[i: i + chunk_size]
+        # Integers below 2^24 (at most MAX_CODE_DIM columns): exact in float32 on CUDA too.
+        dots = (chunk.float() @ pivots.float().t()).int() if codes.is_cuda else torch._int_mm(chunk, pivots.t())
+        nearest.append(_nearest_pivots(dots.cpu().numpy(), pivot_norms))
+    return np.argsort(np.concatenate(nearest), kind="stable")
+
+
+def knn_codes(codes, k, backend="auto", block_size=1024, order=None):
     """k-NN of every row of 8-bit ``codes`` among all rows, itself included, by their squared
     distance computed exactly in integers, as (distances, indices) N x k, nearest first.
 
@@ -162,43 +200,57 @@ def knn_codes(codes, k, backend="auto", block_size=1024):
     integer matrix product (``torch._int_mm``: faster than the float32 product on a CPU with
     VNNI instructions). With at most 1040 columns every distance is an integer below
     2^24, exact in float32: on CUDA, or with ``backend`` "torch", the codes are multiplied as
-    float32 and give the same integers; ties aside, every device gives the same neighbours."""
+    float32 and give the same integers; ties aside, every device gives the same neighbours.
+    With ``order`` (a permutation, ``cell_order``) the rows are searched in that order, which
+    changes nothing but the time and which of two equally near rows is kept."""
     n, dim = codes.shape
     if k > n:
         raise ValueError(f"k={k} neighbours asked among only {n} samples")
     if dim > MAX_CODE_DIM:
         raise ValueError(f"{dim} columns of 8-bit codes: at most {MAX_CODE_DIM} keep their distances exact in float32")
+    if order is not None:
+        dist, index = knn_codes(codes[torch.as_tensor(order, device=codes.device)], k, backend, block_size)
+        back = np.empty_like(order)
+        back[order] = np.arange(n)
+        return dist[back], order[index[back]]
     norms = codes.int().pow(2).sum(1).float()
     if _use_faiss(backend) and not codes.is_cuda:
         return _symmetric_search(codes, norms, RowHeaps(n, k), lambda a, b: torch._int_mm(a, b.t()), block_size)
     return _symmetric_search(codes.float(), norms, _TorchTopK(n, k, codes.device), lambda a, b: a @ b.t(), block_size)
 
 
-# The principal directions come from at most this many evenly spaced rows: their covariance
-# costs N x D^2, and a sample this size finds directions whose candidates give the same labels
-# (docs/benchmarks.md measures the recall and ARI).
+# The principal directions come from at most this many evenly spaced rows, so their cost does
+# not grow with N (docs/benchmarks.md measures the recall and ARI of the candidates they give).
 PCA_SAMPLE_ROWS = 32768
 
 
-def pca_basis(features, dim, chunk_size=16384, sample_rows=PCA_SAMPLE_ROWS):
-    """The top-``dim`` principal directions of the rows (D x dim) and their mean, from the
-    D x D covariance accumulated over row chunks of at most ``sample_rows`` evenly spaced rows."""
+def pca_basis(features, dim, sample_rows=PCA_SAMPLE_ROWS, oversample=64, power_iterations=2):
+    """About the top-``dim`` principal directions of the rows (D x dim, orthonormal columns)
+    and their mean, from at most ``sample_rows`` evenly spaced rows, by a randomised range
+    finder (Halko, Martinsson and Tropp, 2011): dim + ``oversample`` random directions (from a
+    fixed seed) multiplied ``power_iterations`` + 1 times by the centred sample's covariance and
+    orthonormalised, then the principal directions within the subspace they span. A few matrix
+    products instead of the D x D covariance and its eigendecomposition: the search needs a
+    subspace that keeps nearly all of the rows' variance, not the exact directions."""
     if len(features) > sample_rows:
         features = features[:: -(-len(features) // sample_rows)]
     mean = features.mean(0)
-    cov = torch.zeros(features.shape[1], features.shape[1], dtype=torch.float64, device=features.device)
-    for i in range(0, len(features), chunk_size):
-        centred = features[i: i + chunk_size] - mean
-        cov += (centred.t() @ centred).double()  # float32 products (fast), float64 sum over chunks
-    eigenvalues, eigenvectors = torch.linalg.eigh(cov)  # ascending
-    return eigenvectors[:, -dim:].flip(1).float(), mean
+    centred = features - mean
+    width = min(features.shape[1], dim + oversample)
+    subspace = torch.randn(features.shape[1], width, generator=torch.Generator().manual_seed(0)).to(features.device)
+    for _ in range(power_iterations + 1):
+        subspace = torch.linalg.qr(centred.t() @ (centred @ subspace)).Q
+    inside = centred @ subspace
+    _, directions = torch.linalg.eigh((inside.t() @ inside).double())  # ascending variance
+    return (subspace.double() @ directions[:, -dim:].flip(1)).float(), mean
 
 
 def _projected(feats, dim, chunk_size=65536):
     """The rows in their top ``dim`` principal directions (centred), N x dim, a chunk of rows
-    at a time (centring them all at once would copy the matrix)."""
+    at a time: (f - mean) @ basis as f @ basis - mean @ basis, without a centred copy."""
     basis, mean = pca_basis(feats, dim)
-    return torch.cat([(feats[i: i + chunk_size] - mean) @ basis for i in range(0, len(feats), chunk_size)])
+    shift = -(mean @ basis)
+    return torch.cat([torch.addmm(shift, feats[i: i + chunk_size], basis) for i in range(0, len(feats), chunk_size)])
 
 
 @numba.njit(parallel=True, nogil=True, cache=True)
@@ -219,13 +271,14 @@ def _mutual_places(candidates):
 
 
 @keeps_torch_threads
-def _candidate_distances(feats, candidates, chunk_size=512):
+def _candidate_distances(feats, candidates, chunk_size=512, order=None):
     """Squared distances from each row to the rows of its ``candidates`` (N x c indices),
     float32 N x c. faiss reads each candidate row once, in place (``fvec_L2sqr_by_idx``: much
     faster than gathering the rows with torch, which copies them first), and a pair that both
     rows hold as candidates is computed once, for the lower row, and copied: faiss's distance is
-    the same to the bit either way round. Without faiss, or on CUDA, torch gathers the rows in
-    chunks."""
+    the same to the bit either way round. The rows are taken in ``order`` (a permutation; none:
+    as they come): rows near each other share candidates, which then come from the cache. Without
+    faiss, or on CUDA, torch gathers the rows in chunks."""
     faiss = _faiss()
     if faiss is not None and not feats.is_cuda:
         rows = np.ascontiguousarray(feats.numpy())
@@ -234,8 +287,16 @@ def _candidate_distances(feats, candidates, chunk_size=512):
         mutual = places >= 0
         ids = np.where(mutual, -1, candidates)  # faiss skips -1
         dist = np.empty(candidates.shape, dtype=np.float32)
-        faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(dist), faiss.swig_ptr(rows), faiss.swig_ptr(rows),
-                                faiss.swig_ptr(ids), rows.shape[1], len(rows), candidates.shape[1])
+        if order is None:
+            faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(dist), faiss.swig_ptr(rows), faiss.swig_ptr(rows),
+                                    faiss.swig_ptr(ids), rows.shape[1], len(rows), candidates.shape[1])
+        else:  # the same distances (fvec_L2sqr), for (row, candidate) pairs listed in that order
+            query = np.repeat(np.asarray(order, dtype=np.int64), candidates.shape[1])
+            ids = np.ascontiguousarray(ids[order])
+            listed = np.empty(ids.size, dtype=np.float32)
+            faiss.pairwise_indexed_L2sqr(rows.shape[1], ids.size, faiss.swig_ptr(rows), faiss.swig_ptr(query),
+                                         faiss.swig_ptr(rows), faiss.swig_ptr(ids), faiss.swig_ptr(listed))
+            dist[order] = listed.reshape(ids.shape)
         dist[mutual] = dist.ravel()[places[mutual]]
         return torch.from_numpy(dist)
     candidates = torch.as_tensor(candidates).to(feats.device)
@@ -249,14 +310,15 @@ def _candidate_distances(feats, candidates, chunk_size=512):
     return torch.cat(dist)
 
 
-def _refined(feats, candidates, k):
+def _refined(feats, candidates, k, order=None):
     """The k nearest of each row's ``candidates`` (N x c indices; -1 where a search found
     fewer) by exact squared distance on the full features, as (distances, indices) NumPy
-    arrays N x k, nearest first. Rows left with fewer than k candidates are searched exactly."""
+    arrays N x k, nearest first; the rows' distances are computed in ``order`` (a permutation,
+    ``_candidate_distances``). Rows left with fewer than k candidates are searched exactly."""
     candidates = np.asarray(candidates, dtype=np.int64)
     missing = candidates < 0
     candidates = np.where(missing, np.arange(len(candidates))[:, None], candidates)
-    dist = _candidate_distances(feats, candidates)
+    dist = _candidate_distances(feats, candidates, order=order)
     dist[torch.from_numpy(missing).to(dist.device)] = float("inf")
     top = dist.topk(k, dim=1, largest=False, sorted=True)
     dist, index = top.values.cpu().numpy(), np.take_along_axis(candidates, top.indices.cpu().numpy(), 1)
@@ -270,7 +332,8 @@ def knn_pca(features, k, dim=128, refine=2, backend="auto"):
     """Approximate k-NN of every row among all rows (itself included), as (squared distances,
     indices) N x k, nearest first: the rows projected to their top ``dim`` principal directions
     and rounded to 8-bit codes (``int8_codes``) are searched exhaustively (``knn_codes``) for
-    ``refine`` x k candidates, whose exact distances on the full features pick the k.
+    ``refine`` x k candidates, whose exact distances on the full features pick the k. Both
+    steps take the rows in ``cell_order``, which only makes them faster.
 
     Pooled CNN features put most of their variance in a few hundred directions, so the
     projected search finds the true neighbours among its candidates at D / dim of the exact
@@ -286,8 +349,10 @@ def knn_pca(features, k, dim=128, refine=2, backend="auto"):
         raise ValueError(f"k={k} neighbours asked among only {n} samples")
     if dim >= feats.shape[1]:
         return knn_self(feats, k, backend=backend)
-    candidates = knn_codes(int8_codes(_projected(feats, dim)), min(n, refine * k), backend=backend)[1]
-    return _refined(feats, candidates, k)
+    codes = int8_codes(_projected(feats, dim))
+    order = cell_order(codes)  # near rows together: fewer heap insertions, candidates from the cache
+    candidates = knn_codes(codes, min(n, refine * k), backend=backend, order=order)[1]
+    return _refined(feats, candidates, k, order=order)
 
 
 def _faiss_index_input(features, k, dim, method):
