@@ -139,24 +139,40 @@ class MemoryBudgetError(MemoryError):
     """A step would need more memory than its configured budget (the message names the key)."""
 
 
+@numba.njit(cache=True, nogil=True)
+def _column_major(indptr, indices, data, col_begin):
+    """The entries of a CSR matrix (``indptr``, ``indices``, ``data``; N rows) in column-major
+    order by a counting sort from where each column begins: for each place there, the entry's
+    row, value and key column x N + row; and for each row-major entry, its place. Rows come in
+    ascending order within a column, as the row-major entries are read in order."""
+    n, nnz = len(indptr) - 1, len(indices)
+    col_rows = np.empty(nnz, dtype=np.int64)
+    col_data = np.empty(nnz, dtype=data.dtype)
+    place = np.empty(nnz, dtype=np.int64)
+    col_keys = np.empty(nnz, dtype=np.int64)
+    next_place = col_begin.astype(np.int64).copy()
+    for i in range(n):
+        for e in range(indptr[i], indptr[i + 1]):
+            col = indices[e]
+            q = next_place[col]
+            next_place[col] = q + 1
+            col_rows[q], col_data[q], place[e], col_keys[q] = i, data[e], q, col * n + i
+    return col_rows, col_data, place, col_keys
+
+
 class ColumnMajor:
     """The entries of a CSR matrix V (N x N) in column-major order, rows ascending within each
     column, with where each row-major entry lands there: what the pair sums walk."""
 
     def __init__(self, V):
         self.V = V
-        n, nnz = V.shape[0], V.nnz
+        n = V.shape[0]
         self.rows = np.repeat(np.arange(n), np.diff(V.indptr))
-        # Entry numbers sorted by column, rows ascending within a column: scipy's CSR to CSC
-        # conversion does it in one pass (a stable argsort of the columns gives the same).
-        order = sp.csr_matrix((np.arange(nnz), V.indices, V.indptr), shape=V.shape).tocsc().data
-        self.col_rows, self.col_data = self.rows[order], V.data[order]
         per_column = np.bincount(V.indices, minlength=V.shape[1])
         self.col_end = np.cumsum(per_column)
         self.col_begin = self.col_end - per_column
-        self.place = np.empty(nnz, dtype=np.int64)
-        self.place[order] = np.arange(nnz)
-        self.col_keys = V.indices[order].astype(np.int64) * n + self.col_rows
+        self.col_rows, self.col_data, self.place, self.col_keys = _column_major(
+            V.indptr.astype(np.int64), V.indices.astype(np.int64), V.data, self.col_begin)
 
     @functools.cached_property
     def row_order(self):
