@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from pisl.cluster import (apply_outlier_policy, camera_proxies, cluster_centroids, cluster_features,
                           compute_jaccard_distance, dbscan_sparse, k_reciprocal_sets, knn, knn_graph, knn_hnsw, knn_ivf,
                           knn_pca, knn_self, knn_torch, per_camera_standardised)
-from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, encoding_bytes, expanded_sets,
-                                  jaccard_encoding, jaccard_from_encoding, pair_distances, row_blocks)
+from pisl.cluster.jaccard import (BYTES_PER_MEETING, ColumnMajor, MemoryBudgetError, encode, encoding_bytes,
+                                  expanded_sets, jaccard_encoding, jaccard_from_encoding, pair_distances, query_expansion,
+                                  row_blocks)
 from pisl.cluster.knn import (_candidate_distances, _mutual_places, cell_order, int8_codes, ivf_lists, knn_codes,
                               pca_basis)
 from pisl.cluster.pair_sums import pair_distances_above
@@ -156,6 +157,36 @@ def test_sparse_jaccard_equals_reference_loop(n, k1, k2, seed):
     near = compute_jaccard_distance(feats, k1, k2, knn_result=knn_result, max_distance=0.6).tocoo()
     assert np.array_equal(np.sort(near.row * n + near.col), np.flatnonzero(dense.ravel() <= 0.6))
     assert np.allclose(near.data, dense[near.row, near.col])
+
+
+@pytest.mark.parametrize("k1", [20, 7])
+def test_compiled_expanded_sets_equal_the_sparse_products(k1):
+    # The formulation on scipy's sparse matrices, with its float32 counts and threshold.
+    feats = bench.clustered_features(700, 16, seed=5, ids_fraction=0.05, noise=1.5)
+    rank = knn(feats, feats, 25)[1]
+    full, half = k_reciprocal_sets(rank, k1), k_reciprocal_sets(rank, int(np.around(k1 / 2)))
+    overlap = full.multiply(full @ half.T).tocoo()
+    accept = overlap.data > (2.0 / 3.0) * np.asarray(half.sum(1)).ravel()[overlap.col]
+    chosen = sp.csr_matrix((np.ones(accept.sum(), np.float32), (overlap.row[accept], overlap.col[accept])),
+                           shape=full.shape)
+    expected = (full + chosen @ half).tocsr()
+    expected.sort_indices()
+    ours = expanded_sets(rank, k1)
+    assert np.array_equal(ours.indptr, expected.indptr) and np.array_equal(ours.indices, expected.indices)
+    assert chosen.nnz > 0  # some sets were expanded
+
+
+def test_compiled_query_expansion_has_the_bits_of_the_sparse_product():
+    feats = bench.clustered_features(500, 16, seed=6, ids_fraction=0.05, noise=1.5)
+    knn_result = knn(feats, feats, 20)
+    V = encode(feats, expanded_sets(knn_result[1], 20), knn_result)
+    cols = knn_result[1][:, :6]
+    mean = sp.csr_matrix((np.full(cols.size, 1.0 / 6), (np.repeat(np.arange(500), 6), cols.ravel())), shape=V.shape)
+    expected = (mean @ V.astype(np.float64)).astype(np.float32).tocsr()
+    expected.sort_indices()
+    ours = query_expansion(V, knn_result[1], 6)
+    assert np.array_equal(ours.indptr, expected.indptr) and np.array_equal(ours.indices, expected.indices)
+    assert np.array_equal(ours.data.view(np.int32), expected.data.view(np.int32))
 
 
 def test_pair_distances_from_knn_equal_computed_ones():
