@@ -153,10 +153,13 @@ TABLES = {
     "bench_norm": BenchNormTable([f"{TOOLS}bench_norm_cuhk03np_mobilenetv2.json"]),
     "bench_pisl": ToolTable([f"{TOOLS}bench_pisl_cuhk03np.json"]),
     "bench_eval_scale": ToolTable([f"{TOOLS}bench_eval_scale_msmt17.json", f"{TOOLS}bench_eval_scale_msmt17_rerank.json"]),
-    # The step before the compiled pair sums and faiss's re-ranking (commit 1c6d518), then now.
+    # The step before the compiled pair sums and faiss's re-ranking (commit 1c6d518), its
+    # successive states, the inverted file's probes, then now.
     "cluster_scale": ToolTable([f"{TOOLS}bench_cluster_scale_before.json", f"{TOOLS}bench_cluster_scale.json",
                                 f"{TOOLS}bench_cluster_scale_int8_codes.json", f"{TOOLS}bench_cluster_scale_1m.json",
-                                f"{TOOLS}bench_cluster_scale_hubs_1m.json"],
+                                f"{TOOLS}bench_cluster_scale_hubs_1m.json", f"{TOOLS}bench_cluster_scale_ivf_probes.json",
+                                f"{TOOLS}bench_cluster_scale_cell_order.json",
+                                f"{TOOLS}bench_cluster_scale_cell_order_1m.json"],
                                ["features", "N", "dim", "method", "knn s", "jaccard s", "dbscan s", "total s", "peak RSS GiB",
                                 "recall@30", "ARI vs exact"]),
     "cuhk01_misaligned_norm": Table("records/cuhk01_misaligned_seeds",

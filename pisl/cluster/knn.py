@@ -437,7 +437,8 @@ def knn_graph(features, k, method="auto", exact_below=50000, backend="auto", pca
     with ``pca_dim`` and ``refine``), "hnsw" (``knn_hnsw``, also with ``ef_search``), "ivf"
     (``knn_ivf``, with ``ivf_probes``) or "auto": exact below ``exact_below`` rows or on CUDA
     (where exact is fast), else pca, which on 2 CPU cores was measured faster than hnsw, and
-    whose labels agree with exact search's where ivf's do not (``benchmarks/bench_cluster_scale.py``)."""
+    whose labels agree with exact search's where ivf's do not, or only with so many probes that
+    it is slower (``benchmarks/bench_cluster_scale.py``)."""
     if method == "auto":
         method = "exact" if len(features) < exact_below or torch.cuda.is_available() else "pca"
     if method == "exact":
