@@ -64,8 +64,9 @@ def _reciprocal_lists(rank, k, k_half):
 
 @numba.njit(cache=True, nogil=True)
 def _expanded_row(i, full, full_sizes, half, half_sizes, stamp, out):
-    """Row i's expanded set into ``out`` (unsorted; ``stamp`` marks members with i + 1 for the
-    duplicate test and 2 (i + 1) for N(i, k1)); returns its size."""
+    """Row i's expanded set into ``out`` (unsorted), its size returned. ``stamp`` (rows taken
+    in ascending order) marks N(i, k1)'s members with 2 i + 2, for the overlaps, and the members
+    added from accepted sets with 2 i + 1: below 2 i + 1, a row is not yet in i's set."""
     size = 0
     for p in range(full_sizes[i]):  # N(i, k1), marked for the overlaps
         j = full[i, p]
@@ -249,7 +250,7 @@ def query_expansion(V, rank, k2, chunk=4096):
     V = V.tocsr()
     neighbours = np.sort(np.asarray(rank)[:, :k2], axis=1).astype(np.int64)
     indptr, indices, data = _mean_rows(neighbours, 1.0 / neighbours.shape[1], V.indptr.astype(np.int64),
-                                       V.indices.astype(np.int64), V.data.astype(np.float32), chunk)
+                                       V.indices.astype(np.int64), V.data, chunk)
     return sp.csr_matrix((data, indices, indptr), shape=V.shape)
 
 
