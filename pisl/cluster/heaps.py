@@ -13,7 +13,6 @@ one.
 import numba
 import numpy as np
 
-
 _RUN = 64  # distances compared at once with a heap's top: a loop over a slice of this many vectorises
 _TILES = 4  # a block offered both ways is cut in this many runs of rows and of columns (``_add_both_ways``)
 

@@ -26,20 +26,6 @@ from .pair_sums import pair_distances_above
 from .threads import keeps_torch_threads
 
 
-def _rank_indicator(rank, k):
-    """Sparse boolean N x N: row i marks the first min(k + 1, columns) entries of its ranking."""
-    cols = rank[:, : k + 1]
-    n = rank.shape[0]
-    rows = np.repeat(np.arange(n), cols.shape[1])
-    return sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols.ravel())), shape=(n, n))
-
-
-def k_reciprocal_sets(rank, k):
-    """Row i of the returned sparse 0/1 matrix is the k-reciprocal neighbour set N(i, k)."""
-    forward = _rank_indicator(rank, k)
-    return forward.multiply(forward.T).tocsr()
-
-
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _reciprocal_lists(rank, k, k_half):
     """N(i, k) and N(i, k_half) of every row i, as lists in ranking order (-1 after their
@@ -60,6 +46,16 @@ def _reciprocal_lists(rank, k, k_half):
                 half[i, half_sizes[i]] = j
                 half_sizes[i] += 1
     return full, full_sizes, half, half_sizes
+
+
+def k_reciprocal_sets(rank, k):
+    """Row i of the returned sparse 0/1 matrix (CSR, sorted indices) is the k-reciprocal
+    neighbour set N(i, k)."""
+    members, sizes = _reciprocal_lists(np.ascontiguousarray(rank, dtype=np.int64), k, k)[:2]
+    indptr = np.concatenate([[0], np.cumsum(sizes)])
+    sets = sp.csr_matrix((np.ones(indptr[-1], np.float32), members[members >= 0], indptr), shape=(len(rank),) * 2)
+    sets.sort_indices()
+    return sets
 
 
 @numba.njit(cache=True, nogil=True)
